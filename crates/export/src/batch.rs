@@ -1,0 +1,444 @@
+//! The bounded, non-blocking batch processor and the export thread behind it.
+//!
+//! - The request path only `try_send`s a finished span into a bounded queue: it never blocks,
+//!   never waits for the network, and when the queue is full the span is dropped and counted
+//!   (a warning is logged the first time).
+//! - One thread, named `inferscope-export`, runs its own single-threaded Tokio runtime (so the
+//!   async gRPC and HTTP clients always have a reactor, whatever runtime the application uses,
+//!   or none). It drains the queue into batches of at most `max_export_batch_size` spans, sent
+//!   when full or when `schedule_delay` has passed, one batch at a time, to every exporter.
+//! - Flush and shutdown drain everything queued, export it, and answer; the caller bounds the
+//!   wait with its own deadline. Shutdown closes the queue first.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inferscope_core::{SpanProcessor, SpanRecord};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::BatchConfig;
+use crate::exporter::SpanExporter;
+
+/// Counters of one exporter.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    /// The exporter's name.
+    pub name: &'static str,
+    /// Spans the receiver accepted.
+    pub exported: AtomicU64,
+    /// Spans the receiver rejected (OTLP `partial_success`).
+    pub rejected: AtomicU64,
+    /// Spans lost because export failed (after retries).
+    pub failed: AtomicU64,
+    /// Requests sent, retries included.
+    pub requests: AtomicU64,
+    /// Retries.
+    pub retries: AtomicU64,
+}
+
+/// Counters of the queue and every exporter; shared with the admin endpoint.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    /// Spans accepted into the queue.
+    pub enqueued: AtomicU64,
+    /// Spans dropped because the queue was full or closed.
+    pub dropped: AtomicU64,
+    /// Per exporter.
+    pub sinks: Vec<SinkCounters>,
+    queue_capacity: usize,
+    dequeued: AtomicU64,
+}
+
+/// A point-in-time copy of [`ExportStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Spans waiting in the queue.
+    pub queued: u64,
+    /// The queue's capacity.
+    pub queue_capacity: u64,
+    /// Spans accepted into the queue, ever.
+    pub enqueued: u64,
+    /// Spans dropped because the queue was full or closed.
+    pub dropped: u64,
+    /// Per exporter: (name, exported, rejected, failed, requests, retries).
+    pub sinks: Vec<SinkSnapshot>,
+}
+
+/// A point-in-time copy of [`SinkCounters`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkSnapshot {
+    /// The exporter's name.
+    pub name: &'static str,
+    /// Spans accepted.
+    pub exported: u64,
+    /// Spans rejected by the receiver.
+    pub rejected: u64,
+    /// Spans lost to failed exports.
+    pub failed: u64,
+    /// Requests, retries included.
+    pub requests: u64,
+    /// Retries.
+    pub retries: u64,
+}
+
+impl ExportStats {
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let enqueued = self.enqueued.load(Ordering::Relaxed);
+        StatsSnapshot {
+            queued: enqueued.saturating_sub(self.dequeued.load(Ordering::Relaxed)),
+            queue_capacity: self.queue_capacity as u64,
+            enqueued,
+            dropped: self.dropped.load(Ordering::Relaxed),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|s| SinkSnapshot {
+                    name: s.name,
+                    exported: s.exported.load(Ordering::Relaxed),
+                    rejected: s.rejected.load(Ordering::Relaxed),
+                    failed: s.failed.load(Ordering::Relaxed),
+                    requests: s.requests.load(Ordering::Relaxed),
+                    retries: s.retries.load(Ordering::Relaxed),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The [`SpanProcessor`] the tracer calls: a bounded, non-blocking hand-off.
+#[derive(Debug)]
+pub struct BatchProcessor {
+    tx: mpsc::Sender<SpanRecord>,
+    stats: Arc<ExportStats>,
+    warned: AtomicBool,
+}
+
+impl SpanProcessor for BatchProcessor {
+    #[inline]
+    fn on_end(&self, span: SpanRecord) {
+        match self.tx.try_send(span) {
+            Ok(()) => {
+                self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    let why = match e {
+                        mpsc::error::TrySendError::Full(_) => "the export queue is full",
+                        mpsc::error::TrySendError::Closed(_) => "the exporter has shut down",
+                    };
+                    tracing::warn!(
+                        capacity = self.stats.queue_capacity,
+                        "span dropped: {why}; further drops are only counted (inferscope_export_spans_dropped)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// How a flush or shutdown ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The deadline passed before the export thread answered.
+    #[error("flush did not finish within {0:?}")]
+    Timeout(Duration),
+    /// Some spans could not be exported.
+    #[error("{failed} span(s) could not be exported")]
+    Incomplete {
+        /// Spans lost.
+        failed: u64,
+    },
+    /// The export thread is gone.
+    #[error("the export thread has stopped")]
+    Stopped,
+}
+
+type Reply = Box<dyn FnOnce(Result<(), FlushError>) + Send>;
+
+enum Control {
+    Flush { deadline: Instant, reply: Reply },
+    Shutdown { deadline: Instant, reply: Reply },
+}
+
+/// Controls the export thread: flush and shut down.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    ctrl: mpsc::UnboundedSender<Control>,
+    stats: Arc<ExportStats>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Control::Flush { .. } => "Flush",
+            Control::Shutdown { .. } => "Shutdown",
+        })
+    }
+}
+
+impl WorkerHandle {
+    /// The counters.
+    pub fn stats(&self) -> &Arc<ExportStats> {
+        &self.stats
+    }
+
+    async fn ask(&self, shutdown: bool, timeout: Duration) -> Result<(), FlushError> {
+        let (tx, rx) = oneshot::channel();
+        let reply: Reply = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        let deadline = Instant::now() + timeout;
+        let msg = if shutdown {
+            Control::Shutdown { deadline, reply }
+        } else {
+            Control::Flush { deadline, reply }
+        };
+        self.ctrl.send(msg).map_err(|_| FlushError::Stopped)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(FlushError::Stopped),
+            Err(_) => Err(FlushError::Timeout(timeout)),
+        }
+    }
+
+    /// Exports everything queued now; waits at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.ask(false, timeout).await
+    }
+
+    /// Closes the queue, exports everything in it, and stops the thread; waits at most
+    /// `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.ask(true, timeout).await
+    }
+
+    /// [`WorkerHandle::shutdown`] for code without an async runtime (it blocks the calling
+    /// thread, so do not call it from inside one).
+    pub fn shutdown_blocking(&self, timeout: Duration) -> Result<(), FlushError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reply: Reply = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        let deadline = Instant::now() + timeout;
+        self.ctrl
+            .send(Control::Shutdown { deadline, reply })
+            .map_err(|_| FlushError::Stopped)?;
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(FlushError::Timeout(timeout)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(FlushError::Stopped),
+        }
+    }
+}
+
+/// Builds the exporters inside the export thread's runtime (gRPC channels need one).
+pub type ExporterFactory =
+    Box<dyn FnOnce() -> Result<Vec<Box<dyn SpanExporter>>, crate::otlp::BuildError> + Send>;
+
+/// Starts the export thread. Returns once the exporters are built (or failed to build).
+pub fn spawn(
+    config: BatchConfig,
+    names: Vec<&'static str>,
+    factory: ExporterFactory,
+) -> Result<(BatchProcessor, WorkerHandle), crate::InitError> {
+    let (tx, rx) = mpsc::channel(config.max_queue_size);
+    let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(ExportStats {
+        sinks: names
+            .into_iter()
+            .map(|name| SinkCounters {
+                name,
+                ..SinkCounters::default()
+            })
+            .collect(),
+        queue_capacity: config.max_queue_size,
+        ..ExportStats::default()
+    });
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let worker_stats = stats.clone();
+    std::thread::Builder::new()
+        .name("inferscope-export".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(crate::InitError::Runtime(e)));
+                    return;
+                }
+            };
+            let exporters = match runtime.block_on(async { factory() }) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(crate::InitError::Build(e)));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            runtime.block_on(Worker::new(config, exporters, worker_stats).run(rx, ctrl_rx));
+        })
+        .map_err(crate::InitError::Runtime)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(crate::InitError::Runtime(std::io::Error::other(
+                "the export thread stopped while starting",
+            )));
+        }
+    }
+    Ok((
+        BatchProcessor {
+            tx,
+            stats: stats.clone(),
+            warned: AtomicBool::new(false),
+        },
+        WorkerHandle {
+            ctrl: ctrl_tx,
+            stats,
+        },
+    ))
+}
+
+struct Worker {
+    config: BatchConfig,
+    exporters: Vec<Box<dyn SpanExporter>>,
+    stats: Arc<ExportStats>,
+    batch: Vec<SpanRecord>,
+    last_warning: Option<Instant>,
+}
+
+impl Worker {
+    fn new(config: BatchConfig, exporters: Vec<Box<dyn SpanExporter>>, stats: Arc<ExportStats>) -> Worker {
+        Worker {
+            batch: Vec::with_capacity(config.max_export_batch_size),
+            config,
+            exporters,
+            stats,
+            last_warning: None,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<SpanRecord>, mut ctrl: mpsc::UnboundedReceiver<Control>) {
+        let max = self.config.max_export_batch_size;
+        let mut timer = tokio::time::Instant::now() + self.config.schedule_delay;
+        loop {
+            tokio::select! {
+                biased;
+                Some(c) = ctrl.recv() => match c {
+                    Control::Flush { deadline, reply } => {
+                        let r = self.drain(&mut rx, deadline).await;
+                        reply(r);
+                    }
+                    Control::Shutdown { deadline, reply } => {
+                        rx.close();
+                        let r = self.drain(&mut rx, deadline).await;
+                        reply(r);
+                        return;
+                    }
+                },
+                n = rx.recv_many(&mut self.batch, max) => {
+                    if n == 0 {
+                        // Every processor is gone and the queue is empty.
+                        let deadline = Instant::now() + self.config.export_timeout;
+                        let _ = self.export(deadline).await;
+                        return;
+                    }
+                    self.stats.dequeued.fetch_add(n as u64, Ordering::Relaxed);
+                    if self.batch.len() >= max {
+                        let deadline = Instant::now() + self.config.export_timeout;
+                        let _ = self.export(deadline).await;
+                        timer = tokio::time::Instant::now() + self.config.schedule_delay;
+                    }
+                },
+                () = tokio::time::sleep_until(timer) => {
+                    if !self.batch.is_empty() {
+                        let deadline = Instant::now() + self.config.export_timeout;
+                        let _ = self.export(deadline).await;
+                    }
+                    timer = tokio::time::Instant::now() + self.config.schedule_delay;
+                },
+            }
+        }
+    }
+
+    /// Exports the current batch and everything queued, stopping at `deadline`.
+    async fn drain(&mut self, rx: &mut mpsc::Receiver<SpanRecord>, deadline: Instant) -> Result<(), FlushError> {
+        let max = self.config.max_export_batch_size;
+        let mut failed = 0;
+        loop {
+            while self.batch.len() < max {
+                match rx.try_recv() {
+                    Ok(span) => {
+                        self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
+                        self.batch.push(span);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.batch.is_empty() {
+                break;
+            }
+            let per_batch = deadline.min(Instant::now() + self.config.export_timeout);
+            failed += self.export(per_batch).await;
+        }
+        if failed == 0 {
+            Ok(())
+        } else {
+            Err(FlushError::Incomplete { failed })
+        }
+    }
+
+    /// Sends the batch to every exporter at once and clears it; returns the spans lost by the
+    /// exporter that lost the most.
+    async fn export(&mut self, deadline: Instant) -> u64 {
+        if self.batch.is_empty() {
+            return 0;
+        }
+        let n = self.batch.len() as u64;
+        let batch = &self.batch;
+        let results =
+            futures_util::future::join_all(self.exporters.iter().map(|e| e.export(batch, deadline))).await;
+        let mut lost = 0;
+        for (i, result) in results.into_iter().enumerate() {
+            let Some(counters) = self.stats.sinks.get(i) else { continue };
+            match result {
+                Ok(accepted) => {
+                    counters.exported.fetch_add(n.saturating_sub(accepted.rejected), Ordering::Relaxed);
+                    counters.rejected.fetch_add(accepted.rejected, Ordering::Relaxed);
+                    counters.requests.fetch_add(u64::from(accepted.attempts.max(1)), Ordering::Relaxed);
+                    counters.retries.fetch_add(u64::from(accepted.attempts.saturating_sub(1)), Ordering::Relaxed);
+                    if accepted.rejected > 0 {
+                        tracing::warn!(
+                            exporter = counters.name,
+                            rejected = accepted.rejected,
+                            message = accepted.message.as_deref().unwrap_or(""),
+                            "the receiver rejected some spans"
+                        );
+                    }
+                }
+                Err(e) => {
+                    counters.failed.fetch_add(n, Ordering::Relaxed);
+                    counters.requests.fetch_add(u64::from(e.attempts.max(1)), Ordering::Relaxed);
+                    counters.retries.fetch_add(u64::from(e.attempts.saturating_sub(1)), Ordering::Relaxed);
+                    lost = lost.max(n);
+                    let now = Instant::now();
+                    if self.last_warning.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                        self.last_warning = Some(now);
+                        tracing::warn!(exporter = counters.name, spans = n, attempts = e.attempts, error = %e.message, "span export failed; spans dropped");
+                    } else {
+                        tracing::debug!(exporter = counters.name, spans = n, error = %e.message, "span export failed");
+                    }
+                }
+            }
+        }
+        self.batch.clear();
+        lost
+    }
+}

@@ -1,0 +1,453 @@
+//! An in-process OTLP receiver (gRPC and HTTP, protobuf and JSON, gzip) on 127.0.0.1, for
+//! tests and benchmarks. It records every request and can be scripted to fail, throttle or
+//! partially reject, so retry and loss behaviour can be tested without a collector.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Accept everything.
+    Accept,
+    /// Accept, but report `rejected` spans in `partial_success`.
+    Partial {
+        /// Spans reported rejected.
+        rejected: i64,
+        /// The message.
+        message: String,
+    },
+    /// gRPC: fail with this code, optionally with `RetryInfo`.
+    GrpcStatus(tonic::Code, Option<Duration>),
+    /// HTTP: fail with this status, optionally with a `Retry-After` value.
+    HttpStatus(u16, Option<String>),
+    /// Wait this long, then accept.
+    Delay(Duration),
+}
+
+/// The transport a request came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with a protobuf body.
+    HttpProtobuf,
+    /// OTLP/HTTP with a JSON body.
+    HttpJson,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The transport.
+    pub transport: Transport,
+    /// Request headers (gRPC metadata as headers).
+    pub headers: HeaderMap,
+    /// Whether the body was gzip-compressed.
+    pub gzip: bool,
+    /// The decoded request.
+    pub request: ExportTraceServiceRequest,
+    /// Whether it was accepted (and its spans count as delivered).
+    pub accepted: bool,
+}
+
+/// A span with the resource and scope it arrived under.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    /// The span.
+    pub span: Span,
+    /// Resource attributes.
+    pub resource: Vec<KeyValue>,
+    /// Scope name.
+    pub scope: String,
+}
+
+impl ReceivedSpan {
+    /// A span attribute as a display string (`None` if absent).
+    pub fn attr(&self, key: &str) -> Option<String> {
+        find(&self.span.attributes, key)
+    }
+
+    /// A resource attribute as a display string.
+    pub fn resource_attr(&self, key: &str) -> Option<String> {
+        find(&self.resource, key)
+    }
+}
+
+fn find(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .map(display)
+}
+
+/// A value as text: strings bare, numbers and booleans as written, arrays as `[a,b]`.
+pub fn display(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::ArrayValue(a)) => {
+            format!("[{}]", a.values.iter().map(display).collect::<Vec<_>>().join(","))
+        }
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+#[derive(Default)]
+struct State {
+    received: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<Reply>>,
+    spans: AtomicU64,
+    notify: Notify,
+}
+
+impl State {
+    fn next_reply(&self) -> Reply {
+        self.script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+            .unwrap_or(Reply::Accept)
+    }
+
+    fn record(&self, r: Received) {
+        if r.accepted {
+            let n: usize = r
+                .request
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum();
+            self.spans.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        self.received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(r);
+        self.notify.notify_waiters();
+    }
+}
+
+/// A running receiver. Stops when dropped.
+pub struct Receiver {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("grpc", &self.grpc_addr)
+            .field("http", &self.http_addr)
+            .finish()
+    }
+}
+
+impl Receiver {
+    /// Starts both servers on 127.0.0.1, on ports the system picks.
+    pub async fn start() -> std::io::Result<Receiver> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Receiver::start_on(loopback, loopback).await
+    }
+
+    /// Starts both servers on the given addresses.
+    pub async fn start_on(grpc: SocketAddr, http: SocketAddr) -> std::io::Result<Receiver> {
+        let state = Arc::new(State::default());
+        let (stop, stopped) = watch::channel(false);
+
+        let grpc_listener = TcpListener::bind(grpc).await?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let service = TraceServiceServer::new(GrpcService { state: state.clone() })
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let mut grpc_stop = stopped.clone();
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = grpc_stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+
+        let http_listener = TcpListener::bind(http).await?;
+        let http_addr = http_listener.local_addr()?;
+        let http_state = state.clone();
+        let mut http_stop = stopped;
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = http_listener.accept() => a,
+                    _ = http_stop.wait_for(|s| *s) => return,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let state = http_state.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle_http(req, state.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+
+        Ok(Receiver {
+            grpc_addr,
+            http_addr,
+            state,
+            stop,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>` of the gRPC server.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// `http://127.0.0.1:<port>/v1/traces` of the HTTP server.
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}/v1/traces", self.http_addr)
+    }
+
+    /// The gRPC server's address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The HTTP server's address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The next requests get these replies, in order; then requests are accepted again.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state
+            .script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(replies);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.state
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Spans delivered (in accepted requests) so far.
+    pub fn span_count(&self) -> u64 {
+        self.state.spans.load(Ordering::Relaxed)
+    }
+
+    /// Every delivered span, with its resource and scope.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        let mut out = Vec::new();
+        for r in self.requests().into_iter().filter(|r| r.accepted) {
+            for rs in r.request.resource_spans {
+                let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
+                for ss in rs.scope_spans {
+                    let scope = ss.scope.map(|s| s.name).unwrap_or_default();
+                    for span in ss.spans {
+                        out.push(ReceivedSpan {
+                            span,
+                            resource: resource.clone(),
+                            scope: scope.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until at least `n` spans were delivered, or `timeout` passed; returns the spans.
+    pub async fn wait_for_spans(&self, n: u64, timeout: Duration) -> Vec<ReceivedSpan> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.notify.notified();
+            if self.span_count() >= n {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        self.spans()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+struct GrpcService {
+    state: Arc<State>,
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcService {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = request.metadata().clone().into_headers();
+        let gzip = headers
+            .get("grpc-encoding")
+            .is_some_and(|v| v.as_bytes() == b"gzip");
+        let request = request.into_inner();
+        let reply = self.state.next_reply();
+        if let Reply::Delay(d) = &reply {
+            tokio::time::sleep(*d).await;
+        }
+        let (result, accepted) = match reply {
+            Reply::GrpcStatus(code, retry) => {
+                let status = match retry {
+                    Some(d) => <tonic::Status as tonic_types::StatusExt>::with_error_details(
+                        code,
+                        "scripted failure",
+                        tonic_types::ErrorDetails::with_retry_info(Some(d)),
+                    ),
+                    None => tonic::Status::new(code, "scripted failure"),
+                };
+                (Err(status), false)
+            }
+            Reply::Partial { rejected, message } => (
+                Ok(tonic::Response::new(ExportTraceServiceResponse {
+                    partial_success: Some(ExportTracePartialSuccess {
+                        rejected_spans: rejected,
+                        error_message: message,
+                    }),
+                })),
+                true,
+            ),
+            _ => (Ok(tonic::Response::new(ExportTraceServiceResponse::default())), true),
+        };
+        self.state.record(Received {
+            transport: Transport::Grpc,
+            headers,
+            gzip,
+            request,
+            accepted,
+        });
+        result
+    }
+}
+
+async fn handle_http(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let respond = |status: StatusCode, body: Bytes, content_type: &'static str| {
+        let mut r = Response::new(Full::new(body));
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        r
+    };
+    if req.method() != http::Method::POST || req.uri().path() != "/v1/traces" {
+        return Ok(respond(StatusCode::NOT_FOUND, Bytes::from_static(b"not found"), "text/plain"));
+    }
+    let headers = req.headers().clone();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new(), "text/plain")),
+    };
+    let gzip = headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    let body = if gzip {
+        let mut out = Vec::new();
+        if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
+            return Ok(respond(StatusCode::BAD_REQUEST, Bytes::from_static(b"bad gzip"), "text/plain"));
+        }
+        Bytes::from(out)
+    } else {
+        body
+    };
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let request = if json {
+        serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| e.to_string())
+    } else {
+        ExportTraceServiceRequest::decode(&body[..]).map_err(|e| e.to_string())
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return Ok(respond(StatusCode::BAD_REQUEST, Bytes::from(e), "text/plain")),
+    };
+    let reply = state.next_reply();
+    if let Reply::Delay(d) = &reply {
+        tokio::time::sleep(*d).await;
+    }
+    let encode = |r: ExportTraceServiceResponse| -> (Bytes, &'static str) {
+        if json {
+            (Bytes::from(serde_json::to_vec(&r).unwrap_or_default()), "application/json")
+        } else {
+            (Bytes::from(r.encode_to_vec()), "application/x-protobuf")
+        }
+    };
+    let (response, accepted) = match reply {
+        Reply::HttpStatus(code, retry_after) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = respond(status, Bytes::from_static(b"scripted failure"), "text/plain");
+            if let Some(v) = retry_after.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+                r.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+            (r, false)
+        }
+        Reply::Partial { rejected, message } => {
+            let (b, ct) = encode(ExportTraceServiceResponse {
+                partial_success: Some(ExportTracePartialSuccess {
+                    rejected_spans: rejected,
+                    error_message: message,
+                }),
+            });
+            (respond(StatusCode::OK, b, ct), true)
+        }
+        _ => {
+            let (b, ct) = encode(ExportTraceServiceResponse::default());
+            (respond(StatusCode::OK, b, ct), true)
+        }
+    };
+    state.record(Received {
+        transport: if json { Transport::HttpJson } else { Transport::HttpProtobuf },
+        headers,
+        gzip,
+        request,
+        accepted,
+    });
+    Ok(response)
+}
