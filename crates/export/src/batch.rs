@@ -329,6 +329,8 @@ impl Worker {
         let max = self.config.max_export_batch_size;
         let mut timer = tokio::time::Instant::now() + self.config.schedule_delay;
         loop {
+            // The batch is exported as soon as it is full, so there is always room.
+            let room = max.saturating_sub(self.batch.len()).max(1);
             tokio::select! {
                 biased;
                 Some(c) = ctrl.recv() => match c {
@@ -343,7 +345,7 @@ impl Worker {
                         return;
                     }
                 },
-                n = rx.recv_many(&mut self.batch, max) => {
+                n = rx.recv_many(&mut self.batch, room) => {
                     if n == 0 {
                         // Every processor is gone and the queue is empty.
                         let deadline = Instant::now() + self.config.export_timeout;
