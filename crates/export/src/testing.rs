@@ -159,6 +159,7 @@ pub struct Receiver {
     http_addr: SocketAddr,
     state: Arc<State>,
     stop: watch::Sender<bool>,
+    tls: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -179,6 +180,16 @@ impl Receiver {
 
     /// Starts both servers on the given addresses.
     pub async fn start_on(grpc: SocketAddr, http: SocketAddr) -> std::io::Result<Receiver> {
+        Receiver::start_with(grpc, http, None).await
+    }
+
+    /// Starts both servers on 127.0.0.1 with TLS, presenting this PEM certificate chain and key.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> std::io::Result<Receiver> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Receiver::start_with(loopback, loopback, Some((cert_pem.to_owned(), key_pem.to_owned()))).await
+    }
+
+    async fn start_with(grpc: SocketAddr, http: SocketAddr, tls: Option<(String, String)>) -> std::io::Result<Receiver> {
         let state = Arc::new(State::default());
         let (stop, stopped) = watch::channel(false);
 
@@ -189,9 +200,22 @@ impl Receiver {
             .send_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(64 * 1024 * 1024);
         let mut grpc_stop = stopped.clone();
+        let grpc_tls = tls.clone();
+        let acceptor = match &tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
-            let _ = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some((cert, key)) = &grpc_tls {
+                let identity = tonic::transport::Identity::from_pem(cert, key);
+                builder = match builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)) {
+                    Ok(b) => b,
+                    Err(_) => return,
+                };
+            }
+            let _ = builder
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = grpc_stop.wait_for(|s| *s).await;
@@ -211,11 +235,20 @@ impl Receiver {
                 };
                 let Ok((stream, _)) = accepted else { continue };
                 let state = http_state.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle_http(req, state.clone()));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls_stream) = acceptor.accept(stream).await {
+                                let _ = server.serve_connection(TokioIo::new(tls_stream), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = server.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
         });
@@ -225,17 +258,24 @@ impl Receiver {
             http_addr,
             state,
             stop,
+            tls: tls.is_some(),
         })
     }
 
-    /// `http://127.0.0.1:<port>` of the gRPC server.
+    /// `http://127.0.0.1:<port>` of the gRPC server (`https://localhost:<port>` with TLS).
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        match self.tls {
+            false => format!("http://{}", self.grpc_addr),
+            true => format!("https://localhost:{}", self.grpc_addr.port()),
+        }
     }
 
-    /// `http://127.0.0.1:<port>/v1/traces` of the HTTP server.
+    /// `http://127.0.0.1:<port>/v1/traces` of the HTTP server (`https://localhost:…` with TLS).
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}/v1/traces", self.http_addr)
+        match self.tls {
+            false => format!("http://{}/v1/traces", self.http_addr),
+            true => format!("https://localhost:{}/v1/traces", self.http_addr.port()),
+        }
     }
 
     /// The gRPC server's address.
@@ -312,6 +352,24 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+fn tls_acceptor(cert_pem: &str, key_pem: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 struct GrpcService {

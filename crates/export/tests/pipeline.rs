@@ -384,3 +384,43 @@ fn works_without_an_async_runtime() {
     record(&tracing.tracer(), 1);
     assert!(tracing.shutdown_blocking(Duration::from_secs(5)).is_err(), "nothing listens on port 9");
 }
+
+// ---------- TLS (gRPC too: vLLM forces insecure gRPC) ----------
+
+async fn tls_export(protocol: &str, trust_ca: bool) -> (Tracing, Receiver) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let key_pem = cert.signing_key.serialize_pem();
+    let receiver = Receiver::start_tls(&cert_pem, &key_pem).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert_pem).unwrap();
+    let endpoint = if protocol == "grpc" { receiver.grpc_endpoint() } else { receiver.http_endpoint() };
+    assert!(endpoint.starts_with("https://"));
+    let ca_path = ca.to_str().unwrap().to_owned();
+    let mut pairs = vec![("OTEL_EXPORTER_OTLP_PROTOCOL", protocol), ("OTEL_BSP_EXPORT_TIMEOUT", "2000")];
+    if trust_ca {
+        pairs.push(("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", ca_path.as_str()));
+    }
+    let tracing = pipeline(endpoint, &pairs);
+    record(&tracing.tracer(), 2);
+    let _ = tracing.shutdown(Duration::from_secs(10)).await;
+    (tracing, receiver)
+}
+
+#[tokio::test]
+async fn tls_with_a_trusted_ca_over_grpc_and_http() {
+    for protocol in ["grpc", "http/protobuf", "http/json"] {
+        let (tracing, receiver) = tls_export(protocol, true).await;
+        assert_eq!(receiver.span_count(), 2, "{protocol}: {:?}", tracing.stats());
+    }
+}
+
+#[tokio::test]
+async fn tls_with_an_unknown_ca_fails_without_panicking() {
+    for protocol in ["grpc", "http/protobuf"] {
+        let (tracing, receiver) = tls_export(protocol, false).await;
+        assert_eq!(receiver.span_count(), 0, "{protocol}");
+        assert_eq!(tracing.stats().sinks[0].failed, 2, "{protocol}");
+    }
+}
