@@ -1,6 +1,52 @@
 //! Trace and span identifiers, trace flags, and their random generation.
 
+use std::cell::Cell;
 use std::fmt;
+
+thread_local! {
+    /// wyrand state (the generator `fastrand` uses), seeded from `fastrand` on first use.
+    /// A `const` thread-local `Cell` is one TLS load: the unsampled path draws a trace id and a
+    /// span id, and three `fastrand` calls (each a lazily-initialised TLS access) measured
+    /// 6–8 ns of a 20 ns budget (BENCHMARKS.md, `record_span/unsampled_root`).
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+#[inline]
+fn wyrand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0xa076_1d64_78bd_642f);
+    let t = u128::from(*state).wrapping_mul(u128::from(*state ^ 0xe703_7ed1_a0b4_28db));
+    ((t >> 64) as u64) ^ (t as u64)
+}
+
+/// Draws `N` non-zero random words with one thread-local access.
+#[inline]
+fn random_words<const N: usize>() -> [u64; N] {
+    RNG.with(|cell| {
+        let mut state = cell.get();
+        if state == 0 {
+            state = fastrand::u64(1..);
+        }
+        let mut out = [0u64; N];
+        for w in &mut out {
+            *w = wyrand(&mut state);
+            while *w == 0 {
+                *w = wyrand(&mut state);
+            }
+        }
+        cell.set(state);
+        out
+    })
+}
+
+/// A new trace id and span id for a root span, both valid.
+#[inline]
+pub fn new_root_ids() -> (TraceId, SpanId) {
+    let [a, b, c] = random_words::<3>();
+    let mut t = [0u8; 16];
+    t[..8].copy_from_slice(&a.to_be_bytes());
+    t[8..].copy_from_slice(&b.to_be_bytes());
+    (TraceId(t), SpanId(c.to_be_bytes()))
+}
 
 /// A 16-byte trace id. The all-zero id is invalid.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -72,12 +118,7 @@ impl TraceId {
 
     /// A new random, valid id.
     pub fn random() -> TraceId {
-        loop {
-            let id = fastrand::u128(..).to_be_bytes();
-            if id != [0; 16] {
-                return TraceId(id);
-            }
-        }
+        new_root_ids().0
     }
 
     /// Whether the id is not all zeros.
@@ -109,13 +150,10 @@ impl SpanId {
     pub const INVALID: SpanId = SpanId([0; 8]);
 
     /// A new random, valid id.
+    #[inline]
     pub fn random() -> SpanId {
-        loop {
-            let id = fastrand::u64(..).to_be_bytes();
-            if id != [0; 8] {
-                return SpanId(id);
-            }
-        }
+        let [w] = random_words::<1>();
+        SpanId(w.to_be_bytes())
     }
 
     /// Whether the id is not all zeros.
@@ -202,6 +240,18 @@ mod tests {
         assert!(SpanId::from_hex("00f067aa0ba902b").is_none());
         assert!(SpanId::from_hex("00f067aa0ba902b7a").is_none());
         assert!(SpanId::from_hex("00f067aa0ba902g7").is_none());
+    }
+
+    #[test]
+    fn ids_differ_across_threads_and_calls() {
+        let here: Vec<_> = (0..100).map(|_| new_root_ids()).collect();
+        let there: Vec<_> = std::thread::spawn(|| (0..100).map(|_| new_root_ids()).collect::<Vec<_>>())
+            .join()
+            .unwrap();
+        let mut all: Vec<_> = here.iter().chain(&there).map(|(t, _)| *t).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 200);
     }
 
     #[test]

@@ -339,9 +339,16 @@ pub struct Scope {
 
 impl Scope {
     /// A scope with this crate's version and the pinned semantic-conventions schema URL.
+    ///
+    /// Every span carries a copy of its scope, which is free for a `&'static str` name; an owned
+    /// name is converted to a shared one so copies never allocate.
     pub fn new(name: impl Into<Str>) -> Scope {
+        let name = match name.into() {
+            Str::Owned(s) => Str::Shared(Arc::from(s)),
+            other => other,
+        };
         Scope {
-            name: name.into(),
+            name,
             version: Some(Str::Static(env!("CARGO_PKG_VERSION"))),
             schema_url: Some(Str::Static(inferscope_semconv::SCHEMA_URL)),
         }
@@ -383,7 +390,7 @@ pub struct SpanRecord {
     /// The status.
     pub status: Status,
     /// The producing scope.
-    pub scope: Arc<Scope>,
+    pub scope: Scope,
 }
 
 impl SpanRecord {
@@ -394,7 +401,7 @@ impl SpanRecord {
         name: impl Into<Str>,
         kind: SpanKind,
         start: SystemTime,
-        scope: Arc<Scope>,
+        scope: Scope,
     ) -> SpanRecord {
         let start = unix_nanos(start);
         SpanRecord {

@@ -6,21 +6,22 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use crate::ids::{SpanId, TraceFlags, TraceId};
+use crate::ids::{SpanId, TraceFlags};
 use crate::sampling::Sampler;
 use crate::span::{Event, KeyValue, Scope, SpanKind, SpanRecord, Status, Str, Value, unix_nanos};
 use crate::trace_context::SpanContext;
 
 /// Receives every finished, sampled span. Implementations must not block: the exporter's
-/// batch processor only `try_send`s into a bounded queue.
+/// batch processor only pushes into a bounded queue. The span arrives in the allocation it was
+/// recorded in, so handing it on costs no copy.
 pub trait SpanProcessor: Send + Sync {
     /// Called once per finished span.
-    fn on_end(&self, span: SpanRecord);
+    fn on_end(&self, span: Box<SpanRecord>);
 }
 
 struct TracerInner {
     sampler: Sampler,
-    scope: Arc<Scope>,
+    scope: Scope,
     processor: Arc<dyn SpanProcessor>,
 }
 
@@ -46,7 +47,7 @@ impl Tracer {
         Tracer {
             inner: Some(Arc::new(TracerInner {
                 sampler,
-                scope: Arc::new(scope),
+                scope,
                 processor,
             })),
         }
@@ -63,7 +64,7 @@ impl Tracer {
     }
 
     /// The scope spans are recorded under.
-    pub fn scope(&self) -> Option<&Arc<Scope>> {
+    pub fn scope(&self) -> Option<&Scope> {
         self.inner.as_ref().map(|i| &i.scope)
     }
 
@@ -104,11 +105,14 @@ impl Tracer {
                 recording: None,
             };
         };
-        let trace_id = parent.map_or_else(TraceId::random, |p| p.trace_id);
+        let (trace_id, span_id) = match parent {
+            Some(p) => (p.trace_id, SpanId::random()),
+            None => crate::ids::new_root_ids(),
+        };
         let sampled = inner.sampler.should_sample(parent, trace_id);
         let context = SpanContext {
             trace_id,
-            span_id: SpanId::random(),
+            span_id,
             flags: TraceFlags::with_sampled(sampled),
             state: parent.map(|p| p.state.clone()).unwrap_or_default(),
             remote: false,
@@ -127,13 +131,11 @@ impl Tracer {
             start(),
             inner.scope.clone(),
         );
-        record.attributes.reserve(16);
+        // One allocation for a typical inference span's attributes.
+        record.attributes.reserve(32);
         Span {
             context,
-            recording: Some(Box::new(Recording {
-                record,
-                processor: inner.processor.clone(),
-            })),
+            recording: Some((Box::new(record), inner.processor.clone())),
         }
     }
 
@@ -141,21 +143,16 @@ impl Tracer {
     /// elsewhere, e.g. derived child spans). Nothing happens when the tracer is disabled.
     pub fn export(&self, record: SpanRecord) {
         if let Some(inner) = &self.inner {
-            inner.processor.on_end(record);
+            inner.processor.on_end(Box::new(record));
         }
     }
-}
-
-struct Recording {
-    record: SpanRecord,
-    processor: Arc<dyn SpanProcessor>,
 }
 
 /// A started span. It ends when [`Span::end`] is called or when it is dropped, so a request
 /// future that is cancelled still produces its span.
 pub struct Span {
     context: SpanContext,
-    recording: Option<Box<Recording>>,
+    recording: Option<(Box<SpanRecord>, Arc<dyn SpanProcessor>)>,
 }
 
 impl std::fmt::Debug for Span {
@@ -190,7 +187,7 @@ impl Span {
     #[inline]
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
         if let Some(r) = &mut self.recording {
-            r.record.push(key, value);
+            r.0.push(key, value);
         }
     }
 
@@ -198,14 +195,14 @@ impl Span {
     #[inline]
     pub fn set_attribute_opt<V: Into<Value>>(&mut self, key: impl Into<Str>, value: Option<V>) {
         if let (Some(r), Some(v)) = (&mut self.recording, value) {
-            r.record.push(key, v);
+            r.0.push(key, v);
         }
     }
 
     /// Adds an event now.
     pub fn add_event(&mut self, name: impl Into<Str>, attributes: Vec<KeyValue>) {
         if let Some(r) = &mut self.recording {
-            r.record.add_event(Event {
+            r.0.add_event(Event {
                 name: name.into(),
                 time_unix_nanos: unix_nanos(SystemTime::now()),
                 attributes,
@@ -216,20 +213,20 @@ impl Span {
     /// Sets the status.
     pub fn set_status(&mut self, status: Status) {
         if let Some(r) = &mut self.recording {
-            r.record.status = status;
+            r.0.status = status;
         }
     }
 
     /// Renames the span (e.g. once the model name is known).
     pub fn update_name(&mut self, name: impl Into<Str>) {
         if let Some(r) = &mut self.recording {
-            r.record.name = name.into();
+            r.0.name = name.into();
         }
     }
 
     /// The record being built, when recording.
     pub fn record_mut(&mut self) -> Option<&mut SpanRecord> {
-        self.recording.as_mut().map(|r| &mut r.record)
+        self.recording.as_mut().map(|r| &mut *r.0)
     }
 
     /// Ends the span now.
@@ -243,11 +240,7 @@ impl Span {
     }
 
     fn finish(&mut self, end: impl FnOnce() -> SystemTime) {
-        if let Some(r) = self.recording.take() {
-            let Recording {
-                mut record,
-                processor,
-            } = *r;
+        if let Some((mut record, processor)) = self.recording.take() {
             record.end_unix_nanos = unix_nanos(end()).max(record.start_unix_nanos);
             processor.on_end(record);
         }
@@ -289,17 +282,18 @@ impl InMemoryProcessor {
 }
 
 impl SpanProcessor for InMemoryProcessor {
-    fn on_end(&self, span: SpanRecord) {
+    fn on_end(&self, span: Box<SpanRecord>) {
         self.spans
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(span);
+            .push(*span);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::TraceId;
     use crate::trace_context::TraceState;
 
     fn remote_parent(sampled: bool) -> SpanContext {
@@ -377,7 +371,7 @@ mod tests {
             "x",
             SpanKind::Internal,
             SystemTime::now(),
-            Arc::new(Scope::new("t")),
+            Scope::new("t"),
         );
         r.push("a", 1i64);
         r.push("b", 1i64);

@@ -1,8 +1,12 @@
 //! The bounded, non-blocking batch processor and the export thread behind it.
 //!
-//! - The request path only `try_send`s a finished span into a bounded queue: it never blocks,
-//!   never waits for the network, and when the queue is full the span is dropped and counted
-//!   (a warning is logged the first time).
+//! - The request path only pushes a finished span (a pointer: the span's own allocation) into a
+//!   bounded lock-free queue: it never blocks, never waits for the network, never makes a
+//!   system call, and when the queue is full the span is dropped and counted (a warning is
+//!   logged the first time).
+//! - The export thread is woken only when a full batch is waiting, or by its timer: not once
+//!   per span. (A channel that wakes the consumer on every send made each recorded span cost a
+//!   futex wake, about 1 µs; see docs/adr/0001-lean-exporter.md.)
 //! - One thread, named `inferscope-export`, runs its own single-threaded Tokio runtime (so the
 //!   async gRPC and HTTP clients always have a reactor, whatever runtime the application uses,
 //!   or none). It drains the queue into batches of at most `max_export_batch_size` spans, sent
@@ -14,8 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_queue::ArrayQueue;
 use inferscope_core::{SpanProcessor, SpanRecord};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::config::BatchConfig;
 use crate::exporter::SpanExporter;
@@ -47,7 +52,19 @@ pub struct ExportStats {
     /// Per exporter.
     pub sinks: Vec<SinkCounters>,
     queue_capacity: usize,
-    dequeued: AtomicU64,
+    queue: Option<Arc<Queue>>,
+}
+
+/// The queue between the request path and the export thread.
+#[derive(Debug)]
+struct Queue {
+    spans: ArrayQueue<Box<SpanRecord>>,
+    /// A full batch is waiting (set by the producer that filled it, cleared by the worker).
+    wake_pending: AtomicBool,
+    /// No more spans are accepted.
+    closed: AtomicBool,
+    ready: Notify,
+    batch_size: usize,
 }
 
 /// A point-in-time copy of [`ExportStats`].
@@ -87,7 +104,7 @@ impl ExportStats {
     pub fn snapshot(&self) -> StatsSnapshot {
         let enqueued = self.enqueued.load(Ordering::Relaxed);
         StatsSnapshot {
-            queued: enqueued.saturating_sub(self.dequeued.load(Ordering::Relaxed)),
+            queued: self.queue.as_ref().map_or(0, |q| q.spans.len() as u64),
             queue_capacity: self.queue_capacity as u64,
             enqueued,
             dropped: self.dropped.load(Ordering::Relaxed),
@@ -110,31 +127,37 @@ impl ExportStats {
 /// The [`SpanProcessor`] the tracer calls: a bounded, non-blocking hand-off.
 #[derive(Debug)]
 pub struct BatchProcessor {
-    tx: mpsc::Sender<SpanRecord>,
+    queue: Arc<Queue>,
     stats: Arc<ExportStats>,
     warned: AtomicBool,
 }
 
+impl BatchProcessor {
+    #[cold]
+    fn drop_span(&self, why: &str) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                capacity = self.stats.queue_capacity,
+                "span dropped: {why}; further drops are only counted (inferscope_export_spans_dropped)"
+            );
+        }
+    }
+}
+
 impl SpanProcessor for BatchProcessor {
     #[inline]
-    fn on_end(&self, span: SpanRecord) {
-        match self.tx.try_send(span) {
-            Ok(()) => {
-                self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.warned.swap(true, Ordering::Relaxed) {
-                    let why = match e {
-                        mpsc::error::TrySendError::Full(_) => "the export queue is full",
-                        mpsc::error::TrySendError::Closed(_) => "the exporter has shut down",
-                    };
-                    tracing::warn!(
-                        capacity = self.stats.queue_capacity,
-                        "span dropped: {why}; further drops are only counted (inferscope_export_spans_dropped)"
-                    );
-                }
-            }
+    fn on_end(&self, span: Box<SpanRecord>) {
+        let q = &self.queue;
+        if q.closed.load(Ordering::Relaxed) {
+            return self.drop_span("the exporter has shut down");
+        }
+        if q.spans.push(span).is_err() {
+            return self.drop_span("the export queue is full");
+        }
+        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        if q.spans.len() >= q.batch_size && !q.wake_pending.swap(true, Ordering::AcqRel) {
+            q.ready.notify_one();
         }
     }
 }
@@ -219,14 +242,26 @@ impl WorkerHandle {
     /// [`WorkerHandle::shutdown`] for code without an async runtime (it blocks the calling
     /// thread, so do not call it from inside one).
     pub fn shutdown_blocking(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.ask_blocking(true, timeout)
+    }
+
+    /// [`WorkerHandle::flush`] for code without an async runtime.
+    pub fn flush_blocking(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.ask_blocking(false, timeout)
+    }
+
+    fn ask_blocking(&self, shutdown: bool, timeout: Duration) -> Result<(), FlushError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let reply: Reply = Box::new(move |r| {
             let _ = tx.send(r);
         });
         let deadline = Instant::now() + timeout;
-        self.ctrl
-            .send(Control::Shutdown { deadline, reply })
-            .map_err(|_| FlushError::Stopped)?;
+        let msg = if shutdown {
+            Control::Shutdown { deadline, reply }
+        } else {
+            Control::Flush { deadline, reply }
+        };
+        self.ctrl.send(msg).map_err(|_| FlushError::Stopped)?;
         match rx.recv_timeout(timeout) {
             Ok(r) => r,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(FlushError::Timeout(timeout)),
@@ -245,9 +280,16 @@ pub fn spawn(
     names: Vec<&'static str>,
     factory: ExporterFactory,
 ) -> Result<(BatchProcessor, WorkerHandle), crate::InitError> {
-    let (tx, rx) = mpsc::channel(config.max_queue_size);
+    let queue = Arc::new(Queue {
+        spans: ArrayQueue::new(config.max_queue_size.max(1)),
+        wake_pending: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        ready: Notify::new(),
+        batch_size: config.max_export_batch_size.max(1),
+    });
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(ExportStats {
+        queue: Some(queue.clone()),
         sinks: names
             .into_iter()
             .map(|name| SinkCounters {
@@ -260,6 +302,7 @@ pub fn spawn(
     });
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let worker_stats = stats.clone();
+    let worker_queue = queue.clone();
     std::thread::Builder::new()
         .name("inferscope-export".into())
         .spawn(move || {
@@ -281,7 +324,7 @@ pub fn spawn(
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            runtime.block_on(Worker::new(config, exporters, worker_stats).run(rx, ctrl_rx));
+            runtime.block_on(Worker::new(config, exporters, worker_stats, worker_queue).run(ctrl_rx));
         })
         .map_err(crate::InitError::Runtime)?;
     match ready_rx.recv() {
@@ -295,7 +338,7 @@ pub fn spawn(
     }
     Ok((
         BatchProcessor {
-            tx,
+            queue,
             stats: stats.clone(),
             warned: AtomicBool::new(false),
         },
@@ -310,80 +353,89 @@ struct Worker {
     config: BatchConfig,
     exporters: Vec<Box<dyn SpanExporter>>,
     stats: Arc<ExportStats>,
+    queue: Arc<Queue>,
     batch: Vec<SpanRecord>,
     last_warning: Option<Instant>,
 }
 
 impl Worker {
-    fn new(config: BatchConfig, exporters: Vec<Box<dyn SpanExporter>>, stats: Arc<ExportStats>) -> Worker {
+    fn new(
+        config: BatchConfig,
+        exporters: Vec<Box<dyn SpanExporter>>,
+        stats: Arc<ExportStats>,
+        queue: Arc<Queue>,
+    ) -> Worker {
         Worker {
             batch: Vec::with_capacity(config.max_export_batch_size),
             config,
             exporters,
             stats,
+            queue,
             last_warning: None,
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<SpanRecord>, mut ctrl: mpsc::UnboundedReceiver<Control>) {
-        let max = self.config.max_export_batch_size;
+    async fn run(mut self, mut ctrl: mpsc::UnboundedReceiver<Control>) {
+        let queue = self.queue.clone();
         let mut timer = tokio::time::Instant::now() + self.config.schedule_delay;
         loop {
-            // The batch is exported as soon as it is full, so there is always room.
-            let room = max.saturating_sub(self.batch.len()).max(1);
-            tokio::select! {
+            let timed_out = tokio::select! {
                 biased;
-                Some(c) = ctrl.recv() => match c {
-                    Control::Flush { deadline, reply } => {
-                        let r = self.drain(&mut rx, deadline).await;
+                c = ctrl.recv() => match c {
+                    Some(Control::Flush { deadline, reply }) => {
+                        let r = self.drain(deadline).await;
                         reply(r);
+                        continue;
                     }
-                    Control::Shutdown { deadline, reply } => {
-                        rx.close();
-                        let r = self.drain(&mut rx, deadline).await;
+                    Some(Control::Shutdown { deadline, reply }) => {
+                        queue.closed.store(true, Ordering::Relaxed);
+                        let r = self.drain(deadline).await;
                         reply(r);
                         return;
                     }
-                },
-                n = rx.recv_many(&mut self.batch, room) => {
-                    if n == 0 {
-                        // Every processor is gone and the queue is empty.
+                    // Every handle is gone: export what is left and stop.
+                    None => {
+                        queue.closed.store(true, Ordering::Relaxed);
                         let deadline = Instant::now() + self.config.export_timeout;
-                        let _ = self.export(deadline).await;
+                        let _ = self.drain(deadline).await;
                         return;
                     }
-                    self.stats.dequeued.fetch_add(n as u64, Ordering::Relaxed);
-                    if self.batch.len() >= max {
-                        let deadline = Instant::now() + self.config.export_timeout;
-                        let _ = self.export(deadline).await;
-                        timer = tokio::time::Instant::now() + self.config.schedule_delay;
-                    }
                 },
-                () = tokio::time::sleep_until(timer) => {
-                    if !self.batch.is_empty() {
-                        let deadline = Instant::now() + self.config.export_timeout;
-                        let _ = self.export(deadline).await;
-                    }
-                    timer = tokio::time::Instant::now() + self.config.schedule_delay;
-                },
+                () = queue.ready.notified() => false,
+                () = tokio::time::sleep_until(timer) => true,
+            };
+            queue.wake_pending.store(false, Ordering::Release);
+            // Full batches go now; a partial one waits for the timer.
+            while queue.spans.len() >= self.config.max_export_batch_size {
+                self.fill();
+                let deadline = Instant::now() + self.config.export_timeout;
+                let _ = self.export(deadline).await;
+                timer = tokio::time::Instant::now() + self.config.schedule_delay;
+            }
+            if timed_out {
+                self.fill();
+                let deadline = Instant::now() + self.config.export_timeout;
+                let _ = self.export(deadline).await;
+                timer = tokio::time::Instant::now() + self.config.schedule_delay;
+            }
+        }
+    }
+
+    /// Moves up to a batch of spans from the queue into the batch.
+    fn fill(&mut self) {
+        while self.batch.len() < self.config.max_export_batch_size {
+            match self.queue.spans.pop() {
+                Some(span) => self.batch.push(*span),
+                None => break,
             }
         }
     }
 
     /// Exports the current batch and everything queued, stopping at `deadline`.
-    async fn drain(&mut self, rx: &mut mpsc::Receiver<SpanRecord>, deadline: Instant) -> Result<(), FlushError> {
-        let max = self.config.max_export_batch_size;
+    async fn drain(&mut self, deadline: Instant) -> Result<(), FlushError> {
         let mut failed = 0;
         loop {
-            while self.batch.len() < max {
-                match rx.try_recv() {
-                    Ok(span) => {
-                        self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
-                        self.batch.push(span);
-                    }
-                    Err(_) => break,
-                }
-            }
+            self.fill();
             if self.batch.is_empty() {
                 break;
             }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inferscope_core::{Scope, Tracer};
+use inferscope_core::{Scope, Str, Tracer};
 
 use crate::batch::{self, ExportStats, FlushError, StatsSnapshot, WorkerHandle};
 use crate::config::{
@@ -30,7 +30,7 @@ use crate::InitError;
 /// # Ok(()) }
 /// ```
 pub struct TracingBuilder {
-    scope: String,
+    scope: Str,
     explicit: ExporterSettings,
     file: ExporterSettings,
     env: Arc<dyn Env>,
@@ -50,7 +50,8 @@ impl std::fmt::Debug for TracingBuilder {
 
 impl TracingBuilder {
     /// A builder whose spans carry the instrumentation scope `instrumenting_module_name`.
-    pub fn new(instrumenting_module_name: impl Into<String>) -> TracingBuilder {
+    /// A `&'static str` name costs nothing per span; an owned one is shared.
+    pub fn new(instrumenting_module_name: impl Into<Str>) -> TracingBuilder {
         TracingBuilder {
             scope: instrumenting_module_name.into(),
             explicit: ExporterSettings::default(),
@@ -176,7 +177,10 @@ impl TracingBuilder {
 /// vLLM's `init_tracer(instrumenting_module_name, otlp_traces_endpoint)`: a pipeline configured
 /// from the `OTEL_*` environment, with `otlp_traces_endpoint` (when given) taking precedence
 /// over `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. Unlike vLLM, every protocol and TLS are honoured.
-pub fn init_tracer(instrumenting_module_name: &str, otlp_traces_endpoint: Option<&str>) -> Result<Tracing, InitError> {
+pub fn init_tracer(
+    instrumenting_module_name: impl Into<Str>,
+    otlp_traces_endpoint: Option<&str>,
+) -> Result<Tracing, InitError> {
     let mut builder = TracingBuilder::new(instrumenting_module_name);
     if let Some(endpoint) = otlp_traces_endpoint {
         builder = builder.with_endpoint(endpoint);
@@ -229,6 +233,14 @@ impl Tracing {
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
         match &self.worker {
             Some(w) => w.shutdown(timeout).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Tracing::flush`] for synchronous code (blocks; not for use inside an async task).
+    pub fn flush_blocking(&self, timeout: Duration) -> Result<(), FlushError> {
+        match &self.worker {
+            Some(w) => w.flush_blocking(timeout),
             None => Ok(()),
         }
     }

@@ -119,6 +119,8 @@ pub fn display(v: &AnyValue) -> String {
 
 #[derive(Default)]
 struct State {
+    /// Only count spans; keep no request (for long benchmarks).
+    count_only: std::sync::atomic::AtomicBool,
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
     spans: AtomicU64,
@@ -144,6 +146,10 @@ impl State {
                 .map(|ss| ss.spans.len())
                 .sum();
             self.spans.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if self.count_only.load(Ordering::Relaxed) {
+            self.notify.notify_waiters();
+            return;
         }
         self.received
             .lock()
@@ -206,8 +212,11 @@ impl Receiver {
             None => None,
         };
         tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
-            let mut builder = tonic::transport::Server::builder();
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+            let mut builder = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .initial_stream_window_size(Some(4 * 1024 * 1024))
+                .initial_connection_window_size(Some(8 * 1024 * 1024));
             if let Some((cert, key)) = &grpc_tls {
                 let identity = tonic::transport::Identity::from_pem(cert, key);
                 builder = match builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)) {
@@ -234,6 +243,7 @@ impl Receiver {
                     _ = http_stop.wait_for(|s| *s) => return,
                 };
                 let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
                 let state = http_state.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -286,6 +296,11 @@ impl Receiver {
     /// The HTTP server's address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Keeps only the span count from now on, not the requests (for long benchmarks).
+    pub fn count_only(&self) {
+        self.state.count_only.store(true, Ordering::Relaxed);
     }
 
     /// The next requests get these replies, in order; then requests are accepted again.

@@ -1,8 +1,6 @@
 //! [`SpanRecord`]s → OTLP protobuf messages (`opentelemetry-proto`), grouped by resource and
 //! scope. Runs on the export thread, never on the request path.
 
-use std::sync::Arc;
-
 use inferscope_core::span::{Event, KeyValue, Link, Scope, SpanKind, SpanRecord, Status, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -57,15 +55,12 @@ impl Encoder {
 
     /// One export request holding `batch`, one `ScopeSpans` per distinct scope.
     pub fn request(&self, batch: &[SpanRecord]) -> ExportTraceServiceRequest {
-        let mut scopes: Vec<(Arc<Scope>, Vec<PSpan>)> = Vec::new();
+        let mut scopes: Vec<(&Scope, Vec<PSpan>)> = Vec::new();
         for record in batch {
             let encoded = encode_span(record);
-            match scopes
-                .iter_mut()
-                .find(|(s, _)| Arc::ptr_eq(s, &record.scope) || **s == *record.scope)
-            {
+            match scopes.iter_mut().find(|(s, _)| **s == record.scope) {
                 Some((_, spans)) => spans.push(encoded),
-                None => scopes.push((record.scope.clone(), vec![encoded])),
+                None => scopes.push((&record.scope, vec![encoded])),
             }
         }
         ExportTraceServiceRequest {
@@ -233,7 +228,7 @@ mod tests {
             "chat m",
             SpanKind::Client,
             UNIX_EPOCH + Duration::from_secs(1),
-            Arc::new(Scope::new("test")),
+            Scope::new("test"),
         );
         r.end_unix_nanos = 2_000_000_000;
         r.push("x", 1i64);
@@ -268,7 +263,7 @@ mod tests {
     fn request_groups_by_scope_and_carries_the_resource() {
         let a = record();
         let mut b = record();
-        b.scope = Arc::new(Scope::new("other"));
+        b.scope = Scope::new("other");
         let c = record();
         let enc = Encoder::new(&[("service.name".into(), "svc".into())]);
         let req = enc.request(&[a, b, c]);

@@ -81,6 +81,10 @@ impl GrpcTransport {
             .map_err(|e| endpoint_error(e.to_string()))?
             .connect_timeout(config.timeout)
             .tcp_nodelay(true)
+            // A batch of 512 inference spans is ~0.5 MB; HTTP/2's default 64 KiB windows
+            // would make every export wait for several WINDOW_UPDATE round trips.
+            .initial_stream_window_size(Some(4 * 1024 * 1024))
+            .initial_connection_window_size(Some(8 * 1024 * 1024))
             .user_agent(concat!("inferscope/", env!("CARGO_PKG_VERSION")))
             .map_err(|e| endpoint_error(e.to_string()))?;
         if config.tls_enabled {

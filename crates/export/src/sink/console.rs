@@ -178,7 +178,6 @@ mod tests {
     use super::*;
     use inferscope_core::span::{Scope, SpanKind};
     use inferscope_core::{SpanContext, TraceFlags, TraceId};
-    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
@@ -190,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_gateway_request_is_one_line() {
-        let scope = Arc::new(Scope::new("t"));
+        let scope = Scope::new("t");
         let trace = TraceId([9; 16]);
         let server_ctx = SpanContext {
             trace_id: trace,
