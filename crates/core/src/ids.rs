@@ -245,9 +245,10 @@ mod tests {
     #[test]
     fn ids_differ_across_threads_and_calls() {
         let here: Vec<_> = (0..100).map(|_| new_root_ids()).collect();
-        let there: Vec<_> = std::thread::spawn(|| (0..100).map(|_| new_root_ids()).collect::<Vec<_>>())
-            .join()
-            .unwrap();
+        let there: Vec<_> =
+            std::thread::spawn(|| (0..100).map(|_| new_root_ids()).collect::<Vec<_>>())
+                .join()
+                .unwrap();
         let mut all: Vec<_> = here.iter().chain(&there).map(|(t, _)| *t).collect();
         all.sort();
         all.dedup();

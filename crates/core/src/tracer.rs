@@ -69,7 +69,12 @@ impl Tracer {
     }
 
     /// Starts a span now. See [`Tracer::start_at`].
-    pub fn start(&self, name: impl Into<Str>, kind: SpanKind, parent: Option<&SpanContext>) -> Span {
+    pub fn start(
+        &self,
+        name: impl Into<Str>,
+        kind: SpanKind,
+        parent: Option<&SpanContext>,
+    ) -> Span {
         self.start_with(name, kind, parent, SystemTime::now)
     }
 
@@ -272,7 +277,10 @@ impl InMemoryProcessor {
 
     /// How many spans are held.
     pub fn len(&self) -> usize {
-        self.spans.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether no span is held.

@@ -1,4 +1,11 @@
 //! The disabled and unsampled paths allocate nothing: a counting global allocator proves it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
 #![allow(unsafe_code)] // a GlobalAlloc wrapper is unsafe by definition; it only counts and forwards.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -62,7 +69,10 @@ fn allocations_during(f: impl Fn()) -> u64 {
 fn disabled_tracer_allocates_nothing() {
     let _g = SERIAL.lock().unwrap();
     let tracer = Tracer::disabled();
-    let headers = vec![("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")];
+    let headers = vec![(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )];
     let parent = extract_trace_context(&headers).unwrap();
     assert_eq!(allocations_during(|| record(&tracer, None)), 0);
     assert_eq!(allocations_during(|| record(&tracer, Some(&parent))), 0);
@@ -79,11 +89,17 @@ fn unsampled_spans_allocate_nothing() {
     // A parent that was not sampled, with vendor state: the state is shared, not copied.
     let parent_based = Tracer::new(Scope::new("t"), Sampler::default(), spans.clone());
     let headers = vec![
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        ),
         ("tracestate", "rojo=00f067aa0ba902b7"),
     ];
     let parent = extract_trace_context(&headers).unwrap();
-    assert_eq!(allocations_during(|| record(&parent_based, Some(&parent))), 0);
+    assert_eq!(
+        allocations_during(|| record(&parent_based, Some(&parent))),
+        0
+    );
     assert!(spans.is_empty());
 }
 

@@ -1,5 +1,12 @@
 //! Table-driven tests for W3C Trace Context Level 1, built from the examples in the
 //! specification (sections 3.2 and 3.3) and the cases of the W3C test suite.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use inferscope_core::trace_context::{
     TRACE_HEADERS, TraceHeaders, TraceState, TraceparentError as E, contains_trace_headers,
@@ -14,7 +21,9 @@ const PARENT: &str = "00f067aa0ba902b7";
 #[test]
 fn traceparent_table() {
     let long_future = format!("cc-{TRACE}-{PARENT}-01-what-the-future-will-be-like");
-    let cases: Vec<(String, Result<(u8, bool), E>)> = [
+    /// (input, Ok((version, sampled)) or the error)
+    type Case = (String, Result<(u8, bool), E>);
+    let cases: Vec<Case> = [
         // valid, from the specification
         (format!("00-{TRACE}-{PARENT}-01"), Ok((0, true))),
         (format!("00-{TRACE}-{PARENT}-00"), Ok((0, false))),
@@ -30,9 +39,18 @@ fn traceparent_table() {
         // invalid
         (String::new(), Err(E::TooShort)),
         (format!("00-{TRACE}-{PARENT}-0"), Err(E::TooShort)),
-        (format!("00-{TRACE}-{PARENT}-01-"), Err(E::WrongLengthForVersion00)),
-        (format!("00-{TRACE}-{PARENT}-01x"), Err(E::WrongLengthForVersion00)),
-        (format!("cc-{TRACE}-{PARENT}-01.what"), Err(E::BadFutureVersionSuffix)),
+        (
+            format!("00-{TRACE}-{PARENT}-01-"),
+            Err(E::WrongLengthForVersion00),
+        ),
+        (
+            format!("00-{TRACE}-{PARENT}-01x"),
+            Err(E::WrongLengthForVersion00),
+        ),
+        (
+            format!("cc-{TRACE}-{PARENT}-01.what"),
+            Err(E::BadFutureVersionSuffix),
+        ),
         (format!("ff-{TRACE}-{PARENT}-01"), Err(E::ForbiddenVersion)),
         (format!("0x-{TRACE}-{PARENT}-01"), Err(E::BadVersion)),
         (format!(".0-{TRACE}-{PARENT}-01"), Err(E::BadVersion)),
@@ -44,19 +62,34 @@ fn traceparent_table() {
             format!("00-{}-{PARENT}-01", TRACE.to_uppercase()),
             Err(E::BadTraceId),
         ),
-        (format!("00-{}-{PARENT}-01", "0".repeat(32)), Err(E::ZeroTraceId)),
-        (format!("00-4bf92f3577b34da6a3ce929d0e0e473g-{PARENT}-01"), Err(E::BadTraceId)),
+        (
+            format!("00-{}-{PARENT}-01", "0".repeat(32)),
+            Err(E::ZeroTraceId),
+        ),
+        (
+            format!("00-4bf92f3577b34da6a3ce929d0e0e473g-{PARENT}-01"),
+            Err(E::BadTraceId),
+        ),
         (
             format!("00-{TRACE}-{}-01", PARENT.to_uppercase()),
             Err(E::BadParentId),
         ),
-        (format!("00-{TRACE}-{}-01", "0".repeat(16)), Err(E::ZeroParentId)),
+        (
+            format!("00-{TRACE}-{}-01", "0".repeat(16)),
+            Err(E::ZeroParentId),
+        ),
         (format!("00-{TRACE}-{PARENT}-0x"), Err(E::BadFlags)),
         (format!("00-{TRACE}-{PARENT}-.1"), Err(E::BadFlags)),
         (format!("00-{TRACE}-{PARENT}-1F"), Err(E::BadFlags)),
         // a space inside the value is not whitespace around it
-        (format!("00-{TRACE}- {PARENT}-01"), Err(E::WrongLengthForVersion00)),
-        (format!("00-{TRACE}- {}-01", &PARENT[1..]), Err(E::BadParentId)),
+        (
+            format!("00-{TRACE}- {PARENT}-01"),
+            Err(E::WrongLengthForVersion00),
+        ),
+        (
+            format!("00-{TRACE}- {}-01", &PARENT[1..]),
+            Err(E::BadParentId),
+        ),
     ]
     .into_iter()
     .collect();
@@ -94,13 +127,19 @@ fn tracestate_table() {
     let value256 = "v".repeat(256);
     let cases: Vec<(String, &str)> = vec![
         // from the specification
-        ("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".into(), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+        (
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".into(),
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+        ),
         ("congo=t61rcWkgMzE".into(), "congo=t61rcWkgMzE"),
         (
             "vendorname1=opaqueValue1 , vendorname2=opaqueValue2".into(),
             "vendorname1=opaqueValue1,vendorname2=opaqueValue2",
         ),
-        ("fw529a3039@dt=FWzN,congo=lZWRzIHRoZSBw".into(), "fw529a3039@dt=FWzN,congo=lZWRzIHRoZSBw"),
+        (
+            "fw529a3039@dt=FWzN,congo=lZWRzIHRoZSBw".into(),
+            "fw529a3039@dt=FWzN,congo=lZWRzIHRoZSBw",
+        ),
         // empty members are skipped
         ("foo=1,,bar=2, ,".into(), "foo=1,bar=2"),
         ("".into(), ""),
@@ -140,7 +179,11 @@ fn tracestate_table() {
             w => w.to_owned(),
         };
         let got = TraceState::parse([input.as_str()]);
-        assert_eq!(got.header_value().unwrap_or(""), want, "tracestate {input:?}");
+        assert_eq!(
+            got.header_value().unwrap_or(""),
+            want,
+            "tracestate {input:?}"
+        );
     }
 }
 
@@ -156,7 +199,9 @@ fn tracestate_keeps_at_most_32_members() {
 #[test]
 fn tracestate_over_512_characters_drops_long_members_first() {
     let long = format!("long={}", "x".repeat(200));
-    let shorts: Vec<String> = (0..30).map(|i| format!("s{i:02}={}", "y".repeat(10))).collect();
+    let shorts: Vec<String> = (0..30)
+        .map(|i| format!("s{i:02}={}", "y".repeat(10)))
+        .collect();
     let mut all = vec![long];
     all.extend(shorts);
     let state = TraceState::parse([all.join(",").as_str()]);
@@ -191,7 +236,10 @@ fn extraction_is_case_insensitive_and_joins_tracestate_lines() {
     );
 
     let mut map = http::HeaderMap::new();
-    map.insert("traceparent", format!("00-{TRACE}-{PARENT}-00").parse().unwrap());
+    map.insert(
+        "traceparent",
+        format!("00-{TRACE}-{PARENT}-00").parse().unwrap(),
+    );
     let ctx = extract_trace_context(&map).unwrap();
     assert!(!ctx.is_sampled());
     assert!(ctx.state.is_empty());
@@ -222,12 +270,19 @@ fn vllm_helper_equivalents() {
     assert_eq!(extract_trace_headers(&none), TraceHeaders::default());
 
     // vLLM compares case-sensitively; inferscope does not.
-    let headers = vec![("TraceState", "a=1"), ("X-Other", "y"), ("tracestate", "b=2")];
+    let headers = vec![
+        ("TraceState", "a=1"),
+        ("X-Other", "y"),
+        ("tracestate", "b=2"),
+    ];
     assert!(contains_trace_headers(&headers));
     let found = extract_trace_headers(&headers);
     assert_eq!(found.traceparent, None);
     assert_eq!(found.tracestate.as_deref(), Some("a=1,b=2"));
-    assert_eq!(found.iter().collect::<Vec<_>>(), [("tracestate", "a=1,b=2")]);
+    assert_eq!(
+        found.iter().collect::<Vec<_>>(),
+        [("tracestate", "a=1,b=2")]
+    );
 
     let mut map = std::collections::HashMap::new();
     map.insert("TRACEPARENT".to_owned(), format!("00-{TRACE}-{PARENT}-01"));
@@ -263,7 +318,10 @@ fn inject_replaces_stale_headers_in_any_case() {
         headers,
         vec![
             ("accept".to_owned(), "*/*".to_owned()),
-            ("traceparent".to_owned(), format!("00-{TRACE}-b7ad6b7169203331-01")),
+            (
+                "traceparent".to_owned(),
+                format!("00-{TRACE}-b7ad6b7169203331-01")
+            ),
             ("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned()),
         ]
     );
@@ -275,8 +333,14 @@ fn inject_replaces_stale_headers_in_any_case() {
         ..ctx
     };
     inject(&ctx, &mut map);
-    assert_eq!(map.get("traceparent").unwrap(), &format!("00-{TRACE}-b7ad6b7169203331-01"));
-    assert!(map.get("tracestate").is_none(), "a stale tracestate must not survive");
+    assert_eq!(
+        map.get("traceparent").unwrap(),
+        &format!("00-{TRACE}-b7ad6b7169203331-01")
+    );
+    assert!(
+        map.get("tracestate").is_none(),
+        "a stale tracestate must not survive"
+    );
 
     inject(&SpanContext::INVALID, &mut map);
     assert!(map.is_empty());

@@ -7,7 +7,13 @@
 //! export thread alone (read from /proc/self/task/*/stat), i.e. throughput on one core.
 //!
 //! `cargo bench -p inferscope-export --bench export_throughput [-- SECONDS [PROTOCOL]]`
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::disallowed_methods)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,7 +81,10 @@ fn thread_cpu_seconds(prefix: &str) -> Option<f64> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
     let protocol = args.get(1).cloned().unwrap_or_else(|| "grpc".to_owned());
 
@@ -87,7 +96,11 @@ fn main() {
         .unwrap();
     let receiver = receiver_rt.block_on(Receiver::start()).unwrap();
     receiver.count_only();
-    let endpoint = if protocol == "grpc" { receiver.grpc_endpoint() } else { receiver.http_endpoint() };
+    let endpoint = if protocol == "grpc" {
+        receiver.grpc_endpoint()
+    } else {
+        receiver.http_endpoint()
+    };
 
     let env: BTreeMap<String, String> = [
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.as_str()),
@@ -98,7 +111,11 @@ fn main() {
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
-    let tracing = TracingBuilder::new("bench").with_endpoint(endpoint).with_env(env).build().unwrap();
+    let tracing = TracingBuilder::new("bench")
+        .with_endpoint(endpoint)
+        .with_env(env)
+        .build()
+        .unwrap();
     let tracer = tracing.tracer();
     let stats = tracing.stats_handle().unwrap();
 
@@ -127,7 +144,10 @@ fn main() {
     // Warm up, then measure.
     std::thread::sleep(Duration::from_secs(1));
     let cpu0 = thread_cpu_seconds("inferscope-expo").unwrap_or(0.0);
-    let others0: Vec<f64> = ["producer", "receiver"].iter().map(|t| thread_cpu_seconds(t).unwrap_or(0.0)).collect();
+    let others0: Vec<f64> = ["producer", "receiver"]
+        .iter()
+        .map(|t| thread_cpu_seconds(t).unwrap_or(0.0))
+        .collect();
     let delivered0 = receiver.span_count();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
@@ -148,17 +168,32 @@ fn main() {
     println!("measured            {wall:.1} s");
     println!("spans delivered     {delivered}");
     println!("throughput (wall)   {:.0} spans/s", delivered as f64 / wall);
-    println!("export thread CPU   {cpu:.2} s ({:.0}% of one core)", 100.0 * cpu / wall);
+    println!(
+        "export thread CPU   {cpu:.2} s ({:.0}% of one core)",
+        100.0 * cpu / wall
+    );
     println!(
         "other threads CPU   producer {:.0}%, receiver {:.0}% of one core",
         100.0 * others[0] / wall,
         100.0 * others[1] / wall
     );
     if cpu > 0.0 {
-        println!("per export-core     {:.0} spans per CPU-second", delivered as f64 / cpu);
+        println!(
+            "per export-core     {:.0} spans per CPU-second",
+            delivered as f64 / cpu
+        );
     }
-    println!("queue drops         {} (producer backs off; should be 0)", s.dropped);
-    println!("export failures     {}", s.sinks.iter().map(|k| k.failed).sum::<u64>());
-    println!("requests            {}", s.sinks.iter().map(|k| k.requests).sum::<u64>());
+    println!(
+        "queue drops         {} (producer backs off; should be 0)",
+        s.dropped
+    );
+    println!(
+        "export failures     {}",
+        s.sinks.iter().map(|k| k.failed).sum::<u64>()
+    );
+    println!(
+        "requests            {}",
+        s.sinks.iter().map(|k| k.requests).sum::<u64>()
+    );
     drop(receiver);
 }

@@ -4,7 +4,12 @@
 //! for docs/adr/0001-lean-exporter.md.
 //!
 //! `cargo bench -p inferscope-export --bench record_span`
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -60,7 +65,11 @@ impl SpanExporter for NullExporter {
     fn name(&self) -> &'static str {
         "null"
     }
-    fn export<'a>(&'a self, _batch: &'a [SpanRecord], _deadline: Instant) -> BoxFuture<'a, Result<Accepted, ExportError>> {
+    fn export<'a>(
+        &'a self,
+        _batch: &'a [SpanRecord],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Accepted, ExportError>> {
         Box::pin(async { Ok(Accepted::default()) })
     }
 }
@@ -72,8 +81,10 @@ fn pipeline(sampler: &str) -> Tracing {
         ("OTEL_BSP_MAX_QUEUE_SIZE", "65536"),
         ("OTEL_BSP_SCHEDULE_DELAY", "50"),
     ];
-    let env: std::collections::BTreeMap<String, String> =
-        env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let env: std::collections::BTreeMap<String, String> = env
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     TracingBuilder::new("bench")
         .with_env(env)
         .with_exporter(Box::new(NullExporter))
@@ -83,7 +94,10 @@ fn pipeline(sampler: &str) -> Tracing {
 
 fn inferscope(c: &mut Criterion) {
     let mut g = c.benchmark_group("record_span");
-    let headers = vec![("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")];
+    let headers = vec![(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    )];
     let unsampled_parent = extract_trace_context(&headers).unwrap();
 
     let off = Tracer::disabled();
@@ -123,8 +137,14 @@ fn inferscope(c: &mut Criterion) {
     g.finish();
     let stats = always.stats();
     always.shutdown_blocking(Duration::from_secs(10)).ok();
-    assert_eq!(stats.dropped, 0, "the sampled figure is only honest without drops");
-    println!("sampled pipeline: {} spans recorded, none dropped", stats.enqueued);
+    assert_eq!(
+        stats.dropped, 0,
+        "the sampled figure is only honest without drops"
+    );
+    println!(
+        "sampled pipeline: {} spans recorded, none dropped",
+        stats.enqueued
+    );
 }
 
 const CHUNK: u64 = 4096;
@@ -173,7 +193,10 @@ mod sdk {
         span.set_attribute(KeyValue::new(attr::REQUEST_TEMPERATURE, 0.7));
         span.set_attribute(KeyValue::new(attr::REQUEST_TOP_P, 0.9));
         span.set_attribute(KeyValue::new(attr::REQUEST_STREAM, true));
-        span.set_attribute(KeyValue::new(attr::RESPONSE_ID, "chatcmpl-beca11eecc0ffe74"));
+        span.set_attribute(KeyValue::new(
+            attr::RESPONSE_ID,
+            "chatcmpl-beca11eecc0ffe74",
+        ));
         span.set_attribute(KeyValue::new(attr::RESPONSE_FINISH_REASONS, "stop"));
         span.set_attribute(KeyValue::new(attr::USAGE_INPUT_TOKENS, 5i64));
         span.set_attribute(KeyValue::new(attr::USAGE_OUTPUT_TOKENS, 16i64));

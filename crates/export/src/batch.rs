@@ -14,8 +14,8 @@
 //! - Flush and shutdown drain everything queued, export it, and answer; the caller bounds the
 //!   wait with its own deadline. Shutdown closes the queue first.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
@@ -324,7 +324,8 @@ pub fn spawn(
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            runtime.block_on(Worker::new(config, exporters, worker_stats, worker_queue).run(ctrl_rx));
+            runtime
+                .block_on(Worker::new(config, exporters, worker_stats, worker_queue).run(ctrl_rx));
         })
         .map_err(crate::InitError::Runtime)?;
     match ready_rx.recv() {
@@ -457,17 +458,30 @@ impl Worker {
         }
         let n = self.batch.len() as u64;
         let batch = &self.batch;
-        let results =
-            futures_util::future::join_all(self.exporters.iter().map(|e| e.export(batch, deadline))).await;
+        let results = futures_util::future::join_all(
+            self.exporters.iter().map(|e| e.export(batch, deadline)),
+        )
+        .await;
         let mut lost = 0;
         for (i, result) in results.into_iter().enumerate() {
-            let Some(counters) = self.stats.sinks.get(i) else { continue };
+            let Some(counters) = self.stats.sinks.get(i) else {
+                continue;
+            };
             match result {
                 Ok(accepted) => {
-                    counters.exported.fetch_add(n.saturating_sub(accepted.rejected), Ordering::Relaxed);
-                    counters.rejected.fetch_add(accepted.rejected, Ordering::Relaxed);
-                    counters.requests.fetch_add(u64::from(accepted.attempts.max(1)), Ordering::Relaxed);
-                    counters.retries.fetch_add(u64::from(accepted.attempts.saturating_sub(1)), Ordering::Relaxed);
+                    counters
+                        .exported
+                        .fetch_add(n.saturating_sub(accepted.rejected), Ordering::Relaxed);
+                    counters
+                        .rejected
+                        .fetch_add(accepted.rejected, Ordering::Relaxed);
+                    counters
+                        .requests
+                        .fetch_add(u64::from(accepted.attempts.max(1)), Ordering::Relaxed);
+                    counters.retries.fetch_add(
+                        u64::from(accepted.attempts.saturating_sub(1)),
+                        Ordering::Relaxed,
+                    );
                     if accepted.rejected > 0 {
                         tracing::warn!(
                             exporter = counters.name,
@@ -479,11 +493,18 @@ impl Worker {
                 }
                 Err(e) => {
                     counters.failed.fetch_add(n, Ordering::Relaxed);
-                    counters.requests.fetch_add(u64::from(e.attempts.max(1)), Ordering::Relaxed);
-                    counters.retries.fetch_add(u64::from(e.attempts.saturating_sub(1)), Ordering::Relaxed);
+                    counters
+                        .requests
+                        .fetch_add(u64::from(e.attempts.max(1)), Ordering::Relaxed);
+                    counters
+                        .retries
+                        .fetch_add(u64::from(e.attempts.saturating_sub(1)), Ordering::Relaxed);
                     lost = lost.max(n);
                     let now = Instant::now();
-                    if self.last_warning.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                    if self
+                        .last_warning
+                        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(10))
+                    {
                         self.last_warning = Some(now);
                         tracing::warn!(exporter = counters.name, spans = n, attempts = e.attempts, error = %e.message, "span export failed; spans dropped");
                     } else {

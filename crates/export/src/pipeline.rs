@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use inferscope_core::{Scope, Str, Tracer};
 
+use crate::InitError;
 use crate::batch::{self, ExportStats, FlushError, StatsSnapshot, WorkerHandle};
 use crate::config::{
-    self, ConfigErrors, Env, ExporterConfig, ExporterKind, ExporterSettings, Layers, ProcessEnv, Protocol,
+    self, ConfigErrors, Env, ExporterConfig, ExporterKind, ExporterSettings, Layers, ProcessEnv,
+    Protocol,
 };
 use crate::exporter::SpanExporter;
 use crate::otlp::{Encoder, OtlpExporter};
 use crate::sink::{ConsoleExporter, FileExporter};
-use crate::InitError;
 
 /// Configures and starts a tracing pipeline.
 ///
@@ -151,7 +152,10 @@ impl TracingBuilder {
             let mut exporters: Vec<Box<dyn SpanExporter>> = Vec::new();
             for kind in &factory_config.exporters {
                 match kind {
-                    ExporterKind::Otlp => exporters.push(Box::new(OtlpExporter::new(&factory_config.otlp, encoder.clone())?)),
+                    ExporterKind::Otlp => exporters.push(Box::new(OtlpExporter::new(
+                        &factory_config.otlp,
+                        encoder.clone(),
+                    )?)),
                     ExporterKind::Console => exporters.push(Box::new(match console.take() {
                         Some(out) => ConsoleExporter::new(out),
                         None => ConsoleExporter::default(),
@@ -165,7 +169,11 @@ impl TracingBuilder {
             Ok(exporters)
         });
         let (processor, worker) = batch::spawn(config.batch, names, factory)?;
-        let tracer = Tracer::new(Scope::new(self.scope), config.sampler.clone(), Arc::new(processor));
+        let tracer = Tracer::new(
+            Scope::new(self.scope),
+            config.sampler.clone(),
+            Arc::new(processor),
+        );
         Ok(Tracing {
             tracer,
             config,

@@ -15,7 +15,9 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -110,7 +112,10 @@ pub fn display(v: &AnyValue) -> String {
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
         Some(any_value::Value::BoolValue(b)) => b.to_string(),
         Some(any_value::Value::ArrayValue(a)) => {
-            format!("[{}]", a.values.iter().map(display).collect::<Vec<_>>().join(","))
+            format!(
+                "[{}]",
+                a.values.iter().map(display).collect::<Vec<_>>().join(",")
+            )
         }
         Some(other) => format!("{other:?}"),
         None => String::new(),
@@ -192,19 +197,30 @@ impl Receiver {
     /// Starts both servers on 127.0.0.1 with TLS, presenting this PEM certificate chain and key.
     pub async fn start_tls(cert_pem: &str, key_pem: &str) -> std::io::Result<Receiver> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        Receiver::start_with(loopback, loopback, Some((cert_pem.to_owned(), key_pem.to_owned()))).await
+        Receiver::start_with(
+            loopback,
+            loopback,
+            Some((cert_pem.to_owned(), key_pem.to_owned())),
+        )
+        .await
     }
 
-    async fn start_with(grpc: SocketAddr, http: SocketAddr, tls: Option<(String, String)>) -> std::io::Result<Receiver> {
+    async fn start_with(
+        grpc: SocketAddr,
+        http: SocketAddr,
+        tls: Option<(String, String)>,
+    ) -> std::io::Result<Receiver> {
         let state = Arc::new(State::default());
         let (stop, stopped) = watch::channel(false);
 
         let grpc_listener = TcpListener::bind(grpc).await?;
         let grpc_addr = grpc_listener.local_addr()?;
-        let service = TraceServiceServer::new(GrpcService { state: state.clone() })
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-            .max_decoding_message_size(64 * 1024 * 1024);
+        let service = TraceServiceServer::new(GrpcService {
+            state: state.clone(),
+        })
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(64 * 1024 * 1024);
         let mut grpc_stop = stopped.clone();
         let grpc_tls = tls.clone();
         let acceptor = match &tls {
@@ -212,14 +228,17 @@ impl Receiver {
             None => None,
         };
         tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             let mut builder = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .initial_stream_window_size(Some(4 * 1024 * 1024))
                 .initial_connection_window_size(Some(8 * 1024 * 1024));
             if let Some((cert, key)) = &grpc_tls {
                 let identity = tonic::transport::Identity::from_pem(cert, key);
-                builder = match builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)) {
+                builder = match builder
+                    .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                {
                     Ok(b) => b,
                     Err(_) => return,
                 };
@@ -247,12 +266,14 @@ impl Receiver {
                 let state = http_state.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle_http(req, state.clone()));
+                    let svc =
+                        hyper::service::service_fn(move |req| handle_http(req, state.clone()));
                     let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match acceptor {
                         Some(acceptor) => {
                             if let Ok(tls_stream) = acceptor.accept(stream).await {
-                                let _ = server.serve_connection(TokioIo::new(tls_stream), svc).await;
+                                let _ =
+                                    server.serve_connection(TokioIo::new(tls_stream), svc).await;
                             }
                         }
                         None => {
@@ -376,13 +397,16 @@ fn tls_acceptor(cert_pem: &str, key_pem: &str) -> std::io::Result<tokio_rustls::
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| invalid(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| invalid(e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| invalid(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| invalid(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
@@ -427,7 +451,10 @@ impl TraceService for GrpcService {
                 })),
                 true,
             ),
-            _ => (Ok(tonic::Response::new(ExportTraceServiceResponse::default())), true),
+            _ => (
+                Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+                true,
+            ),
         };
         self.state.record(Received {
             transport: Transport::Grpc,
@@ -440,16 +467,25 @@ impl TraceService for GrpcService {
     }
 }
 
-async fn handle_http(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle_http(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let respond = |status: StatusCode, body: Bytes, content_type: &'static str| {
         let mut r = Response::new(Full::new(body));
         *r.status_mut() = status;
-        r.headers_mut()
-            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
         r
     };
     if req.method() != http::Method::POST || req.uri().path() != "/v1/traces" {
-        return Ok(respond(StatusCode::NOT_FOUND, Bytes::from_static(b"not found"), "text/plain"));
+        return Ok(respond(
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(b"not found"),
+            "text/plain",
+        ));
     }
     let headers = req.headers().clone();
     let body = match req.into_body().collect().await {
@@ -461,8 +497,15 @@ async fn handle_http(req: Request<Incoming>, state: Arc<State>) -> Result<Respon
         .is_some_and(|v| v.as_bytes() == b"gzip");
     let body = if gzip {
         let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
-            return Ok(respond(StatusCode::BAD_REQUEST, Bytes::from_static(b"bad gzip"), "text/plain"));
+        if flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .is_err()
+        {
+            return Ok(respond(
+                StatusCode::BAD_REQUEST,
+                Bytes::from_static(b"bad gzip"),
+                "text/plain",
+            ));
         }
         Bytes::from(out)
     } else {
@@ -479,7 +522,13 @@ async fn handle_http(req: Request<Incoming>, state: Arc<State>) -> Result<Respon
     };
     let request = match request {
         Ok(r) => r,
-        Err(e) => return Ok(respond(StatusCode::BAD_REQUEST, Bytes::from(e), "text/plain")),
+        Err(e) => {
+            return Ok(respond(
+                StatusCode::BAD_REQUEST,
+                Bytes::from(e),
+                "text/plain",
+            ));
+        }
     };
     let reply = state.next_reply();
     if let Reply::Delay(d) = &reply {
@@ -487,7 +536,10 @@ async fn handle_http(req: Request<Incoming>, state: Arc<State>) -> Result<Respon
     }
     let encode = |r: ExportTraceServiceResponse| -> (Bytes, &'static str) {
         if json {
-            (Bytes::from(serde_json::to_vec(&r).unwrap_or_default()), "application/json")
+            (
+                Bytes::from(serde_json::to_vec(&r).unwrap_or_default()),
+                "application/json",
+            )
         } else {
             (Bytes::from(r.encode_to_vec()), "application/x-protobuf")
         }
@@ -495,7 +547,11 @@ async fn handle_http(req: Request<Incoming>, state: Arc<State>) -> Result<Respon
     let (response, accepted) = match reply {
         Reply::HttpStatus(code, retry_after) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut r = respond(status, Bytes::from_static(b"scripted failure"), "text/plain");
+            let mut r = respond(
+                status,
+                Bytes::from_static(b"scripted failure"),
+                "text/plain",
+            );
             if let Some(v) = retry_after.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
                 r.headers_mut().insert(http::header::RETRY_AFTER, v);
             }
@@ -516,7 +572,11 @@ async fn handle_http(req: Request<Incoming>, state: Arc<State>) -> Result<Respon
         }
     };
     state.record(Received {
-        transport: if json { Transport::HttpJson } else { Transport::HttpProtobuf },
+        transport: if json {
+            Transport::HttpJson
+        } else {
+            Transport::HttpProtobuf
+        },
         headers,
         gzip,
         request,

@@ -2,6 +2,13 @@
 //! variable > file > default), the OpenTelemetry endpoint rules, and errors reported all at
 //! once with the variable and value named (secrets excepted). The environment is a map: the
 //! process environment is never touched.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,22 +20,42 @@ use inferscope_export::config::{
 use inferscope_export::{ExporterConfig, Secret};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-}
-
-fn load(explicit: &ExporterSettings, env_pairs: &[(&str, &str)], file: &ExporterSettings) -> ExporterConfig {
-    let env = env(env_pairs);
-    resolve(Layers { explicit, env: &env, file }).unwrap()
-}
-
-fn errors(explicit: &ExporterSettings, env_pairs: &[(&str, &str)], file: &ExporterSettings) -> Vec<String> {
-    let env = env(env_pairs);
-    resolve(Layers { explicit, env: &env, file })
-        .unwrap_err()
-        .0
+    pairs
         .iter()
-        .map(ToString::to_string)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+fn load(
+    explicit: &ExporterSettings,
+    env_pairs: &[(&str, &str)],
+    file: &ExporterSettings,
+) -> ExporterConfig {
+    let env = env(env_pairs);
+    resolve(Layers {
+        explicit,
+        env: &env,
+        file,
+    })
+    .unwrap()
+}
+
+fn errors(
+    explicit: &ExporterSettings,
+    env_pairs: &[(&str, &str)],
+    file: &ExporterSettings,
+) -> Vec<String> {
+    let env = env(env_pairs);
+    resolve(Layers {
+        explicit,
+        env: &env,
+        file,
+    })
+    .unwrap_err()
+    .0
+    .iter()
+    .map(ToString::to_string)
+    .collect()
 }
 
 fn none() -> ExporterSettings {
@@ -63,7 +90,14 @@ fn level_1_explicit_setting_beats_everything() {
         protocol: Some("http/protobuf".into()),
         ..none()
     };
-    let c = load(&explicit, &[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], &file_with_protocol());
+    let c = load(
+        &explicit,
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+        &file_with_protocol(),
+    );
     assert_eq!(c.otlp.protocol, Protocol::HttpProtobuf);
     assert_eq!(origin(&c, "protocol"), Origin::Explicit("protocol"));
 }
@@ -72,14 +106,20 @@ fn level_1_explicit_setting_beats_everything() {
 fn level_2_signal_specific_variable_beats_generic_and_file() {
     let c = load(&none(), ALL_LEVELS_ENV, &file_with_protocol());
     assert_eq!(c.otlp.protocol, Protocol::HttpJson);
-    assert_eq!(origin(&c, "protocol"), Origin::Env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"));
+    assert_eq!(
+        origin(&c, "protocol"),
+        Origin::Env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    );
 }
 
 #[test]
 fn level_3_generic_variable_beats_file() {
     let c = load(&none(), &ALL_LEVELS_ENV[1..], &file_with_protocol());
     assert_eq!(c.otlp.protocol, Protocol::HttpProtobuf);
-    assert_eq!(origin(&c, "protocol"), Origin::Env("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    assert_eq!(
+        origin(&c, "protocol"),
+        Origin::Env("OTEL_EXPORTER_OTLP_PROTOCOL")
+    );
 }
 
 #[test]
@@ -116,7 +156,14 @@ fn an_empty_variable_counts_as_unset() {
         protocol: Some("http/json".into()),
         ..none()
     };
-    let c = load(&none(), &[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", " "), ("OTEL_EXPORTER_OTLP_PROTOCOL", "")], &file);
+    let c = load(
+        &none(),
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", " "),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", ""),
+        ],
+        &file,
+    );
     assert_eq!(c.otlp.protocol, Protocol::HttpJson);
 }
 
@@ -146,14 +193,29 @@ fn timeout_compression_and_bsp_follow_the_levels() {
         &file,
     );
     assert_eq!(c.otlp.timeout, Duration::from_millis(111));
-    assert_eq!(c.otlp.compression, Compression::None, "generic env beats file");
+    assert_eq!(
+        c.otlp.compression,
+        Compression::None,
+        "generic env beats file"
+    );
     assert_eq!(c.batch.max_queue_size, 64);
     assert_eq!(c.batch.max_export_batch_size, 8);
     assert_eq!(c.batch.schedule_delay, Duration::from_millis(250));
     assert_eq!(c.batch.export_timeout, Duration::from_millis(1500));
 
-    let c = load(&none(), &[("OTEL_EXPORTER_OTLP_TIMEOUT", "333"), ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "444")], &file);
-    assert_eq!(c.otlp.timeout, Duration::from_millis(444), "signal-specific beats generic");
+    let c = load(
+        &none(),
+        &[
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "333"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "444"),
+        ],
+        &file,
+    );
+    assert_eq!(
+        c.otlp.timeout,
+        Duration::from_millis(444),
+        "signal-specific beats generic"
+    );
 }
 
 // ---------- endpoint rules ----------
@@ -161,9 +223,17 @@ fn timeout_compression_and_bsp_follow_the_levels() {
 #[test]
 fn generic_endpoint_gets_v1_traces_for_http_only() {
     let e = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")];
-    let http = load(&none(), &[e[0], ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")], &none());
+    let http = load(
+        &none(),
+        &[e[0], ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
+        &none(),
+    );
     assert_eq!(http.otlp.endpoint, "http://collector:4318/v1/traces");
-    let grpc = load(&none(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")], &none());
+    let grpc = load(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")],
+        &none(),
+    );
     assert_eq!(grpc.otlp.endpoint, "http://collector:4317");
 }
 
@@ -174,29 +244,56 @@ fn traces_endpoint_is_used_as_given() {
         &[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:9999/custom/path"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector:9999/custom/path",
+            ),
         ],
         &none(),
     );
     assert_eq!(c.otlp.endpoint, "http://collector:9999/custom/path");
-    assert_eq!(origin(&c, "endpoint"), Origin::Env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"));
+    assert_eq!(
+        origin(&c, "endpoint"),
+        Origin::Env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    );
 }
 
 #[test]
 fn default_endpoint_follows_the_protocol() {
-    let c = load(&none(), &[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")], &none());
+    let c = load(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")],
+        &none(),
+    );
     assert_eq!(c.otlp.endpoint, "http://localhost:4318/v1/traces");
 }
 
 #[test]
 fn tls_follows_the_scheme_and_the_insecure_switch() {
-    let c = load(&none(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317")], &none());
-    assert!(c.otlp.tls_enabled, "https gRPC uses TLS (vLLM forces insecure)");
-    let c = load(&none(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")], &none());
-    assert!(c.otlp.tls_enabled, "a schemeless gRPC endpoint is secure by default");
     let c = load(
         &none(),
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"), ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "true")],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317")],
+        &none(),
+    );
+    assert!(
+        c.otlp.tls_enabled,
+        "https gRPC uses TLS (vLLM forces insecure)"
+    );
+    let c = load(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")],
+        &none(),
+    );
+    assert!(
+        c.otlp.tls_enabled,
+        "a schemeless gRPC endpoint is secure by default"
+    );
+    let c = load(
+        &none(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "true"),
+        ],
         &none(),
     );
     assert!(!c.otlp.tls_enabled);
@@ -207,12 +304,27 @@ fn certificate_files_must_exist() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
-    let c = load(&none(), &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())], &none());
+    let c = load(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())],
+        &none(),
+    );
     assert_eq!(c.otlp.tls.ca_certificate.as_deref(), Some(ca.as_path()));
-    let errs = errors(&none(), &[("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/no/such/ca.pem")], &none());
+    let errs = errors(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/no/such/ca.pem")],
+        &none(),
+    );
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE=\"/no/such/ca.pem\""), "{errs:?}");
-    let errs = errors(&none(), &[("OTEL_EXPORTER_OTLP_CLIENT_KEY", ca.to_str().unwrap())], &none());
+    assert!(
+        errs[0].starts_with("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE=\"/no/such/ca.pem\""),
+        "{errs:?}"
+    );
+    let errs = errors(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_CLIENT_KEY", ca.to_str().unwrap())],
+        &none(),
+    );
     assert!(errs[0].contains("together"), "{errs:?}");
 }
 
@@ -223,16 +335,30 @@ fn headers_merge_generic_and_traces_values_url_decoded() {
     let c = load(
         &none(),
         &[
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=generic,x-tenant=acme%20corp"),
-            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "API-Key=traces%3Dsecret"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=generic,x-tenant=acme%20corp",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "API-Key=traces%3Dsecret",
+            ),
         ],
         &none(),
     );
-    let h: BTreeMap<_, _> = c.otlp.headers.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+    let h: BTreeMap<_, _> = c
+        .otlp
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
     assert_eq!(h.get("api-key"), Some(&"traces=secret"));
     assert_eq!(h.get("x-tenant"), Some(&"acme corp"));
     let printed = c.to_string();
-    assert!(!printed.contains("secret"), "print-config must hide header values:\n{printed}");
+    assert!(
+        !printed.contains("secret"),
+        "print-config must hide header values:\n{printed}"
+    );
 }
 
 #[test]
@@ -248,11 +374,22 @@ fn explicit_headers_replace_the_environment() {
 
 #[test]
 fn header_errors_never_echo_values() {
-    let errs = errors(&none(), &[("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer sk-live-123,oops")], &none());
+    let errs = errors(
+        &none(),
+        &[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer sk-live-123,oops",
+        )],
+        &none(),
+    );
     assert_eq!(errs.len(), 1);
     assert!(errs[0].contains("OTEL_EXPORTER_OTLP_HEADERS"), "{errs:?}");
     assert!(!errs[0].contains("sk-live-123"), "{errs:?}");
-    let errs = errors(&none(), &[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "bad header=1")], &none());
+    let errs = errors(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "bad header=1")],
+        &none(),
+    );
     assert!(errs[0].contains("bad header"), "{errs:?}");
 }
 
@@ -264,18 +401,31 @@ fn service_name_precedence() {
         service_name: Some("from-file".into()),
         ..none()
     };
-    let attrs = [("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,deployment.environment=prod,team=a%2Cb")];
+    let attrs = [(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "service.name=from-attrs,deployment.environment=prod,team=a%2Cb",
+    )];
     let c = load(&none(), &attrs, &file);
     assert_eq!(c.service_name(), "from-attrs");
-    assert!(c.resource.contains(&("deployment.environment".into(), "prod".into())));
+    assert!(
+        c.resource
+            .contains(&("deployment.environment".into(), "prod".into()))
+    );
     assert!(c.resource.contains(&("team".into(), "a,b".into())));
-    let c = load(&none(), &[attrs[0], ("OTEL_SERVICE_NAME", "from-env")], &file);
+    let c = load(
+        &none(),
+        &[attrs[0], ("OTEL_SERVICE_NAME", "from-env")],
+        &file,
+    );
     assert_eq!(c.service_name(), "from-env");
     let explicit = ExporterSettings {
         service_name: Some("explicit".into()),
         ..none()
     };
-    assert_eq!(load(&explicit, &[("OTEL_SERVICE_NAME", "from-env")], &file).service_name(), "explicit");
+    assert_eq!(
+        load(&explicit, &[("OTEL_SERVICE_NAME", "from-env")], &file).service_name(),
+        "explicit"
+    );
     assert_eq!(load(&none(), &[], &file).service_name(), "from-file");
     assert_eq!(load(&none(), &[], &none()).service_name(), "inferscope");
     assert_eq!(c.resource[0].0, "service.name");
@@ -285,20 +435,40 @@ fn service_name_precedence() {
 
 #[test]
 fn sampler_from_the_environment() {
-    let c = load(&none(), &[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0.25")], &none());
-    assert_eq!(c.sampler, Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(0.25))));
+    let c = load(
+        &none(),
+        &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ],
+        &none(),
+    );
+    assert_eq!(
+        c.sampler,
+        Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(0.25)))
+    );
     let file = ExporterSettings {
         sampler: Some("traceidratio".into()),
         sampler_arg: Some(0.5),
         ..none()
     };
-    assert_eq!(load(&none(), &[], &file).sampler, Sampler::TraceIdRatio(0.5));
-    assert_eq!(load(&none(), &[("OTEL_TRACES_SAMPLER", "always_off")], &file).sampler, Sampler::AlwaysOff);
+    assert_eq!(
+        load(&none(), &[], &file).sampler,
+        Sampler::TraceIdRatio(0.5)
+    );
+    assert_eq!(
+        load(&none(), &[("OTEL_TRACES_SAMPLER", "always_off")], &file).sampler,
+        Sampler::AlwaysOff
+    );
 }
 
 #[test]
 fn exporters_and_off_switch() {
-    let c = load(&none(), &[("OTEL_TRACES_EXPORTER", "console,otlp")], &none());
+    let c = load(
+        &none(),
+        &[("OTEL_TRACES_EXPORTER", "console,otlp")],
+        &none(),
+    );
     assert_eq!(c.exporters, vec![ExporterKind::Console, ExporterKind::Otlp]);
     let c = load(&none(), &[("OTEL_TRACES_EXPORTER", "none")], &none());
     assert!(c.exporters.is_empty());
@@ -342,7 +512,10 @@ fn every_invalid_value_is_reported_at_once_with_its_variable_and_value() {
         "OTEL_EXPORTER_OTLP_TRACES_INSECURE=\"maybe\"",
     ];
     for want in expected {
-        assert!(errs.iter().any(|e| e.starts_with(want)), "missing {want} in {errs:#?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want} in {errs:#?}"
+        );
     }
     assert_eq!(errs.len(), expected.len(), "{errs:#?}");
 }
@@ -361,11 +534,30 @@ fn bad_ratio_batch_larger_than_queue_and_bad_endpoints() {
         ],
         &none(),
     );
-    assert!(errs.iter().any(|e| e.starts_with("OTEL_TRACES_SAMPLER_ARG=\"1.5\"")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("OTEL_BSP_MAX_EXPORT_BATCH_SIZE=\"20\"")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=\"collector:4318\"")), "{errs:#?}");
-    let errs = errors(&none(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://user:pw@collector")], &none());
-    assert!(errs[0].contains("<redacted>@collector") && !errs[0].contains("pw"), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("OTEL_TRACES_SAMPLER_ARG=\"1.5\"")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("OTEL_BSP_MAX_EXPORT_BATCH_SIZE=\"20\"")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=\"collector:4318\"")),
+        "{errs:#?}"
+    );
+    let errs = errors(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://user:pw@collector")],
+        &none(),
+    );
+    assert!(
+        errs[0].contains("<redacted>@collector") && !errs[0].contains("pw"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -380,14 +572,28 @@ fn explicit_and_file_values_are_checked_too() {
         ..none()
     };
     let errs = errors(&explicit, &[], &file);
-    assert!(errs.iter().any(|e| e.starts_with("setting `protocol`=\"thrift\"")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("config file `compression`=\"zstd\"")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("config file `max_queue_size`=\"0\"")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("setting `protocol`=\"thrift\"")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("config file `compression`=\"zstd\"")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("config file `max_queue_size`=\"0\"")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn file_settings_deny_unknown_keys() {
-    let ok: ExporterSettings = toml::from_str("protocol = \"grpc\"\nsampler_arg = 0.5\nheaders = { \"x-key\" = \"v\" }").unwrap();
+    let ok: ExporterSettings =
+        toml::from_str("protocol = \"grpc\"\nsampler_arg = 0.5\nheaders = { \"x-key\" = \"v\" }")
+            .unwrap();
     assert_eq!(ok.protocol.as_deref(), Some("grpc"));
     let err = toml::from_str::<ExporterSettings>("protocl = \"grpc\"").unwrap_err();
     assert!(err.to_string().contains("protocl"), "{err}");
@@ -395,9 +601,21 @@ fn file_settings_deny_unknown_keys() {
 
 #[test]
 fn print_config_names_origins() {
-    let c = load(&none(), &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], &none());
+    let c = load(
+        &none(),
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+        &none(),
+    );
     let text = c.to_string();
     assert!(text.contains("protocol"), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("protocol") && l.ends_with("# OTEL_EXPORTER_OTLP_PROTOCOL")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("endpoint") && l.contains("http://localhost:4318/v1/traces")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("protocol") && l.ends_with("# OTEL_EXPORTER_OTLP_PROTOCOL")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("endpoint") && l.contains("http://localhost:4318/v1/traces")),
+        "{text}"
+    );
 }

@@ -1,5 +1,12 @@
 //! Export to a real OTLP receiver from PyPI: the sinks of `oteltest` (its `otelsink`), over gRPC
 //! and over HTTP. `scripts/python-env.sh` installs them (pinned) into `target/venv` the first time.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,13 +40,24 @@ fn python() -> PathBuf {
                 .output()
                 .expect("run scripts/python-env.sh");
             assert!(out.status.success(), "scripts/python-env.sh failed");
-            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim().lines().last().unwrap())
+            PathBuf::from(
+                String::from_utf8(out.stdout)
+                    .unwrap()
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap(),
+            )
         })
         .clone()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Sink {
@@ -81,21 +99,31 @@ impl Sink {
         let mut out = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(30), async {
             while out.len() < n {
-                let Ok(Some(line)) = self.lines.next_line().await else { break };
+                let Ok(Some(line)) = self.lines.next_line().await else {
+                    break;
+                };
                 let v: Value = serde_json::from_str(&line).unwrap();
                 for rs in v["request"]["resourceSpans"].as_array().unwrap() {
                     for ss in rs["scopeSpans"].as_array().unwrap() {
                         for span in ss["spans"].as_array().unwrap() {
                             let mut span = span.clone();
                             span["scope"] = ss["scope"]["name"].clone();
-                            out.push((v["headers"].clone(), span, rs["resource"]["attributes"].clone()));
+                            out.push((
+                                v["headers"].clone(),
+                                span,
+                                rs["resource"]["attributes"].clone(),
+                            ));
                         }
                     }
                 }
             }
         })
         .await;
-        assert!(read.is_ok(), "only {} of {n} spans reached oteltest", out.len());
+        assert!(
+            read.is_ok(),
+            "only {} of {n} spans reached oteltest",
+            out.len()
+        );
         let _ = self.child.start_kill();
         out
     }
@@ -128,7 +156,10 @@ async fn send_three(endpoint: String, protocol: &str) -> (String, String) {
         .build()
         .unwrap();
     let tracer = tracing.tracer();
-    let incoming = vec![("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")];
+    let incoming = vec![(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )];
     let parent = extract_trace_context(&incoming).unwrap();
     let mut ids = (String::new(), String::new());
     for i in 0..3i64 {
@@ -139,7 +170,10 @@ async fn send_three(endpoint: String, protocol: &str) -> (String, String) {
         span.set_attribute(attr::USAGE_INPUT_TOKENS, 5 + i);
         span.set_attribute(attr::REQUEST_TEMPERATURE, 0.5);
         span.set_attribute(attr::RESPONSE_FINISH_REASONS, vec!["stop".to_owned()]);
-        ids = (span.context().trace_id.to_string(), span.context().span_id.to_string());
+        ids = (
+            span.context().trace_id.to_string(),
+            span.context().span_id.to_string(),
+        );
         span.end();
     }
     tracing.shutdown(Duration::from_secs(20)).await.unwrap();
@@ -157,16 +191,31 @@ fn check(spans: &[(Value, Value, Value)]) {
     let attrs = &span["attributes"];
     assert_eq!(attr_of(attrs, attr::OPERATION_NAME)["stringValue"], "chat");
     assert_eq!(attr_of(attrs, attr::PROVIDER_NAME)["stringValue"], "vllm");
-    assert_eq!(attr_of(attrs, attr::REQUEST_MODEL)["stringValue"], "tiny-llama");
+    assert_eq!(
+        attr_of(attrs, attr::REQUEST_MODEL)["stringValue"],
+        "tiny-llama"
+    );
     assert_eq!(attr_of(attrs, attr::USAGE_INPUT_TOKENS)["intValue"], "5");
-    assert_eq!(attr_of(attrs, attr::REQUEST_TEMPERATURE)["doubleValue"], 0.5);
+    assert_eq!(
+        attr_of(attrs, attr::REQUEST_TEMPERATURE)["doubleValue"],
+        0.5
+    );
     assert_eq!(
         attr_of(attrs, attr::RESPONSE_FINISH_REASONS)["arrayValue"]["values"][0]["stringValue"],
         "stop"
     );
-    assert_eq!(attr_of(resource, "service.name")["stringValue"], "inferscope-oteltest");
-    assert_eq!(attr_of(resource, "deployment.environment")["stringValue"], "ci");
-    assert_eq!(attr_of(resource, "telemetry.sdk.name")["stringValue"], "inferscope");
+    assert_eq!(
+        attr_of(resource, "service.name")["stringValue"],
+        "inferscope-oteltest"
+    );
+    assert_eq!(
+        attr_of(resource, "deployment.environment")["stringValue"],
+        "ci"
+    );
+    assert_eq!(
+        attr_of(resource, "telemetry.sdk.name")["stringValue"],
+        "inferscope"
+    );
 }
 
 /// Protobuf JSON carries ids as base64; the spec's OTLP/JSON carries them as hex.
@@ -196,14 +245,21 @@ async fn grpc_to_oteltest() {
     let last = &spans[2].1;
     assert_eq!(b64_to_hex(last["traceId"].as_str().unwrap()), trace);
     assert_eq!(b64_to_hex(last["spanId"].as_str().unwrap()), span_id);
-    assert_eq!(b64_to_hex(last["parentSpanId"].as_str().unwrap()), "00f067aa0ba902b7");
+    assert_eq!(
+        b64_to_hex(last["parentSpanId"].as_str().unwrap()),
+        "00f067aa0ba902b7"
+    );
 }
 
 #[tokio::test]
 async fn http_protobuf_to_oteltest() {
     let port = free_port();
     let mut sink = Sink::start("--http", port).await;
-    let (trace, _) = send_three(format!("http://127.0.0.1:{port}/v1/traces"), "http/protobuf").await;
+    let (trace, _) = send_three(
+        format!("http://127.0.0.1:{port}/v1/traces"),
+        "http/protobuf",
+    )
+    .await;
     let spans = sink.spans(3).await;
     check(&spans);
     assert_eq!(b64_to_hex(spans[0].1["traceId"].as_str().unwrap()), trace);

@@ -1,1 +1,44 @@
-fn main() {}
+//! `inferscope`: the command-line entry point. Parsing, logging and dispatch only; the work
+//! lives in the library crates.
+
+mod demo;
+mod waterfall;
+
+use clap::{Parser, Subcommand};
+
+/// Traces requests to LLM inference servers as OpenTelemetry traces.
+#[derive(Debug, Parser)]
+#[command(name = "inferscope", version, about, long_about = None)]
+struct Cli {
+    /// Log filter for inferscope's own logs (stderr), e.g. `info` or `inferscope_export=debug`.
+    #[arg(long, global = true, env = "INFERSCOPE_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record a sample inference trace, print it, and write it as OTLP-JSON lines.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+        }
+    })
+}

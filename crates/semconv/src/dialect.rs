@@ -328,7 +328,10 @@ mod tests {
         for d in Dialect::ALL {
             assert_eq!(Dialect::parse(d.as_str()), Some(d));
         }
-        assert_eq!(Dialect::parse(" OpenInference "), Some(Dialect::OpenInference));
+        assert_eq!(
+            Dialect::parse(" OpenInference "),
+            Some(Dialect::OpenInference)
+        );
         assert_eq!(Dialect::parse("datadog"), None);
     }
 }

@@ -1,5 +1,12 @@
 //! Checks every OpenTelemetry constant of this crate against the YAML model of semantic
 //! conventions v1.41.0 in `../shared/semconv-v1.41.0/` (override with `INFERSCOPE_SHARED`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -42,7 +49,12 @@ fn load() -> Model {
             }
         }
     }
-    assert_eq!(files, 5, "expected the five YAML files of the release in {}", dir.display());
+    assert_eq!(
+        files,
+        5,
+        "expected the five YAML files of the release in {}",
+        dir.display()
+    );
     model
 }
 
@@ -63,7 +75,9 @@ fn read_group(group: &Yaml, model: &mut Model) {
         let Some(id) = a["id"].as_str() else { continue };
         let deprecated = !a["deprecated"].is_badvalue();
         let renamed_to = a["deprecated"]["renamed_to"].as_str().map(str::to_owned);
-        model.defined.insert(id.to_owned(), (deprecated, renamed_to));
+        model
+            .defined
+            .insert(id.to_owned(), (deprecated, renamed_to));
         for m in a["type"]["members"].as_vec().into_iter().flatten() {
             if let Some(v) = m["value"].as_str() {
                 model
@@ -128,7 +142,11 @@ fn every_metric_matches_name_unit_and_instrument() {
         assert_eq!(unit, h.unit, "unit of {}", h.name);
         assert_eq!(instrument, "histogram", "instrument of {}", h.name);
     }
-    assert_eq!(model.metrics.len(), metric::ALL.len(), "a v1.41.0 GenAI metric is missing here");
+    assert_eq!(
+        model.metrics.len(),
+        metric::ALL.len(),
+        "a v1.41.0 GenAI metric is missing here"
+    );
 }
 
 #[test]
@@ -139,7 +157,10 @@ fn legacy_names_are_deprecated_with_the_right_replacement() {
             .defined
             .get(*key)
             .unwrap_or_else(|| panic!("{key} missing from v1.41.0"));
-        assert!(deprecated, "{key} is marked legacy but v1.41.0 does not deprecate it");
+        assert!(
+            deprecated,
+            "{key} is marked legacy but v1.41.0 does not deprecate it"
+        );
     }
     for (old, new) in legacy::RENAMES {
         if let Some(renamed_to) = &model.defined[*old].1 {

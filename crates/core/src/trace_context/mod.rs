@@ -19,7 +19,9 @@ pub use traceparent::{
     TRACEPARENT_LEN, Traceparent, TraceparentBuf, TraceparentError, format_traceparent,
     parse_traceparent,
 };
-pub use tracestate::{MAX_LEN as TRACESTATE_MAX_LEN, MAX_MEMBERS, TraceState, valid_key, valid_value};
+pub use tracestate::{
+    MAX_LEN as TRACESTATE_MAX_LEN, MAX_MEMBERS, TraceState, valid_key, valid_value,
+};
 
 use crate::ids::{SpanId, TraceFlags, TraceId};
 
@@ -95,9 +97,9 @@ pub fn fuzz_check(data: &[u8]) {
         (TRACEPARENT.to_owned(), text.to_owned()),
         (TRACESTATE.to_owned(), text.to_owned()),
     ];
-    if let Some(ctx) = extract_trace_context(&headers) {
-        if !ctx.is_valid() || !ctx.remote {
-            panic!("extracted an invalid or local context from {text:?}");
-        }
+    if let Some(ctx) = extract_trace_context(&headers)
+        && (!ctx.is_valid() || !ctx.remote)
+    {
+        panic!("extracted an invalid or local context from {text:?}");
     }
 }

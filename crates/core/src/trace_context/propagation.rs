@@ -137,7 +137,10 @@ pub fn extract_trace_headers<H: HeaderRead + ?Sized>(headers: &H) -> TraceHeader
         _ => None,
     };
     let mut states = headers.values(TRACESTATE).peekable();
-    let tracestate = states.peek().is_some().then(|| states.collect::<Vec<_>>().join(","));
+    let tracestate = states
+        .peek()
+        .is_some()
+        .then(|| states.collect::<Vec<_>>().join(","));
     TraceHeaders {
         traceparent,
         tracestate,

@@ -53,7 +53,10 @@ impl TraceState {
                     tracing::debug!(member, "tracestate: invalid member dropped");
                     continue;
                 }
-                if members.iter().any(|m| m.split_once('=').map(|(k, _)| k) == Some(key)) {
+                if members
+                    .iter()
+                    .any(|m| m.split_once('=').map(|(k, _)| k) == Some(key))
+                {
                     tracing::debug!(key, "tracestate: repeated key dropped");
                     continue;
                 }
@@ -137,7 +140,9 @@ pub fn valid_key(key: &str) -> bool {
     let k = key.as_bytes();
     match key.split_once('@') {
         None => {
-            matches!(k.first(), Some(b'a'..=b'z')) && k.len() <= 256 && k.iter().all(|&c| key_char(c))
+            matches!(k.first(), Some(b'a'..=b'z'))
+                && k.len() <= 256
+                && k.iter().all(|&c| key_char(c))
         }
         Some((tenant, system)) => {
             let (t, s) = (tenant.as_bytes(), system.as_bytes());

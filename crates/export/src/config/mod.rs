@@ -315,8 +315,15 @@ impl fmt::Display for ExporterConfig {
         let o = &self.otlp;
         let b = &self.batch;
         let headers: Vec<String> = o.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let resource: Vec<String> = self.resource.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let path = |p: &Option<PathBuf>| p.as_ref().map_or("-".to_owned(), |p| p.display().to_string());
+        let resource: Vec<String> = self
+            .resource
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("-".to_owned(), |p| p.display().to_string())
+        };
         let rows: [(&str, String); 18] = [
             ("disabled", self.disabled.to_string()),
             ("exporters", kinds.join(",")),
@@ -333,8 +340,14 @@ impl fmt::Display for ExporterConfig {
             ("sampler", self.sampler.describe()),
             ("max_queue_size", b.max_queue_size.to_string()),
             ("max_export_batch_size", b.max_export_batch_size.to_string()),
-            ("schedule_delay_ms", b.schedule_delay.as_millis().to_string()),
-            ("export_timeout_ms", b.export_timeout.as_millis().to_string()),
+            (
+                "schedule_delay_ms",
+                b.schedule_delay.as_millis().to_string(),
+            ),
+            (
+                "export_timeout_ms",
+                b.export_timeout.as_millis().to_string(),
+            ),
             ("file", path(&self.file)),
         ];
         for (name, value) in rows {
@@ -404,7 +417,9 @@ impl Resolver<'_> {
     ) -> Option<(T, Origin)> {
         let found = if let Some(v) = explicit {
             Some((v, Origin::Explicit(name)))
-        } else if let Some((var, raw)) = vars.iter().find_map(|var| self.env(var).map(|v| (*var, v))) {
+        } else if let Some((var, raw)) =
+            vars.iter().find_map(|var| self.env(var).map(|v| (*var, v)))
+        {
             match from_env(&raw) {
                 Ok(v) => Some((v, Origin::Env(var))),
                 Err(reason) => {
@@ -499,7 +514,11 @@ fn check_endpoint(endpoint: &str, protocol: Protocol) -> Result<String, String> 
         .map_err(|e| format!("not a valid URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        Some(other) => return Err(format!("unsupported scheme `{other}` (expected http or https)")),
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme `{other}` (expected http or https)"
+            ));
+        }
         None if protocol == Protocol::Grpc => {}
         None => return Err("an HTTP endpoint needs an http:// or https:// scheme".into()),
     }
@@ -537,7 +556,13 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
 
     // --- off switch and exporters ---
     let disabled = r
-        .pick("disabled", explicit.disabled, &[SDK_DISABLED], parse_bool, file.disabled)
+        .pick(
+            "disabled",
+            explicit.disabled,
+            &[SDK_DISABLED],
+            parse_bool,
+            file.disabled,
+        )
         .is_some_and(|(v, _)| v);
 
     let exporters = match r.pick(
@@ -555,7 +580,11 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
                     "otlp" => kinds.push(ExporterKind::Otlp),
                     "console" | "logging" => kinds.push(ExporterKind::Console),
                     "none" => {}
-                    _ => r.error(origin.clone(), names.join(","), format!("unknown exporter `{name}` (expected otlp, console or none)")),
+                    _ => r.error(
+                        origin.clone(),
+                        names.join(","),
+                        format!("unknown exporter `{name}` (expected otlp, console or none)"),
+                    ),
                 }
             }
             kinds.dedup();
@@ -620,7 +649,13 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
     };
 
     let insecure = r
-        .pick("insecure", explicit.insecure, &[TRACES_INSECURE, INSECURE], parse_bool, file.insecure)
+        .pick(
+            "insecure",
+            explicit.insecure,
+            &[TRACES_INSECURE, INSECURE],
+            parse_bool,
+            file.insecure,
+        )
         .is_some_and(|(v, _)| v);
     let tls_enabled = match endpoint.split_once("://") {
         Some(("https", _)) => true,
@@ -629,18 +664,34 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
         None => !insecure,
     };
 
-    let path_setting = |r: &mut Resolver<'_>, name: &'static str, e: Option<PathBuf>, vars: &[&'static str], f: Option<PathBuf>| {
+    let path_setting = |r: &mut Resolver<'_>,
+                        name: &'static str,
+                        e: Option<PathBuf>,
+                        vars: &[&'static str],
+                        f: Option<PathBuf>| {
         let picked = r.pick(name, e, vars, |s| Ok(PathBuf::from(s)), f);
         picked.and_then(|(p, origin)| {
             let readable = std::fs::metadata(&p)
                 .map(|m| m.is_file())
                 .map_err(|e| format!("cannot read the file: {e}"))
-                .and_then(|is_file| if is_file { Ok(p.clone()) } else { Err("not a file".to_owned()) });
+                .and_then(|is_file| {
+                    if is_file {
+                        Ok(p.clone())
+                    } else {
+                        Err("not a file".to_owned())
+                    }
+                });
             r.check(&origin, &p.display().to_string(), readable)
         })
     };
     let tls = TlsConfig {
-        ca_certificate: path_setting(&mut r, "certificate", explicit.certificate.clone(), &[TRACES_CERTIFICATE, CERTIFICATE], file.certificate.clone()),
+        ca_certificate: path_setting(
+            &mut r,
+            "certificate",
+            explicit.certificate.clone(),
+            &[TRACES_CERTIFICATE, CERTIFICATE],
+            file.certificate.clone(),
+        ),
         client_certificate: path_setting(
             &mut r,
             "client_certificate",
@@ -648,7 +699,13 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
             &[TRACES_CLIENT_CERTIFICATE, CLIENT_CERTIFICATE],
             file.client_certificate.clone(),
         ),
-        client_key: path_setting(&mut r, "client_key", explicit.client_key.clone(), &[TRACES_CLIENT_KEY, CLIENT_KEY], file.client_key.clone()),
+        client_key: path_setting(
+            &mut r,
+            "client_key",
+            explicit.client_key.clone(),
+            &[TRACES_CLIENT_KEY, CLIENT_KEY],
+            file.client_key.clone(),
+        ),
     };
     if tls.client_certificate.is_some() != tls.client_key.is_some() {
         r.error(
@@ -691,7 +748,12 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
     let headers = match check_headers(headers) {
         Ok(h) => h,
         Err(reason) => {
-            let origin = r.origins.iter().rev().find(|(n, _)| *n == "headers").map_or(Origin::Default, |(_, o)| o.clone());
+            let origin = r
+                .origins
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == "headers")
+                .map_or(Origin::Default, |(_, o)| o.clone());
             r.error(origin, "<redacted>", reason);
             Vec::new()
         }
@@ -716,8 +778,16 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
     };
 
     let timeout = r
-        .pick("timeout_ms", explicit.timeout_ms, &[TRACES_TIMEOUT, TIMEOUT], parse_u64, file.timeout_ms)
-        .map_or(Duration::from_millis(10_000), |(ms, _)| Duration::from_millis(ms));
+        .pick(
+            "timeout_ms",
+            explicit.timeout_ms,
+            &[TRACES_TIMEOUT, TIMEOUT],
+            parse_u64,
+            file.timeout_ms,
+        )
+        .map_or(Duration::from_millis(10_000), |(ms, _)| {
+            Duration::from_millis(ms)
+        });
 
     // --- resource ---
     let mut resource: BTreeMap<String, String> = BTreeMap::new();
@@ -797,9 +867,19 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
     // --- batching ---
     let defaults = BatchConfig::default();
     let max_queue_size = r
-        .pick("max_queue_size", explicit.max_queue_size, &[BSP_MAX_QUEUE_SIZE], parse_usize, file.max_queue_size)
+        .pick(
+            "max_queue_size",
+            explicit.max_queue_size,
+            &[BSP_MAX_QUEUE_SIZE],
+            parse_usize,
+            file.max_queue_size,
+        )
         .and_then(|(v, origin)| {
-            let checked = if v == 0 { Err("must be at least 1".to_owned()) } else { Ok(v) };
+            let checked = if v == 0 {
+                Err("must be at least 1".to_owned())
+            } else {
+                Ok(v)
+            };
             r.check(&origin, &v.to_string(), checked)
         })
         .unwrap_or(defaults.max_queue_size);
@@ -815,7 +895,9 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
             let checked = if v == 0 {
                 Err("must be at least 1".to_owned())
             } else if v > max_queue_size {
-                Err(format!("must not exceed the max queue size ({max_queue_size})"))
+                Err(format!(
+                    "must not exceed the max queue size ({max_queue_size})"
+                ))
             } else {
                 Ok(v)
             };
@@ -823,10 +905,22 @@ pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
         })
         .unwrap_or(defaults.max_export_batch_size.min(max_queue_size));
     let schedule_delay = r
-        .pick("schedule_delay_ms", explicit.schedule_delay_ms, &[BSP_SCHEDULE_DELAY], parse_u64, file.schedule_delay_ms)
+        .pick(
+            "schedule_delay_ms",
+            explicit.schedule_delay_ms,
+            &[BSP_SCHEDULE_DELAY],
+            parse_u64,
+            file.schedule_delay_ms,
+        )
         .map_or(defaults.schedule_delay, |(ms, _)| Duration::from_millis(ms));
     let export_timeout = r
-        .pick("export_timeout_ms", explicit.export_timeout_ms, &[BSP_EXPORT_TIMEOUT], parse_u64, file.export_timeout_ms)
+        .pick(
+            "export_timeout_ms",
+            explicit.export_timeout_ms,
+            &[BSP_EXPORT_TIMEOUT],
+            parse_u64,
+            file.export_timeout_ms,
+        )
         .map_or(defaults.export_timeout, |(ms, _)| Duration::from_millis(ms));
 
     let file_sink = if let Some(p) = explicit.file.clone() {
@@ -877,24 +971,46 @@ mod tests {
             redact_userinfo("https://user:pw@collector:4318/v1/traces"),
             "https://<redacted>@collector:4318/v1/traces"
         );
-        assert_eq!(redact_userinfo("http://collector:4317"), "http://collector:4317");
-        assert_eq!(redact_userinfo("u:p@collector:4317"), "<redacted>@collector:4317");
+        assert_eq!(
+            redact_userinfo("http://collector:4317"),
+            "http://collector:4317"
+        );
+        assert_eq!(
+            redact_userinfo("u:p@collector:4317"),
+            "<redacted>@collector:4317"
+        );
         assert_eq!(redact_userinfo("http://c/x?a=b@c"), "http://c/x?a=b@c");
     }
 
     #[test]
     fn traces_path_is_appended_once() {
-        assert_eq!(append_traces_path("http://c:4318"), "http://c:4318/v1/traces");
-        assert_eq!(append_traces_path("http://c:4318/"), "http://c:4318/v1/traces");
-        assert_eq!(append_traces_path("http://c:4318/base/"), "http://c:4318/base/v1/traces");
-        assert_eq!(append_traces_path("http://c:4318?x=1"), "http://c:4318/v1/traces?x=1");
+        assert_eq!(
+            append_traces_path("http://c:4318"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            append_traces_path("http://c:4318/"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            append_traces_path("http://c:4318/base/"),
+            "http://c:4318/base/v1/traces"
+        );
+        assert_eq!(
+            append_traces_path("http://c:4318?x=1"),
+            "http://c:4318/v1/traces?x=1"
+        );
     }
 
     #[test]
     fn kv_lists_decode_and_never_echo_values() {
         assert_eq!(
             parse_kv_list("a=1, b = x%20y ,,c=%2C").unwrap(),
-            vec![("a".into(), "1".into()), ("b".into(), "x y".into()), ("c".into(), ",".into())]
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), ",".into())
+            ]
         );
         let err = parse_kv_list("api-key=sk-secret,broken").unwrap_err();
         assert!(!err.contains("sk-secret"), "{err}");

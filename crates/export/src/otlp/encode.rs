@@ -162,7 +162,12 @@ fn link(l: &Link) -> span::Link {
     span::Link {
         trace_id: l.context.trace_id.0.to_vec(),
         span_id: l.context.span_id.0.to_vec(),
-        trace_state: l.context.state.header_value().unwrap_or_default().to_owned(),
+        trace_state: l
+            .context
+            .state
+            .header_value()
+            .unwrap_or_default()
+            .to_owned(),
         attributes: attributes(&l.attributes),
         dropped_attributes_count: 0,
         flags: u32::from(l.context.flags.0)
@@ -181,7 +186,12 @@ pub fn encode_span(r: &SpanRecord) -> PSpan {
     PSpan {
         trace_id: r.context.trace_id.0.to_vec(),
         span_id: r.context.span_id.0.to_vec(),
-        trace_state: r.context.state.header_value().unwrap_or_default().to_owned(),
+        trace_state: r
+            .context
+            .state
+            .header_value()
+            .unwrap_or_default()
+            .to_owned(),
         parent_span_id: r.parent_span_id.map(|p| p.0.to_vec()).unwrap_or_default(),
         flags: u32::from(r.context.flags.0)
             | HAS_IS_REMOTE
@@ -271,7 +281,11 @@ mod tests {
         assert_eq!(rs.schema_url, inferscope_semconv::SCHEMA_URL);
         let res = rs.resource.as_ref().unwrap();
         assert_eq!(res.attributes[0].key, "service.name");
-        assert!(res.attributes.iter().any(|a| a.key == "telemetry.sdk.language"));
+        assert!(
+            res.attributes
+                .iter()
+                .any(|a| a.key == "telemetry.sdk.language")
+        );
         assert_eq!(rs.scope_spans.len(), 2);
         assert_eq!(rs.scope_spans[0].spans.len(), 2);
         assert_eq!(rs.scope_spans[0].scope.as_ref().unwrap().name, "test");

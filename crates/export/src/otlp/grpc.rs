@@ -92,8 +92,13 @@ impl GrpcTransport {
             if let Some(ca) = &config.tls.ca_certificate {
                 tls_config = tls_config.ca_certificate(Certificate::from_pem(tls::read_pem(ca)?));
             }
-            if let (Some(cert), Some(key)) = (&config.tls.client_certificate, &config.tls.client_key) {
-                tls_config = tls_config.identity(Identity::from_pem(tls::read_pem(cert)?, tls::read_pem(key)?));
+            if let (Some(cert), Some(key)) =
+                (&config.tls.client_certificate, &config.tls.client_key)
+            {
+                tls_config = tls_config.identity(Identity::from_pem(
+                    tls::read_pem(cert)?,
+                    tls::read_pem(key)?,
+                ));
             }
             endpoint = endpoint
                 .tls_config(tls_config)
@@ -117,12 +122,16 @@ impl GrpcTransport {
         Ok(GrpcTransport { grpc, metadata })
     }
 
-    pub(super) async fn send(&self, body: Bytes, timeout: Duration) -> Result<Accepted, ExportError> {
+    pub(super) async fn send(
+        &self,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Accepted, ExportError> {
         let mut grpc = self.grpc.clone();
         let call = async {
-            grpc.ready()
-                .await
-                .map_err(|e| ExportError::retryable(format!("gRPC channel not ready: {e}"), None))?;
+            grpc.ready().await.map_err(|e| {
+                ExportError::retryable(format!("gRPC channel not ready: {e}"), None)
+            })?;
             let mut request = tonic::Request::new(body);
             *request.metadata_mut() = self.metadata.clone();
             request.set_timeout(timeout);
@@ -131,12 +140,14 @@ impl GrpcTransport {
                 .await
                 .map_err(classify)
         };
-        let response = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| ExportError::retryable(format!("gRPC export timed out after {timeout:?}"), None))??;
+        let response = tokio::time::timeout(timeout, call).await.map_err(|_| {
+            ExportError::retryable(format!("gRPC export timed out after {timeout:?}"), None)
+        })??;
         let partial = response.into_inner().partial_success;
         Ok(Accepted {
-            rejected: partial.as_ref().map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
+            rejected: partial
+                .as_ref()
+                .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
             message: partial
                 .map(|p| p.error_message)
                 .filter(|m| !m.is_empty())
@@ -175,10 +186,23 @@ mod tests {
 
     #[test]
     fn classification_follows_otlp() {
-        for code in [Code::Unavailable, Code::Cancelled, Code::DeadlineExceeded, Code::Aborted, Code::OutOfRange, Code::DataLoss] {
+        for code in [
+            Code::Unavailable,
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::DataLoss,
+        ] {
             assert!(classify(Status::new(code, "x")).retryable, "{code:?}");
         }
-        for code in [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied, Code::Internal, Code::Unimplemented] {
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Internal,
+            Code::Unimplemented,
+        ] {
             assert!(!classify(Status::new(code, "x")).retryable, "{code:?}");
         }
         assert!(!classify(Status::resource_exhausted("x")).retryable);

@@ -30,10 +30,13 @@ pub(super) struct HttpTransport {
 
 impl HttpTransport {
     pub(super) fn new(config: &OtlpConfig) -> Result<HttpTransport, BuildError> {
-        let uri: Uri = config.endpoint.parse().map_err(|e: http::uri::InvalidUri| BuildError::Endpoint {
-            endpoint: redact_userinfo(&config.endpoint),
-            reason: e.to_string(),
-        })?;
+        let uri: Uri = config
+            .endpoint
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| BuildError::Endpoint {
+                endpoint: redact_userinfo(&config.endpoint),
+                reason: e.to_string(),
+            })?;
         let tls = tls::client_config(&config.tls)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -53,7 +56,11 @@ impl HttpTransport {
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
-            HeaderValue::from_static(if json { "application/json" } else { "application/x-protobuf" }),
+            HeaderValue::from_static(if json {
+                "application/json"
+            } else {
+                "application/x-protobuf"
+            }),
         );
         headers.insert(
             USER_AGENT,
@@ -63,8 +70,10 @@ impl HttpTransport {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         for (name, value) in &config.headers {
-            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError::Header(name.clone()))?;
-            let mut v = HeaderValue::from_str(value.expose()).map_err(|_| BuildError::Header(name.clone()))?;
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| BuildError::Header(name.clone()))?;
+            let mut v = HeaderValue::from_str(value.expose())
+                .map_err(|_| BuildError::Header(name.clone()))?;
             v.set_sensitive(true);
             headers.insert(n, v);
         }
@@ -76,7 +85,11 @@ impl HttpTransport {
         })
     }
 
-    pub(super) async fn send(&self, body: Bytes, timeout: Duration) -> Result<Accepted, ExportError> {
+    pub(super) async fn send(
+        &self,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Accepted, ExportError> {
         let body = if self.gzip { gzip(&body)? } else { body };
         let mut request = Request::builder()
             .method(Method::POST)
@@ -85,11 +98,9 @@ impl HttpTransport {
             .map_err(|e| ExportError::permanent(format!("cannot build the request: {e}")))?;
         *request.headers_mut() = self.headers.clone();
         let call = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| ExportError::retryable(format!("HTTP request failed: {}", error_chain(&e)), None))?;
+            let response = self.client.request(request).await.map_err(|e| {
+                ExportError::retryable(format!("HTTP request failed: {}", error_chain(&e)), None)
+            })?;
             let status = response.status();
             let headers = response.headers().clone();
             let body = Limited::new(response.into_body(), MAX_RESPONSE)
@@ -99,18 +110,25 @@ impl HttpTransport {
                 .unwrap_or_default();
             Ok::<_, ExportError>((status, headers, body))
         };
-        let (status, headers, body) = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| ExportError::retryable(format!("HTTP export timed out after {timeout:?}"), None))??;
+        let (status, headers, body) =
+            tokio::time::timeout(timeout, call).await.map_err(|_| {
+                ExportError::retryable(format!("HTTP export timed out after {timeout:?}"), None)
+            })??;
         if status.is_success() {
             return Ok(self.accepted(&headers, &body));
         }
         let message = format!("HTTP {status}: {}", error_message(&headers, &body));
         if matches!(
             status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+            StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
         ) {
-            Err(ExportError::retryable(message, retry_after(&headers, SystemTime::now())))
+            Err(ExportError::retryable(
+                message,
+                retry_after(&headers, SystemTime::now()),
+            ))
         } else {
             Err(ExportError::permanent(message))
         }
@@ -126,7 +144,9 @@ impl HttpTransport {
         };
         let partial = response.and_then(|r| r.partial_success);
         Accepted {
-            rejected: partial.as_ref().map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
+            rejected: partial
+                .as_ref()
+                .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
             message: partial
                 .map(|p| p.error_message)
                 .filter(|m| !m.is_empty())
@@ -137,7 +157,10 @@ impl HttpTransport {
 }
 
 fn gzip(body: &[u8]) -> Result<Bytes, ExportError> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
     enc.write_all(body)
         .and_then(|()| enc.finish())
         .map(Bytes::from)
@@ -163,20 +186,21 @@ fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
     if body.is_empty() {
         return "(no body)".into();
     }
-    if is_json(headers) {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-            if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
-                return clip(m);
-            }
-        }
-    } else if headers
+    let protobuf = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("protobuf"))
-    {
-        if let Ok(s) = RpcStatus::decode(body) {
-            return clip(&s.message);
-        }
+        .is_some_and(|v| v.contains("protobuf"));
+    let message = if is_json(headers) {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(clip))
+    } else if protobuf {
+        RpcStatus::decode(body).ok().map(|s| clip(&s.message))
+    } else {
+        None
+    };
+    if let Some(m) = message {
+        return m;
     }
     clip(&String::from_utf8_lossy(body))
 }
@@ -223,7 +247,10 @@ mod tests {
     fn error_bodies() {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        assert_eq!(error_message(&h, br#"{"code":3,"message":"bad span"}"#), "bad span");
+        assert_eq!(
+            error_message(&h, br#"{"code":3,"message":"bad span"}"#),
+            "bad span"
+        );
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert_eq!(error_message(&h, b"nope"), "nope");
         assert_eq!(error_message(&h, b""), "(no body)");

@@ -57,6 +57,8 @@ pub enum BuildError {
     },
 }
 
+// Built once per pipeline; the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Transport {
     Grpc(grpc::GrpcTransport),
     Http(http::HttpTransport),
@@ -135,7 +137,9 @@ impl Backoff {
         let d = self.next;
         self.next = (self.next * 2).min(Self::MAX);
         let half = d / 2;
-        half + Duration::from_nanos(fastrand::u64(0..=u64::try_from(half.as_nanos()).unwrap_or(0)))
+        half + Duration::from_nanos(fastrand::u64(
+            0..=u64::try_from(half.as_nanos()).unwrap_or(0),
+        ))
     }
 }
 

@@ -62,7 +62,8 @@ pub(super) fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, Bui
     match (&tls.client_certificate, &tls.client_key) {
         (Some(cert), Some(key)) => {
             let chain = certificates(cert)?;
-            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error(key, e.to_string()))?;
+            let key_der =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error(key, e.to_string()))?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| tls_error(cert, e.to_string()))

@@ -1,7 +1,7 @@
 //! The console sink: one readable line per request.
 //!
-//! A request is a span whose parent is remote, absent, or not in the same batch; the spans
-//! under it in the batch (the CLIENT span of a gateway request, say) are folded into its line:
+//! A request is a span whose parent is absent or not in the same batch; the spans under it in
+//! the batch (the CLIENT span of a gateway request, vLLM's engine span) are folded into its line:
 //!
 //! ```text
 //! 2026-11-23T05:50:00.123Z POST /v1/chat/completions › chat tiny-llama  153.2ms ok  ttft=23.1ms tokens=5→16 finish=stop spans=2 trace=4bf92f3577b34da6a3ce929d0e0e4736
@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
-use inferscope_core::span::{SpanRecord, Status, Value};
 use inferscope_core::SpanId;
+use inferscope_core::span::{SpanRecord, Status, Value};
 use inferscope_semconv::{attr, http};
 
 use crate::exporter::{Accepted, ExportError, SpanExporter};
@@ -40,7 +40,9 @@ impl Default for ConsoleExporter {
 impl ConsoleExporter {
     /// Prints to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> ConsoleExporter {
-        ConsoleExporter { out: Mutex::new(out) }
+        ConsoleExporter {
+            out: Mutex::new(out),
+        }
     }
 }
 
@@ -76,7 +78,9 @@ pub fn format_batch(batch: &[SpanRecord]) -> String {
     let root_of = |mut i: usize| -> usize {
         for _ in 0..batch.len() {
             let s = &batch[i];
-            match s.parent_span_id.filter(|_| !s.parent_is_remote).and_then(|p| by_id.get(&p)) {
+            // A parent in the batch is followed even when remote (the gateway's CLIENT span
+            // and vLLM's llm_request under it are one request).
+            match s.parent_span_id.and_then(|p| by_id.get(&p)) {
                 Some(&p) if batch[p].context.trace_id == s.context.trace_id => i = p,
                 _ => break,
             }
@@ -101,9 +105,9 @@ pub fn format_batch(batch: &[SpanRecord]) -> String {
 
 fn line(out: &mut String, root: &SpanRecord, spans: &[&SpanRecord]) {
     let find = |key: &str| spans.iter().find_map(|s| s.get(key));
-    let inference = spans
-        .iter()
-        .find(|s| s.get(attr::OPERATION_NAME).is_some() && s.context.span_id != root.context.span_id);
+    let inference = spans.iter().find(|s| {
+        s.get(attr::OPERATION_NAME).is_some() && s.context.span_id != root.context.span_id
+    });
     let _ = write!(out, "{} {}", iso8601(root.start_unix_nanos), root.name);
     if let Some(inf) = inference {
         let _ = write!(out, " › {}", inf.name);
@@ -184,7 +188,10 @@ mod tests {
     fn dates() {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(951_782_400_123_000_000), "2000-02-29T00:00:00.123Z");
-        assert_eq!(iso8601(1_795_355_065_518_691_840), "2026-11-22T13:44:25.518Z");
+        assert_eq!(
+            iso8601(1_795_355_065_518_691_840),
+            "2026-11-22T13:44:25.518Z"
+        );
     }
 
     #[test]
@@ -198,14 +205,28 @@ mod tests {
             ..SpanContext::default()
         };
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut server = SpanRecord::new(server_ctx.clone(), None, "POST /v1/chat/completions", SpanKind::Server, t0, scope.clone());
+        let mut server = SpanRecord::new(
+            server_ctx.clone(),
+            None,
+            "POST /v1/chat/completions",
+            SpanKind::Server,
+            t0,
+            scope.clone(),
+        );
         server.end_unix_nanos = server.start_unix_nanos + 150_000_000;
         server.push(http::RESPONSE_STATUS_CODE, 200i64);
         let client_ctx = SpanContext {
             span_id: SpanId([2; 8]),
             ..server_ctx.clone()
         };
-        let mut client = SpanRecord::new(client_ctx, Some(&server_ctx), "chat tiny-llama", SpanKind::Client, t0, scope);
+        let mut client = SpanRecord::new(
+            client_ctx,
+            Some(&server_ctx),
+            "chat tiny-llama",
+            SpanKind::Client,
+            t0,
+            scope,
+        );
         client.push(attr::OPERATION_NAME, "chat");
         client.push(attr::RESPONSE_TIME_TO_FIRST_CHUNK, 0.0231);
         client.push(attr::USAGE_INPUT_TOKENS, 5i64);

@@ -22,7 +22,9 @@ pub struct FileExporter {
 
 impl std::fmt::Debug for FileExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileExporter").field("path", &self.path).finish()
+        f.debug_struct("FileExporter")
+            .field("path", &self.path)
+            .finish()
     }
 }
 

@@ -1,0 +1,87 @@
+//! `inferscope demo` as a user runs it: the built binary, its output, and the file it writes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+use std::process::Command;
+
+#[test]
+fn demo_prints_a_waterfall_and_writes_otlp_json_lines() {
+    let dir = tempfile_dir();
+    let out = dir.join("spans.jsonl");
+    let run = Command::new(env!("CARGO_BIN_EXE_inferscope"))
+        .args(["demo", "--out"])
+        .arg(&out)
+        // The embedded defaults must not need any outside service.
+        .env_remove("OTEL_TRACES_EXPORTER")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_SDK_DISABLED")
+        .output()
+        .expect("run inferscope demo");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("POST /v1/chat/completions › chat tiny-llama"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("└ llm_request"), "{stdout}");
+    assert!(
+        stdout.contains(&out.display().to_string()),
+        "the demo must name its file:\n{stdout}"
+    );
+
+    let mut names = Vec::new();
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for rs in v["resourceSpans"].as_array().unwrap() {
+            let service = rs["resource"]["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == "service.name")
+                .unwrap()["value"]["stringValue"]
+                .clone();
+            assert_eq!(service, "inferscope-demo");
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                for span in ss["spans"].as_array().unwrap() {
+                    assert_eq!(
+                        span["traceId"].as_str().unwrap().len(),
+                        32,
+                        "OTLP/JSON ids are hex"
+                    );
+                    names.push(span["name"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "POST /v1/chat/completions",
+            "POST /v1/chat/completions",
+            "chat no-such-model",
+            "chat tiny-llama",
+            "decode",
+            "llm_request",
+            "prefill",
+            "preprocess",
+            "queue"
+        ]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("inferscope-demo-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
