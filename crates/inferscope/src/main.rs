@@ -2,6 +2,7 @@
 //! lives in the library crates.
 
 mod demo;
+mod sim;
 mod waterfall;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Record a sample inference trace, print it, and write it as OTLP-JSON lines.
     Demo(demo::DemoArgs),
+    /// Serve a simulated vLLM-compatible engine (for demos, tests and benchmarks).
+    Sim(sim::SimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Sim(args) => sim::run(args).await,
         }
     })
 }

@@ -1,0 +1,583 @@
+//! Response bodies and SSE chunks, byte for byte in vLLM 0.32's field order
+//! (../shared/fixtures/vllm-0.32-cpu/http/ and probes of the real server).
+
+use base64::Engine as _;
+use bytes::Bytes;
+
+use super::json::Json;
+use super::request::Endpoint;
+
+/// What every chunk of one response repeats.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// `chatcmpl-…` or `cmpl-…`.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The served model name.
+    pub model: String,
+    /// `vllm-0.32.0-…`.
+    pub fingerprint: String,
+    /// Which API.
+    pub endpoint: Endpoint,
+}
+
+/// Why a choice ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// `length`, `stop` or `tool_calls`.
+    pub reason: &'static str,
+    /// The stop string that ended it, if any (vLLM's `stop_reason`).
+    pub stop_reason: Option<String>,
+}
+
+/// Token counts for usage objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt: u64,
+    /// Generated tokens.
+    pub completion: u64,
+}
+
+/// A finished choice of a non-streamed response.
+#[derive(Debug, Clone)]
+pub struct ChoiceOut {
+    /// The choice index.
+    pub index: u32,
+    /// The text (empty for a tool call).
+    pub text: String,
+    /// Why it ended.
+    pub finish: Finish,
+    /// `(id, name, arguments)` of a tool call.
+    pub tool_call: Option<(String, String, String)>,
+}
+
+impl Meta {
+    fn object(&self) -> &'static str {
+        match self.endpoint {
+            Endpoint::Chat => "chat.completion.chunk",
+            Endpoint::Completion => "text_completion",
+        }
+    }
+
+    fn head(&self, j: &mut Json, object: &str) {
+        j.raw("{\"id\":")
+            .str(&self.id)
+            .raw(",\"object\":")
+            .str(object)
+            .raw(",\"created\":")
+            .num(self.created)
+            .raw(",\"model\":")
+            .str(&self.model);
+    }
+}
+
+fn sse(j: Json) -> Bytes {
+    let body = j.into_bytes();
+    let mut out = Json::with_capacity(body.len() + 8);
+    out.raw("data: ").raw_bytes(&body).raw("\n\n");
+    out.into_bytes()
+}
+
+/// `data: [DONE]`.
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+fn usage_inline(j: &mut Json, u: Usage, details: bool) {
+    j.raw(",\"usage\":{\"prompt_tokens\":")
+        .num(u.prompt)
+        .raw(",\"total_tokens\":")
+        .num(u.prompt + u.completion)
+        .raw(",\"completion_tokens\":")
+        .num(u.completion);
+    if details {
+        j.raw(",\"completion_tokens_details\":null");
+    }
+    j.raw("}");
+}
+
+fn finish_fields(j: &mut Json, finish: Option<&Finish>) {
+    match finish {
+        None => {
+            j.raw(",\"finish_reason\":null");
+        }
+        Some(f) => {
+            j.raw(",\"finish_reason\":")
+                .str(f.reason)
+                .raw(",\"stop_reason\":")
+                .opt_str(f.stop_reason.as_deref());
+        }
+    }
+}
+
+/// The first chunk of a chat choice: the role only.
+pub fn chat_role_chunk(m: &Meta, index: u32, usage: Option<Usage>) -> Bytes {
+    let mut j = Json::with_capacity(256);
+    m.head(&mut j, "chat.completion.chunk");
+    j.raw(",\"choices\":[{\"index\":")
+        .num(u64::from(index))
+        .raw(",\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]");
+    if let Some(u) = usage {
+        usage_inline(&mut j, u, true);
+    }
+    j.raw(",\"prompt_token_ids\":null,\"prompt_text\":null}");
+    sse(j)
+}
+
+/// A chunk of generated text; the last one of a choice carries its finish reason.
+/// `fingerprint` is set on a finish chunk when no usage chunk follows.
+pub fn text_chunk(
+    m: &Meta,
+    index: u32,
+    text: &str,
+    finish: Option<&Finish>,
+    usage: Option<Usage>,
+    fingerprint: bool,
+) -> Bytes {
+    let mut j = Json::with_capacity(256 + text.len());
+    m.head(&mut j, m.object());
+    j.raw(",\"choices\":[{\"index\":").num(u64::from(index));
+    match m.endpoint {
+        Endpoint::Chat => {
+            j.raw(",\"delta\":{\"content\":")
+                .str(text)
+                .raw("},\"logprobs\":null");
+            finish_fields(&mut j, finish);
+            j.raw(",\"token_ids\":null}]");
+        }
+        Endpoint::Completion => {
+            j.raw(",\"text\":").str(text).raw(",\"logprobs\":null");
+            match finish {
+                None => j.raw(",\"finish_reason\":null,\"stop_reason\":null"),
+                Some(_) => {
+                    finish_fields(&mut j, finish);
+                    &mut j
+                }
+            };
+            j.raw(",\"prompt_token_ids\":null,\"token_ids\":null}]");
+        }
+    }
+    if let Some(u) = usage {
+        usage_inline(&mut j, u, m.endpoint == Endpoint::Chat);
+    }
+    if fingerprint {
+        j.raw(",\"system_fingerprint\":").str(&m.fingerprint);
+    }
+    j.raw("}");
+    sse(j)
+}
+
+/// The chunk that opens a streamed tool call: id, type, index and name.
+pub fn tool_start_chunk(
+    m: &Meta,
+    index: u32,
+    call_id: &str,
+    name: &str,
+    usage: Option<Usage>,
+) -> Bytes {
+    let mut j = Json::with_capacity(320);
+    m.head(&mut j, "chat.completion.chunk");
+    j.raw(",\"choices\":[{\"index\":")
+        .num(u64::from(index))
+        .raw(",\"delta\":{\"content\":null,\"tool_calls\":[{\"id\":")
+        .str(call_id)
+        .raw(",\"type\":\"function\",\"index\":0,\"function\":{\"name\":")
+        .str(name)
+        .raw("}}]},\"logprobs\":null,\"finish_reason\":null,\"token_ids\":null}]");
+    if let Some(u) = usage {
+        usage_inline(&mut j, u, true);
+    }
+    j.raw("}");
+    sse(j)
+}
+
+/// A fragment of a streamed tool call's arguments.
+pub fn tool_args_chunk(m: &Meta, index: u32, fragment: &str, usage: Option<Usage>) -> Bytes {
+    let mut j = Json::with_capacity(256 + fragment.len());
+    m.head(&mut j, "chat.completion.chunk");
+    j.raw(",\"choices\":[{\"index\":")
+        .num(u64::from(index))
+        .raw(",\"delta\":{\"content\":null,\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":")
+        .str(fragment)
+        .raw("}}]},\"logprobs\":null,\"finish_reason\":null,\"token_ids\":null}]");
+    if let Some(u) = usage {
+        usage_inline(&mut j, u, true);
+    }
+    j.raw("}");
+    sse(j)
+}
+
+/// The closing chunk of a tool call: an empty delta with the finish reason.
+pub fn empty_finish_chunk(
+    m: &Meta,
+    index: u32,
+    finish: &Finish,
+    usage: Option<Usage>,
+    fingerprint: bool,
+) -> Bytes {
+    let mut j = Json::with_capacity(256);
+    m.head(&mut j, "chat.completion.chunk");
+    j.raw(",\"choices\":[{\"index\":")
+        .num(u64::from(index))
+        .raw(",\"delta\":{},\"logprobs\":null");
+    finish_fields(&mut j, Some(finish));
+    j.raw(",\"token_ids\":null}]");
+    if let Some(u) = usage {
+        usage_inline(&mut j, u, true);
+    }
+    if fingerprint {
+        j.raw(",\"system_fingerprint\":").str(&m.fingerprint);
+    }
+    j.raw("}");
+    sse(j)
+}
+
+/// The `include_usage` chunk: no choices, the totals, the fingerprint.
+pub fn usage_chunk(m: &Meta, u: Usage) -> Bytes {
+    let mut j = Json::with_capacity(256);
+    m.head(&mut j, m.object());
+    j.raw(",\"choices\":[]");
+    usage_inline(&mut j, u, false);
+    j.raw(",\"system_fingerprint\":")
+        .str(&m.fingerprint)
+        .raw("}");
+    sse(j)
+}
+
+fn usage_full(j: &mut Json, u: Usage) {
+    j.raw(",\"usage\":{\"prompt_tokens\":")
+        .num(u.prompt)
+        .raw(",\"total_tokens\":")
+        .num(u.prompt + u.completion)
+        .raw(",\"completion_tokens\":")
+        .num(u.completion)
+        .raw(",\"prompt_tokens_details\":null,\"completion_tokens_details\":null}");
+}
+
+/// A non-streamed chat or completions response.
+pub fn full_response(m: &Meta, choices: &[ChoiceOut], usage: Usage) -> Bytes {
+    let mut j =
+        Json::with_capacity(512 + choices.iter().map(|c| c.text.len() + 256).sum::<usize>());
+    let object = match m.endpoint {
+        Endpoint::Chat => "chat.completion",
+        Endpoint::Completion => "text_completion",
+    };
+    m.head(&mut j, object);
+    j.raw(",\"choices\":[");
+    for (i, c) in choices.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        j.raw("{\"index\":").num(u64::from(c.index));
+        match m.endpoint {
+            Endpoint::Chat => {
+                j.raw(",\"message\":{\"role\":\"assistant\",\"content\":")
+                    .str(&c.text)
+                    .raw(",\"refusal\":null,\"annotations\":null,\"audio\":null,\"function_call\":null");
+                if let Some((id, name, args)) = &c.tool_call {
+                    j.raw(",\"tool_calls\":[{\"id\":")
+                        .str(id)
+                        .raw(",\"type\":\"function\",\"function\":{\"name\":")
+                        .str(name)
+                        .raw(",\"arguments\":")
+                        .str(args)
+                        .raw("}}]");
+                }
+                j.raw(",\"reasoning\":null},\"logprobs\":null");
+                finish_fields(&mut j, Some(&c.finish));
+                j.raw(",\"token_ids\":null,\"routed_experts\":null}");
+            }
+            Endpoint::Completion => {
+                j.raw(",\"text\":").str(&c.text).raw(",\"logprobs\":null");
+                finish_fields(&mut j, Some(&c.finish));
+                j.raw(",\"token_ids\":null,\"prompt_logprobs\":null,\"prompt_token_ids\":null,\"routed_experts\":null}");
+            }
+        }
+    }
+    j.raw("],\"service_tier\":null,\"system_fingerprint\":")
+        .str(&m.fingerprint);
+    usage_full(&mut j, usage);
+    if m.endpoint == Endpoint::Chat {
+        j.raw(",\"prompt_logprobs\":null,\"prompt_token_ids\":null,\"prompt_text\":null");
+    }
+    j.raw(",\"kv_transfer_params\":null,\"ec_transfer_params\":null,\"metrics\":null}");
+    j.into_bytes()
+}
+
+/// An embeddings response; vectors as float arrays or base64 of little-endian f32.
+pub fn embeddings(
+    id: &str,
+    created: u64,
+    model: &str,
+    vectors: &[Vec<f32>],
+    base64: bool,
+    prompt_tokens: u64,
+) -> Bytes {
+    let dim = vectors.first().map_or(0, Vec::len);
+    let mut j = Json::with_capacity(256 + vectors.len() * dim * 12);
+    j.raw("{\"id\":")
+        .str(id)
+        .raw(",\"object\":\"list\",\"created\":")
+        .num(created)
+        .raw(",\"model\":")
+        .str(model)
+        .raw(",\"data\":[");
+    for (i, v) in vectors.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        j.raw("{\"index\":")
+            .num(i as u64)
+            .raw(",\"object\":\"embedding\",\"embedding\":");
+        if base64 {
+            let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+            j.str(&base64::engine::general_purpose::STANDARD.encode(bytes));
+        } else {
+            j.raw("[");
+            for (k, f) in v.iter().enumerate() {
+                if k > 0 {
+                    j.raw(",");
+                }
+                j.float(*f);
+            }
+            j.raw("]");
+        }
+        j.raw("}");
+    }
+    j.raw("],\"usage\":{\"prompt_tokens\":")
+        .num(prompt_tokens)
+        .raw(",\"total_tokens\":")
+        .num(prompt_tokens)
+        .raw(",\"completion_tokens\":0,\"prompt_tokens_details\":null}}");
+    j.into_bytes()
+}
+
+/// `/v1/models`.
+pub fn models(model: &str, created: u64, max_model_len: u32, permission_id: &str) -> Bytes {
+    let mut j = Json::with_capacity(512);
+    j.raw("{\"object\":\"list\",\"data\":[{\"id\":")
+        .str(model)
+        .raw(",\"object\":\"model\",\"created\":")
+        .num(created)
+        .raw(",\"owned_by\":\"vllm\",\"root\":")
+        .str(model)
+        .raw(",\"parent\":null,\"max_model_len\":")
+        .num(u64::from(max_model_len))
+        .raw(",\"permission\":[{\"id\":")
+        .str(permission_id)
+        .raw(",\"object\":\"model_permission\",\"created\":")
+        .num(created)
+        .raw(",\"allow_create_engine\":false,\"allow_sampling\":true,\"allow_logprobs\":true,\"allow_search_indices\":false,\"allow_view\":true,\"allow_fine_tuning\":false,\"organization\":\"*\",\"group\":null,\"is_blocking\":false}]}]}");
+    j.into_bytes()
+}
+
+/// `/tokenize`.
+pub fn tokenize(tokens: &[u32], max_model_len: u32) -> Bytes {
+    let mut j = Json::with_capacity(64 + tokens.len() * 6);
+    j.raw("{\"count\":")
+        .num(tokens.len() as u64)
+        .raw(",\"max_model_len\":")
+        .num(u64::from(max_model_len))
+        .raw(",\"tokens\":[");
+    for (i, t) in tokens.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        j.num(u64::from(*t));
+    }
+    j.raw("],\"token_strs\":null}");
+    j.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(endpoint: Endpoint, id: &str) -> Meta {
+        Meta {
+            id: id.into(),
+            created: 1795355464,
+            model: "tiny-llama".into(),
+            fingerprint: "vllm-0.32.0-0de498b6".into(),
+            endpoint,
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        let dir = std::env::var_os("INFERSCOPE_SHARED")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+            });
+        std::fs::read_to_string(dir.join("fixtures/vllm-0.32-cpu/http").join(name)).unwrap()
+    }
+
+    /// Rebuilds `chat-stream-usage.sse` from its own ids, texts and counts, and compares bytes.
+    #[test]
+    fn chat_stream_with_usage_is_byte_identical_to_vllm() {
+        let m = meta(Endpoint::Chat, "chatcmpl-b435dee124bc431d");
+        let texts = [
+            "linen", "\u{1f}", " str", "ser", "OD", "lease", " start", "zip",
+        ];
+        let mut out = String::new();
+        out.push_str(std::str::from_utf8(&chat_role_chunk(&m, 0, None)).unwrap());
+        for (i, t) in texts.iter().enumerate() {
+            let finish = (i == texts.len() - 1).then(|| Finish {
+                reason: "length",
+                stop_reason: None,
+            });
+            out.push_str(
+                std::str::from_utf8(&text_chunk(&m, 0, t, finish.as_ref(), None, false)).unwrap(),
+            );
+        }
+        out.push_str(
+            std::str::from_utf8(&usage_chunk(
+                &m,
+                Usage {
+                    prompt: 26,
+                    completion: 8,
+                },
+            ))
+            .unwrap(),
+        );
+        out.push_str(std::str::from_utf8(DONE).unwrap());
+        assert_eq!(out, fixture("chat-stream-usage.sse"));
+    }
+
+    #[test]
+    fn chat_stream_without_usage_puts_the_fingerprint_on_the_finish_chunk() {
+        let m = meta(Endpoint::Chat, "chatcmpl-b41be70712e38134");
+        let texts = ["ca", "module", "lections", " specified", "stat"];
+        let mut out = String::from_utf8(chat_role_chunk(&m, 0, None).to_vec()).unwrap();
+        for (i, t) in texts.iter().enumerate() {
+            let last = i == texts.len() - 1;
+            let finish = last.then(|| Finish {
+                reason: "length",
+                stop_reason: None,
+            });
+            out.push_str(
+                std::str::from_utf8(&text_chunk(&m, 0, t, finish.as_ref(), None, last)).unwrap(),
+            );
+        }
+        out.push_str(std::str::from_utf8(DONE).unwrap());
+        assert_eq!(out, fixture("chat-stream-no-usage.sse"));
+    }
+
+    #[test]
+    fn continuous_usage_matches_vllm() {
+        let m = meta(Endpoint::Chat, "chatcmpl-bc073494b1c9aa68");
+        let expected = fixture("chat-stream-continuous-usage.sse");
+        let first = chat_role_chunk(
+            &m,
+            0,
+            Some(Usage {
+                prompt: 13,
+                completion: 0,
+            }),
+        );
+        assert!(expected.starts_with(std::str::from_utf8(&first).unwrap()));
+        let second = text_chunk(
+            &m,
+            0,
+            "='",
+            None,
+            Some(Usage {
+                prompt: 13,
+                completion: 1,
+            }),
+            false,
+        );
+        assert!(expected.contains(std::str::from_utf8(&second).unwrap()));
+    }
+
+    #[test]
+    fn completions_chunks_and_bodies_match_vllm() {
+        let m = meta(Endpoint::Completion, "cmpl-85f61ecbcdca0ee7");
+        let expected = fixture("completions-stream-n2.sse");
+        let c = text_chunk(&m, 1, " env", None, None, false);
+        assert!(expected.contains(std::str::from_utf8(&c).unwrap()));
+        let f = text_chunk(
+            &m,
+            1,
+            " raw",
+            Some(&Finish {
+                reason: "length",
+                stop_reason: None,
+            }),
+            None,
+            false,
+        );
+        assert!(expected.contains(std::str::from_utf8(&f).unwrap()));
+        let u = usage_chunk(
+            &m,
+            Usage {
+                prompt: 3,
+                completion: 12,
+            },
+        );
+        assert!(expected.contains(std::str::from_utf8(&u).unwrap()));
+
+        let m = Meta {
+            id: "cmpl-974687a982dbc46b".into(),
+            ..meta(Endpoint::Completion, "")
+        };
+        let choices = [
+            ChoiceOut {
+                index: 0,
+                text: "alueARex path".into(),
+                finish: Finish {
+                    reason: "length",
+                    stop_reason: None,
+                },
+                tool_call: None,
+            },
+            ChoiceOut {
+                index: 1,
+                text: ":'\\\u{fffd}raiseip".into(),
+                finish: Finish {
+                    reason: "length",
+                    stop_reason: None,
+                },
+                tool_call: None,
+            },
+        ];
+        let body = full_response(
+            &m,
+            &choices,
+            Usage {
+                prompt: 4,
+                completion: 8,
+            },
+        );
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            fixture("completions-batch.json").trim_end()
+        );
+    }
+
+    #[test]
+    fn chat_body_matches_vllm() {
+        let m = meta(Endpoint::Chat, "chatcmpl-abf2fb9a08d4af67");
+        let choices = [ChoiceOut {
+            index: 0,
+            text: "8 llobalvari8 llobalvari".into(),
+            finish: Finish {
+                reason: "length",
+                stop_reason: None,
+            },
+            tool_call: None,
+        }];
+        let body = full_response(
+            &m,
+            &choices,
+            Usage {
+                prompt: 13,
+                completion: 8,
+            },
+        );
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            fixture("chat.json").trim_end()
+        );
+    }
+}
