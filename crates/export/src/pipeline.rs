@@ -75,15 +75,17 @@ impl TracingBuilder {
         self
     }
 
-    /// Explicit settings, e.g. from command-line flags (highest precedence).
+    /// Explicit settings, e.g. from command-line flags (highest precedence). Fields it sets
+    /// replace earlier explicit ones (`with_endpoint` included); the others are kept.
     pub fn with_settings(mut self, settings: ExporterSettings) -> TracingBuilder {
-        self.explicit = settings;
+        self.explicit = std::mem::take(&mut self.explicit).merged(settings);
         self
     }
 
-    /// Settings from a configuration file (below the environment).
+    /// Settings from a configuration file (below the environment). Fields it sets replace
+    /// earlier file settings; the others are kept.
     pub fn with_file_settings(mut self, settings: ExporterSettings) -> TracingBuilder {
-        self.file = settings;
+        self.file = std::mem::take(&mut self.file).merged(settings);
         self
     }
 

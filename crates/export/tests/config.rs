@@ -619,3 +619,30 @@ fn print_config_names_origins() {
         "{text}"
     );
 }
+
+#[test]
+fn builder_layers_merge_instead_of_replacing() {
+    let builder = inferscope_export::TracingBuilder::new("t")
+        .with_endpoint("http://collector:4317")
+        .with_settings(ExporterSettings {
+            service_name: Some("svc".into()),
+            ..none()
+        })
+        .with_file_settings(ExporterSettings {
+            compression: Some("gzip".into()),
+            ..none()
+        })
+        .with_file_settings(ExporterSettings {
+            timeout_ms: Some(5),
+            ..none()
+        })
+        .with_env(env(&[]));
+    let c = builder.resolve().unwrap();
+    assert_eq!(
+        c.otlp.endpoint, "http://collector:4317",
+        "with_settings kept the endpoint"
+    );
+    assert_eq!(c.service_name(), "svc");
+    assert_eq!(c.otlp.compression, Compression::Gzip);
+    assert_eq!(c.otlp.timeout, Duration::from_millis(5));
+}

@@ -663,6 +663,8 @@ fn apply_stream_faults(
         }
         if f.fault.close_after == Some(f.sent) {
             f.closed = true;
+            // Let hyper flush what was sent before the connection goes down.
+            tokio::task::yield_now().await;
             return Some((
                 Err(std::io::Error::other(
                     "injected fault: connection closed mid-stream",
@@ -723,6 +725,7 @@ fn with_body_faults(response: Response<Body>, fault: &FaultSpec) -> Response<Bod
     let stream = futures_util::stream::once(cut)
         .map(Ok)
         .chain(futures_util::stream::once(async {
+            tokio::task::yield_now().await;
             Err(std::io::Error::other(
                 "injected fault: connection closed mid-body",
             ))

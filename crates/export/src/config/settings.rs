@@ -69,3 +69,31 @@ pub struct ExporterSettings {
     /// Also write every span as OTLP-JSON lines to this file.
     pub file: Option<PathBuf>,
 }
+
+impl ExporterSettings {
+    /// These settings with every field `over` sets replacing this one's.
+    pub fn merged(self, over: ExporterSettings) -> ExporterSettings {
+        ExporterSettings {
+            exporters: over.exporters.or(self.exporters),
+            protocol: over.protocol.or(self.protocol),
+            endpoint: over.endpoint.or(self.endpoint),
+            headers: over.headers.or(self.headers),
+            compression: over.compression.or(self.compression),
+            timeout_ms: over.timeout_ms.or(self.timeout_ms),
+            certificate: over.certificate.or(self.certificate),
+            client_certificate: over.client_certificate.or(self.client_certificate),
+            client_key: over.client_key.or(self.client_key),
+            insecure: over.insecure.or(self.insecure),
+            service_name: over.service_name.or(self.service_name),
+            resource_attributes: over.resource_attributes.or(self.resource_attributes),
+            sampler: over.sampler.or(self.sampler),
+            sampler_arg: over.sampler_arg.or(self.sampler_arg),
+            max_queue_size: over.max_queue_size.or(self.max_queue_size),
+            max_export_batch_size: over.max_export_batch_size.or(self.max_export_batch_size),
+            schedule_delay_ms: over.schedule_delay_ms.or(self.schedule_delay_ms),
+            export_timeout_ms: over.export_timeout_ms.or(self.export_timeout_ms),
+            disabled: over.disabled.or(self.disabled),
+            file: over.file.or(self.file),
+        }
+    }
+}

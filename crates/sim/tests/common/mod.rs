@@ -1,0 +1,168 @@
+//! Helpers for the simulator's tests: a real HTTP client, SSE parsing, JSON shapes.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use inferscope_sim::{Sim, SimConfig};
+use serde_json::Value;
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A simulator on a free port with fast steps.
+pub async fn sim(tune: impl FnOnce(&mut SimConfig)) -> Sim {
+    let mut c = SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..SimConfig::default()
+    };
+    c.engine.step_base_ms = 1.0;
+    c.engine.step_per_seq_ms = 0.0;
+    c.engine.preprocess_ms = 0.0;
+    tune(&mut c);
+    Sim::start(c).await.unwrap()
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// How many body frames arrived.
+    pub frames: usize,
+    /// The body ended with an error (connection closed early).
+    pub cut: bool,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn send(
+    sim: &Sim,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", sim.url()));
+    if !body.is_empty() {
+        req = req.header("content-type", "application/json");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        client().request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()),
+    )
+    .await
+    .expect("response within 30 s")
+    .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    let mut frames = 0;
+    let mut cut = false;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), body.frame())
+            .await
+            .expect("body within 30 s")
+        {
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    frames += 1;
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Some(Err(_)) => {
+                cut = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    Reply {
+        status,
+        headers,
+        body: Bytes::from(bytes),
+        frames,
+        cut,
+    }
+}
+
+pub async fn post(sim: &Sim, path: &str, body: &str) -> Reply {
+    send(sim, "POST", path, body, &[]).await
+}
+
+/// The `data:` payloads of an SSE body: JSON values, and `"[DONE]"` as a string.
+pub fn sse(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let data = e
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not an SSE data event: {e:?}"));
+            if data == "[DONE]" {
+                Value::String("[DONE]".into())
+            } else {
+                serde_json::from_str(data).unwrap_or_else(|err| panic!("{err}: {data}"))
+            }
+        })
+        .collect()
+}
+
+/// Keys and types, not values: what a client or a parser depends on.
+pub fn shape(v: &Value) -> Value {
+    match v {
+        Value::Null => Value::from("null"),
+        Value::Bool(_) => Value::from("bool"),
+        Value::Number(n) if n.is_f64() => Value::from("float"),
+        Value::Number(_) => Value::from("int"),
+        Value::String(s) if s == "[DONE]" => Value::from("[DONE]"),
+        Value::String(_) => Value::from("string"),
+        Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+    }
+}
+
+pub fn shared() -> PathBuf {
+    std::env::var_os("INFERSCOPE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+/// A file of `../shared/fixtures/vllm-0.32-cpu/http/`, or of this crate's own captures of the
+/// real server (`tests/fixtures/vllm-0.32-cpu/`); a trailing status line is split off.
+pub fn fixture(name: &str) -> (String, Option<u16>) {
+    let shared_path = shared().join("fixtures/vllm-0.32-cpu/http").join(name);
+    let own = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vllm-0.32-cpu")
+        .join(name);
+    let text = std::fs::read_to_string(&shared_path)
+        .or_else(|_| std::fs::read_to_string(&own))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+    let trimmed = text.trim_end();
+    match trimmed.rsplit_once('\n') {
+        Some((body, status)) if status.len() == 3 && status.bytes().all(|b| b.is_ascii_digit()) => {
+            (body.to_owned(), status.parse().ok())
+        }
+        _ => (text, None),
+    }
+}
