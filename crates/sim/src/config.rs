@@ -80,6 +80,9 @@ pub struct EngineConfig {
     pub preprocess_ms: f64,
     /// Chance that a generated token is end-of-sequence (finish reason `stop`).
     pub eos_probability: f64,
+    /// Chance that a token's text is empty, as when a byte-level BPE token holds half a UTF-8
+    /// character: vLLM then sends no chunk for it, or `"delta":{}` if it was the last.
+    pub partial_token_probability: f64,
 }
 
 impl Default for EngineConfig {
@@ -94,6 +97,7 @@ impl Default for EngineConfig {
             prefill_per_token_ms: 0.01,
             preprocess_ms: 0.5,
             eos_probability: 0.0,
+            partial_token_probability: 0.0,
         }
     }
 }
@@ -180,6 +184,12 @@ impl SimConfig {
             if !(v.is_finite() && v >= 0.0) {
                 errors.push(format!("{name} must be a non-negative number, not {v}"));
             }
+        }
+        if !(0.0..=1.0).contains(&e.partial_token_probability) {
+            errors.push(format!(
+                "engine.partial_token_probability must be between 0 and 1, not {}",
+                e.partial_token_probability
+            ));
         }
         if !(0.0..=1.0).contains(&e.eos_probability) {
             errors.push(format!(

@@ -324,6 +324,7 @@ mod tests {
             prefill_per_token_ms: 0.0,
             preprocess_ms: 0.0,
             eos_probability: 0.0,
+            partial_token_probability: 0.0,
         }
     }
 

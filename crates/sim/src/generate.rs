@@ -30,6 +30,8 @@ pub struct ChoicePlan {
     pub tool: Option<Arc<ToolCallPlan>>,
     /// Chance of end-of-sequence per token (0 with `ignore_eos`).
     pub eos_probability: f64,
+    /// Chance that a token's text is empty.
+    pub partial_token_probability: f64,
 }
 
 /// How a choice ended, with vLLM's timestamps.
@@ -93,7 +95,8 @@ pub struct ChoiceRunner {
 impl ChoiceRunner {
     /// A runner for `plan` driven by `handle`.
     pub fn new(plan: ChoicePlan, handle: SeqHandle) -> ChoiceRunner {
-        let mut generator = Generator::new(plan.seed, plan.eos_probability);
+        let mut generator = Generator::new(plan.seed, plan.eos_probability)
+            .with_partial_tokens(plan.partial_token_probability);
         let tool_fragments = match &plan.tool {
             Some(tool) => fragments(&arguments(&tool.parameters, &mut generator)),
             None => Vec::new(),
@@ -333,6 +336,7 @@ mod tests {
                 .into(),
             tool: None,
             eos_probability: 0.0,
+            partial_token_probability: 0.0,
         }
     }
 

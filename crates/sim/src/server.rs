@@ -393,6 +393,7 @@ async fn generation(
                 stop: stop.clone(),
                 tool: tool.clone(),
                 eos_probability: eos,
+                partial_token_probability: config.engine.partial_token_probability,
             };
             let handle = state.engine.submit(prompt.tokens, max_tokens, queued);
             runners.push(ChoiceRunner::new(plan, handle));
@@ -597,6 +598,9 @@ fn render_step(
     let fingerprint = step.done.is_some() && !ctx.include_usage;
     let finish = step.done.as_ref().map(|d| &d.finish);
     match &step.delta {
+        // vLLM sends no chunk for a token without text, and ends a chat choice whose last
+        // token had none with an empty delta.
+        Delta::Text(t) if t.is_empty() && ctx.endpoint == Endpoint::Chat => {}
         Delta::Text(t) => {
             if !t.is_empty() || finish.is_some() {
                 out.push_back(render::text_chunk(
@@ -616,7 +620,9 @@ fn render_step(
         Delta::Empty => {}
     }
     if let Some(done) = &step.done {
-        if !matches!(step.delta, Delta::Text(_)) {
+        let empty_chat_text =
+            matches!(&step.delta, Delta::Text(t) if t.is_empty()) && ctx.endpoint == Endpoint::Chat;
+        if empty_chat_text || !matches!(step.delta, Delta::Text(_)) {
             out.push_back(render::empty_finish_chunk(
                 m,
                 step.index,
@@ -742,7 +748,7 @@ fn embeddings(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<Respons
     let req = request::parse_embeddings(body)?;
     if let Some(model) = &req.model {
         if *model != state.config.model {
-            return Err(ApiError::unknown_model(model, &state.config.model));
+            return Err(ApiError::unknown_pooling_model(model));
         }
     }
     if let Some(p) = req

@@ -180,14 +180,16 @@ pub fn ids(text: &str) -> Vec<u32> {
 
 /// Tokens the chat template adds per message (`<|im_start|>role\n … <|im_end|>\n`).
 pub const CHAT_TOKENS_PER_MESSAGE: u32 = 5;
-/// Tokens of the generation prompt (`<|im_start|>assistant\n`).
-pub const CHAT_GENERATION_PROMPT: u32 = 3;
+/// Tokens of the generation prompt (`<|im_start|>assistant\n`; the real tiny model's
+/// byte-level tokenizer spends four tokens on `assistant`).
+pub const CHAT_GENERATION_PROMPT: u32 = 6;
 
 /// Generates tokens for one choice, deterministically.
 #[derive(Debug, Clone)]
 pub struct Generator {
     rng: fastrand::Rng,
     eos_probability: f64,
+    partial_probability: f64,
 }
 
 impl Generator {
@@ -197,13 +199,23 @@ impl Generator {
         Generator {
             rng: fastrand::Rng::with_seed(seed),
             eos_probability,
+            partial_probability: 0.0,
         }
+    }
+
+    /// Also draws, with this chance, tokens whose text is empty (half a UTF-8 character).
+    pub fn with_partial_tokens(mut self, probability: f64) -> Generator {
+        self.partial_probability = probability;
+        self
     }
 
     /// The next token: `None` is end-of-sequence.
     pub fn next_token(&mut self) -> Option<&'static str> {
         if self.eos_probability > 0.0 && self.rng.f64() < self.eos_probability {
             return None;
+        }
+        if self.partial_probability > 0.0 && self.rng.f64() < self.partial_probability {
+            return Some("");
         }
         let i = self.rng.usize(..PIECES.len());
         PIECES.get(i).copied()

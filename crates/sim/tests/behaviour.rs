@@ -245,3 +245,38 @@ async fn a_full_batch_queues_requests() {
             >= 40
     );
 }
+
+#[tokio::test]
+async fn tokens_without_text_send_no_chunk_and_an_empty_final_delta_like_vllm() {
+    let s = sim(|c| c.engine.partial_token_probability = 0.5).await;
+    let mut saw_empty_finish = false;
+    for seed in 0..40 {
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":"hi"}}],"max_tokens":20,"seed":{seed},"stream":true,"stream_options":{{"include_usage":true}}}}"#
+        );
+        let events = sse(&post(&s, "/v1/chat/completions", &body).await.text());
+        let content_chunks = events
+            .iter()
+            .filter(|e| {
+                e["choices"][0]["delta"]
+                    .get("content")
+                    .is_some_and(|c| c != "")
+            })
+            .count();
+        assert_eq!(
+            events[events.len() - 2]["usage"]["completion_tokens"],
+            20,
+            "every token counts"
+        );
+        assert!(
+            content_chunks < 20,
+            "tokens without text send no chunk (seed {seed})"
+        );
+        let finish = &events[events.len() - 3];
+        assert_eq!(finish["choices"][0]["finish_reason"], "length");
+        if finish["choices"][0]["delta"] == serde_json::json!({}) {
+            saw_empty_finish = true;
+        }
+    }
+    assert!(saw_empty_finish, "some seed ends on a token without text");
+}

@@ -58,6 +58,17 @@ impl ApiError {
         )
     }
 
+    /// 404 for an unknown model on the pooling routes (`/v1/embeddings`), worded as vLLM does
+    /// there: no aliases, no `param`.
+    pub fn unknown_pooling_model(model: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            format!("The model `{model}` does not exist."),
+            None,
+        )
+    }
+
     /// 400 when `max_tokens` alone exceeds the context.
     pub fn max_tokens_over_context(max_tokens: u64, max_model_len: u32) -> ApiError {
         ApiError::bad_request(

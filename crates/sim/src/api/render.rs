@@ -348,7 +348,7 @@ pub fn embeddings(
         .num(prompt_tokens)
         .raw(",\"total_tokens\":")
         .num(prompt_tokens)
-        .raw(",\"completion_tokens\":0,\"prompt_tokens_details\":null}}");
+        .raw(",\"completion_tokens\":0,\"prompt_tokens_details\":null,\"completion_tokens_details\":null}}");
     j.into_bytes()
 }
 

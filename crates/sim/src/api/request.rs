@@ -578,7 +578,7 @@ mod tests {
         .unwrap();
         assert!(r.include_usage && r.continuous_usage);
         assert_eq!(r.tool.unwrap().name, "get_weather");
-        assert_eq!(r.prompts[0].tokens, 3 + 5 + 1);
+        assert_eq!(r.prompts[0].tokens, 6 + 5 + 1);
         let err = parse_generation(
             Endpoint::Chat,
             br#"{"messages":[],"tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}}}"#,

@@ -1,5 +1,11 @@
 //! Helpers for the simulator's tests: a real HTTP client, SSE parsing, JSON shapes.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 use std::time::Duration;
