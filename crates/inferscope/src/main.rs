@@ -24,7 +24,7 @@ enum Command {
     /// Record a sample inference trace, print it, and write it as OTLP-JSON lines.
     Demo(demo::DemoArgs),
     /// Serve a simulated vLLM-compatible engine (for demos, tests and benchmarks).
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
-            Command::Sim(args) => sim::run(args).await,
+            Command::Sim(args) => sim::run(*args).await,
         }
     })
 }

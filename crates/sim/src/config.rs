@@ -200,11 +200,10 @@ impl SimConfig {
         if self.embedding_dimension == 0 {
             errors.push("embedding_dimension must be at least 1".to_owned());
         }
-        if let Some(f) = &self.fault {
-            if let Err(e) = FaultSpec::parse(f) {
+        if let Some(f) = &self.fault
+            && let Err(e) = FaultSpec::parse(f) {
                 errors.push(format!("fault: {e}"));
             }
-        }
         if errors.is_empty() {
             Ok(())
         } else {

@@ -151,12 +151,9 @@ pub fn pieces(text: &str) -> impl Iterator<Item = &str> {
         let (_, first) = chars.next()?;
         let mut end = first.len_utf8();
         if first == ' ' || first.is_alphanumeric() {
-            let mut letters = usize::from(first != ' ');
-            for (i, c) in chars {
-                if !c.is_alphanumeric() || letters == 4 {
-                    break;
-                }
-                letters += 1;
+            // Up to four letters or digits in all, the first included unless it is the space.
+            let room = 4 - usize::from(first != ' ');
+            for (i, c) in chars.take_while(|(_, c)| c.is_alphanumeric()).take(room) {
                 end = i + c.len_utf8();
             }
         }

@@ -422,7 +422,7 @@ mod tests {
         let mut out = String::new();
         out.push_str(std::str::from_utf8(&chat_role_chunk(&m, 0, None)).unwrap());
         for (i, t) in texts.iter().enumerate() {
-            let finish = (i == texts.len() - 1).then(|| Finish {
+            let finish = (i == texts.len() - 1).then_some(Finish {
                 reason: "length",
                 stop_reason: None,
             });
@@ -451,7 +451,7 @@ mod tests {
         let mut out = String::from_utf8(chat_role_chunk(&m, 0, None).to_vec()).unwrap();
         for (i, t) in texts.iter().enumerate() {
             let last = i == texts.len() - 1;
-            let finish = last.then(|| Finish {
+            let finish = last.then_some(Finish {
                 reason: "length",
                 stop_reason: None,
             });
