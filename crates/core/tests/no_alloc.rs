@@ -9,7 +9,7 @@
 #![allow(unsafe_code)] // a GlobalAlloc wrapper is unsafe by definition; it only counts and forwards.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 
 use inferscope_core::trace_context::extract_trace_context;
@@ -18,11 +18,24 @@ use inferscope_semconv::attr;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Allocations made by this thread: the test harness allocates on its own threads
+    /// (printing results) at any moment, so a process-wide count would be noisy.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: during thread teardown the slot may be gone; those allocations are not ours.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
@@ -31,7 +44,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -40,7 +53,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Tests in this file share the counter; run them one at a time.
+/// The tracers' processors are shared; keep the tests apart anyway.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn record(tracer: &Tracer, parent: Option<&inferscope_core::SpanContext>) {
@@ -58,11 +71,11 @@ fn record(tracer: &Tracer, parent: Option<&inferscope_core::SpanContext>) {
 
 fn allocations_during(f: impl Fn()) -> u64 {
     f(); // warm up thread-locals (the id generator's seed)
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for _ in 0..1000 {
         f();
     }
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    allocations() - before
 }
 
 #[test]

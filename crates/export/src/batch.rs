@@ -391,6 +391,7 @@ impl Worker {
                     Some(Control::Shutdown { deadline, reply }) => {
                         queue.closed.store(true, Ordering::Relaxed);
                         let r = self.drain(deadline).await;
+                        self.sweep();
                         reply(r);
                         return;
                     }
@@ -419,6 +420,14 @@ impl Worker {
                 let _ = self.export(deadline).await;
                 timer = tokio::time::Instant::now() + self.config.schedule_delay;
             }
+        }
+    }
+
+    /// After shutdown: a span whose producer passed the `closed` check just before it was set
+    /// can still arrive; it is counted as dropped rather than left uncounted.
+    fn sweep(&mut self) {
+        while self.queue.spans.pop().is_some() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

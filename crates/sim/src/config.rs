@@ -201,9 +201,10 @@ impl SimConfig {
             errors.push("embedding_dimension must be at least 1".to_owned());
         }
         if let Some(f) = &self.fault
-            && let Err(e) = FaultSpec::parse(f) {
-                errors.push(format!("fault: {e}"));
-            }
+            && let Err(e) = FaultSpec::parse(f)
+        {
+            errors.push(format!("fault: {e}"));
+        }
         if errors.is_empty() {
             Ok(())
         } else {

@@ -138,9 +138,10 @@ impl ChoiceRunner {
             last_token: tick.at,
         });
         if done.is_some()
-            && let Some(h) = self.handle.take() {
-                h.finish();
-            }
+            && let Some(h) = self.handle.take()
+        {
+            h.finish();
+        }
         Some(Step {
             index: self.plan.index,
             delta,
@@ -291,9 +292,10 @@ fn arguments(schema: &Value, g: &mut Generator) -> String {
             }
             _ => {
                 if let Some(options) = schema.get("enum").and_then(Value::as_array)
-                    && let Some(v) = options.get(g.usize(0..=options.len().saturating_sub(1))) {
-                        return v.clone();
-                    }
+                    && let Some(v) = options.get(g.usize(0..=options.len().saturating_sub(1)))
+                {
+                    return v.clone();
+                }
                 let word: String = (0..2).filter_map(|_| g.next_token()).collect();
                 Value::from(word.trim().to_owned())
             }

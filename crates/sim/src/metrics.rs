@@ -38,9 +38,10 @@ impl Histogram {
     /// Records a value in seconds.
     pub fn observe(&self, seconds: f64) {
         if let Some(i) = self.bounds.iter().position(|b| seconds <= *b)
-            && let Some(c) = self.counts.get(i) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+            && let Some(c) = self.counts.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_nanos
             .fetch_add((seconds.max(0.0) * 1e9) as u64, Ordering::Relaxed);

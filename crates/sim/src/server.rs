@@ -231,9 +231,10 @@ pub async fn handle(
         response
     };
     if state.config.enable_request_id_headers
-        && let Some(id) = parts.headers.get("x-request-id") {
-            response.headers_mut().insert("x-request-id", id.clone());
-        }
+        && let Some(id) = parts.headers.get("x-request-id")
+    {
+        response.headers_mut().insert("x-request-id", id.clone());
+    }
     Ok(response)
 }
 
@@ -330,13 +331,15 @@ async fn generation(
     let req: GenRequest = request::parse_generation(endpoint, body)?;
     let config = &state.config;
     if let Some(model) = &req.model
-        && *model != config.model {
-            return Err(ApiError::unknown_model(model, &config.model));
-        }
+        && *model != config.model
+    {
+        return Err(ApiError::unknown_model(model, &config.model));
+    }
     if let Some(max) = req.max_tokens
-        && max > u64::from(config.max_model_len) {
-            return Err(ApiError::max_tokens_over_context(max, config.max_model_len));
-        }
+        && max > u64::from(config.max_model_len)
+    {
+        return Err(ApiError::max_tokens_over_context(max, config.max_model_len));
+    }
     if let Some(p) = req
         .prompts
         .iter()
@@ -744,9 +747,10 @@ fn with_body_faults(response: Response<Body>, fault: &FaultSpec) -> Response<Bod
 fn embeddings(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let req = request::parse_embeddings(body)?;
     if let Some(model) = &req.model
-        && *model != state.config.model {
-            return Err(ApiError::unknown_pooling_model(model));
-        }
+        && *model != state.config.model
+    {
+        return Err(ApiError::unknown_pooling_model(model));
+    }
     if let Some(p) = req
         .inputs
         .iter()
@@ -792,9 +796,10 @@ fn embeddings(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<Respons
 fn tokenize(state: &State, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let req = request::parse_tokenize(body)?;
     if let Some(model) = &req.model
-        && *model != state.config.model {
-            return Err(ApiError::unknown_model(model, &state.config.model));
-        }
+        && *model != state.config.model
+    {
+        return Err(ApiError::unknown_model(model, &state.config.model));
+    }
     Ok(full(
         StatusCode::OK,
         "application/json",
