@@ -256,6 +256,21 @@ impl KeyValue {
     }
 }
 
+/// Each key once, in the order keys were first set, with the value set last: how a list of
+/// attributes that may repeat a key (see [`SpanRecord::push`]) reads.
+pub fn latest(attributes: &[KeyValue]) -> impl Iterator<Item = &KeyValue> {
+    attributes.iter().enumerate().filter_map(|(i, a)| {
+        let first = !attributes[..i].iter().any(|b| b.key == a.key);
+        first.then(|| {
+            attributes[i..]
+                .iter()
+                .rev()
+                .find(|b| b.key == a.key)
+                .unwrap_or(a)
+        })
+    })
+}
+
 /// Finds the value of `key` in a list of attributes (the last one set wins).
 pub fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
     attributes
@@ -437,7 +452,7 @@ impl SpanRecord {
 
     /// Appends an attribute without looking for an earlier value of the same key: the fast
     /// path the tracer uses. A repeated key is resolved (last wins) by [`SpanRecord::get`] and
-    /// by [`SpanRecord::dedup_attributes`], which exporters call off the request path.
+    /// by [`latest`], which exporters use off the request path.
     pub fn push(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
         if self.attributes.len() < MAX_ATTRIBUTES {
             self.attributes.push(KeyValue {
@@ -451,22 +466,9 @@ impl SpanRecord {
 
     /// Removes earlier values of repeated keys, keeping the last one set, in first-set order.
     pub fn dedup_attributes(&mut self) {
-        let n = self.attributes.len();
-        let repeated = (1..n).any(|i| {
-            let key = &self.attributes[i].key;
-            self.attributes[..i].iter().any(|kv| kv.key == *key)
-        });
-        if !repeated {
-            return;
+        if latest(&self.attributes).count() < self.attributes.len() {
+            self.attributes = latest(&self.attributes).cloned().collect();
         }
-        let mut kept: Vec<KeyValue> = Vec::with_capacity(n);
-        for kv in std::mem::take(&mut self.attributes) {
-            match kept.iter_mut().find(|k| k.key == kv.key) {
-                Some(k) => k.value = kv.value,
-                None => kept.push(kv),
-            }
-        }
-        self.attributes = kept;
     }
 
     /// The value of attribute `key` (the last one set).

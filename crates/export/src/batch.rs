@@ -51,7 +51,6 @@ pub struct ExportStats {
     pub dropped: AtomicU64,
     /// Per exporter.
     pub sinks: Vec<SinkCounters>,
-    queue_capacity: usize,
     queue: Option<Arc<Queue>>,
 }
 
@@ -105,7 +104,7 @@ impl ExportStats {
         let enqueued = self.enqueued.load(Ordering::Relaxed);
         StatsSnapshot {
             queued: self.queue.as_ref().map_or(0, |q| q.spans.len() as u64),
-            queue_capacity: self.queue_capacity as u64,
+            queue_capacity: self.queue.as_ref().map_or(0, |q| q.spans.capacity() as u64),
             enqueued,
             dropped: self.dropped.load(Ordering::Relaxed),
             sinks: self
@@ -138,7 +137,7 @@ impl BatchProcessor {
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                capacity = self.stats.queue_capacity,
+                capacity = self.queue.spans.capacity(),
                 "span dropped: {why}; further drops are only counted (inferscope_export_spans_dropped)"
             );
         }
@@ -275,9 +274,9 @@ pub type ExporterFactory =
     Box<dyn FnOnce() -> Result<Vec<Box<dyn SpanExporter>>, crate::otlp::BuildError> + Send>;
 
 /// Starts the export thread. Returns once the exporters are built (or failed to build).
+/// The exporters' counters are named after [`SpanExporter::name`].
 pub fn spawn(
     config: BatchConfig,
-    names: Vec<&'static str>,
     factory: ExporterFactory,
 ) -> Result<(BatchProcessor, WorkerHandle), crate::InitError> {
     let queue = Arc::new(Queue {
@@ -288,20 +287,7 @@ pub fn spawn(
         batch_size: config.max_export_batch_size.max(1),
     });
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
-    let stats = Arc::new(ExportStats {
-        queue: Some(queue.clone()),
-        sinks: names
-            .into_iter()
-            .map(|name| SinkCounters {
-                name,
-                ..SinkCounters::default()
-            })
-            .collect(),
-        queue_capacity: config.max_queue_size,
-        ..ExportStats::default()
-    });
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let worker_stats = stats.clone();
     let worker_queue = queue.clone();
     std::thread::Builder::new()
         .name("inferscope-export".into())
@@ -323,20 +309,30 @@ pub fn spawn(
                     return;
                 }
             };
-            let _ = ready_tx.send(Ok(()));
-            runtime
-                .block_on(Worker::new(config, exporters, worker_stats, worker_queue).run(ctrl_rx));
+            let stats = Arc::new(ExportStats {
+                sinks: exporters
+                    .iter()
+                    .map(|e| SinkCounters {
+                        name: e.name(),
+                        ..SinkCounters::default()
+                    })
+                    .collect(),
+                queue: Some(worker_queue.clone()),
+                ..ExportStats::default()
+            });
+            let _ = ready_tx.send(Ok(stats.clone()));
+            runtime.block_on(Worker::new(config, exporters, stats, worker_queue).run(ctrl_rx));
         })
         .map_err(crate::InitError::Runtime)?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => {}
+    let stats = match ready_rx.recv() {
+        Ok(Ok(stats)) => stats,
         Ok(Err(e)) => return Err(e),
         Err(_) => {
             return Err(crate::InitError::Runtime(std::io::Error::other(
                 "the export thread stopped while starting",
             )));
         }
-    }
+    };
     Ok((
         BatchProcessor {
             queue,

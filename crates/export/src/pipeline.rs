@@ -126,20 +126,9 @@ impl TracingBuilder {
 
     /// Starts a pipeline for an already resolved configuration.
     pub fn build_with(self, config: ExporterConfig) -> Result<Tracing, InitError> {
-        let mut names: Vec<&'static str> = Vec::new();
-        if !config.disabled {
-            for kind in &config.exporters {
-                names.push(match kind {
-                    ExporterKind::Otlp => "otlp",
-                    ExporterKind::Console => "console",
-                });
-            }
-            if config.file.is_some() {
-                names.push("file");
-            }
-            names.extend(self.extra.iter().map(|e| e.name()));
-        }
-        if names.is_empty() {
+        let any_exporter = !config.disabled
+            && (!config.exporters.is_empty() || config.file.is_some() || !self.extra.is_empty());
+        if !any_exporter {
             return Ok(Tracing {
                 tracer: Tracer::disabled(),
                 config,
@@ -170,7 +159,7 @@ impl TracingBuilder {
             exporters.extend(extra);
             Ok(exporters)
         });
-        let (processor, worker) = batch::spawn(config.batch, names, factory)?;
+        let (processor, worker) = batch::spawn(config.batch, factory)?;
         let tracer = Tracer::new(
             Scope::new(self.scope),
             config.sampler.clone(),

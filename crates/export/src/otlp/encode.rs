@@ -123,20 +123,9 @@ pub fn any_value(v: &Value) -> AnyValue {
 
 /// Converts attributes, keeping only the last value of a repeated key (in first-set order).
 pub fn attributes(attrs: &[KeyValue]) -> Vec<PKeyValue> {
-    let mut out: Vec<PKeyValue> = Vec::with_capacity(attrs.len());
-    for (i, a) in attrs.iter().enumerate() {
-        let first = !attrs[..i].iter().any(|b| b.key == a.key);
-        if !first {
-            continue;
-        }
-        let last = attrs[i..]
-            .iter()
-            .rev()
-            .find(|b| b.key == a.key)
-            .unwrap_or(a);
-        out.push(kv(a.key.to_string(), any_value(&last.value)));
-    }
-    out
+    inferscope_core::span::latest(attrs)
+        .map(|a| kv(a.key.to_string(), any_value(&a.value)))
+        .collect()
 }
 
 fn kind(k: SpanKind) -> span::SpanKind {
