@@ -20,45 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use inferscope_core::{SpanKind, Tracer};
+use inferscope_core::Tracer;
 use inferscope_export::TracingBuilder;
 use inferscope_export::testing::Receiver;
-use inferscope_semconv::attr;
-
-const EXTRA: [&str; 10] = [
-    "vllm.request.min_p",
-    "vllm.request.repetition_penalty",
-    "vllm.request.top_k",
-    "vllm.request.ignore_eos",
-    "vllm.request.min_tokens",
-    "inferscope.stream.chunk_gap.mean",
-    "inferscope.stream.chunk_gap.p50",
-    "inferscope.stream.chunk_gap.p90",
-    "inferscope.stream.chunk_gap.p99",
-    "inferscope.stream.chunk_gap.max",
-];
 
 fn record(tracer: &Tracer, i: u64) {
-    let mut span = tracer.start("chat tiny-llama", SpanKind::Client, None);
-    span.set_attribute(attr::OPERATION_NAME, "chat");
-    span.set_attribute(attr::PROVIDER_NAME, "vllm");
-    span.set_attribute(attr::REQUEST_MODEL, "tiny-llama");
-    span.set_attribute(attr::RESPONSE_MODEL, "tiny-llama");
-    span.set_attribute(attr::SERVER_ADDRESS, "127.0.0.1");
-    span.set_attribute(attr::SERVER_PORT, 8000i64);
-    span.set_attribute(attr::REQUEST_MAX_TOKENS, 16i64);
-    span.set_attribute(attr::REQUEST_TEMPERATURE, 0.7);
-    span.set_attribute(attr::REQUEST_TOP_P, 0.9);
-    span.set_attribute(attr::REQUEST_STREAM, true);
-    span.set_attribute(attr::RESPONSE_ID, format!("chatcmpl-{i:016x}"));
-    span.set_attribute(attr::RESPONSE_FINISH_REASONS, "stop");
-    span.set_attribute(attr::USAGE_INPUT_TOKENS, 5i64);
-    span.set_attribute(attr::USAGE_OUTPUT_TOKENS, 16i64);
-    span.set_attribute(attr::RESPONSE_TIME_TO_FIRST_CHUNK, 0.025);
-    for (k, key) in EXTRA.iter().enumerate() {
-        span.set_attribute(*key, k as f64);
-    }
-    span.end();
+    inferscope_export::testing::record_inference_span(tracer, None, format!("chatcmpl-{i:016x}"));
 }
 
 /// CPU seconds (user + system) of the thread whose name starts with `prefix`.

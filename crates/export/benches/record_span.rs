@@ -1,4 +1,5 @@
-//! Cost, on the request path, of recording one finished inference span of 25 attributes:
+//! Cost, on the request path, of recording one finished inference span of 25 attributes
+//! (`inferscope_export::testing::record_inference_span`, shared with the tests):
 //! tracing off, not sampled, and sampled (handed to the real bounded batch processor, whose
 //! export thread drains it). The same work through opentelemetry_sdk is measured beside it
 //! for docs/adr/0001-lean-exporter.md.
@@ -17,45 +18,13 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::future::BoxFuture;
 use inferscope_core::trace_context::extract_trace_context;
-use inferscope_core::{SpanContext, SpanKind, SpanRecord, Tracer};
+use inferscope_core::{SpanContext, SpanRecord, Tracer};
 use inferscope_export::{Accepted, ExportError, SpanExporter, Tracing, TracingBuilder};
 use inferscope_semconv::attr;
 
-const EXTRA: [&str; 10] = [
-    "vllm.request.min_p",
-    "vllm.request.repetition_penalty",
-    "vllm.request.top_k",
-    "vllm.request.ignore_eos",
-    "vllm.request.min_tokens",
-    "inferscope.stream.chunk_gap.mean",
-    "inferscope.stream.chunk_gap.p50",
-    "inferscope.stream.chunk_gap.p90",
-    "inferscope.stream.chunk_gap.p99",
-    "inferscope.stream.chunk_gap.max",
-];
-
 #[inline(never)]
 fn record(tracer: &Tracer, parent: Option<&SpanContext>) {
-    let mut span = tracer.start("chat tiny-llama", SpanKind::Client, parent);
-    span.set_attribute(attr::OPERATION_NAME, "chat");
-    span.set_attribute(attr::PROVIDER_NAME, "vllm");
-    span.set_attribute(attr::REQUEST_MODEL, "tiny-llama");
-    span.set_attribute(attr::RESPONSE_MODEL, "tiny-llama");
-    span.set_attribute(attr::SERVER_ADDRESS, "127.0.0.1");
-    span.set_attribute(attr::SERVER_PORT, 8000i64);
-    span.set_attribute(attr::REQUEST_MAX_TOKENS, 16i64);
-    span.set_attribute(attr::REQUEST_TEMPERATURE, 0.7);
-    span.set_attribute(attr::REQUEST_TOP_P, 0.9);
-    span.set_attribute(attr::REQUEST_STREAM, true);
-    span.set_attribute(attr::RESPONSE_ID, "chatcmpl-beca11eecc0ffe74");
-    span.set_attribute(attr::RESPONSE_FINISH_REASONS, "stop");
-    span.set_attribute(attr::USAGE_INPUT_TOKENS, 5i64);
-    span.set_attribute(attr::USAGE_OUTPUT_TOKENS, 16i64);
-    span.set_attribute(attr::RESPONSE_TIME_TO_FIRST_CHUNK, 0.025);
-    for (i, k) in EXTRA.iter().enumerate() {
-        span.set_attribute(*k, i as f64);
-    }
-    span.end();
+    inferscope_export::testing::record_inference_span(tracer, parent, "chatcmpl-beca11eecc0ffe74");
 }
 
 /// Discards every batch: isolates the request-path cost from any network.
@@ -197,11 +166,17 @@ mod sdk {
             attr::RESPONSE_ID,
             "chatcmpl-beca11eecc0ffe74",
         ));
-        span.set_attribute(KeyValue::new(attr::RESPONSE_FINISH_REASONS, "stop"));
+        span.set_attribute(KeyValue::new(
+            attr::RESPONSE_FINISH_REASONS,
+            opentelemetry::Value::Array(vec![opentelemetry::StringValue::from("stop")].into()),
+        ));
         span.set_attribute(KeyValue::new(attr::USAGE_INPUT_TOKENS, 5i64));
         span.set_attribute(KeyValue::new(attr::USAGE_OUTPUT_TOKENS, 16i64));
         span.set_attribute(KeyValue::new(attr::RESPONSE_TIME_TO_FIRST_CHUNK, 0.025));
-        for (i, k) in EXTRA.iter().enumerate() {
+        for (i, k) in inferscope_export::testing::SAMPLE_EXTRA_KEYS
+            .iter()
+            .enumerate()
+        {
             span.set_attribute(KeyValue::new(*k, i as f64));
         }
         span.end();

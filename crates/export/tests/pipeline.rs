@@ -36,26 +36,7 @@ fn pipeline(endpoint: String, pairs: &[(&str, &str)]) -> Tracing {
 /// Records `n` finished inference spans of 25 attributes.
 fn record(tracer: &Tracer, n: usize) {
     for i in 0..n {
-        let mut span = tracer.start("chat tiny-llama", SpanKind::Client, None);
-        span.set_attribute(attr::OPERATION_NAME, "chat");
-        span.set_attribute(attr::PROVIDER_NAME, "vllm");
-        span.set_attribute(attr::REQUEST_MODEL, "tiny-llama");
-        span.set_attribute(attr::RESPONSE_MODEL, "tiny-llama");
-        span.set_attribute(attr::SERVER_ADDRESS, "127.0.0.1");
-        span.set_attribute(attr::SERVER_PORT, 8000i64);
-        span.set_attribute(attr::REQUEST_MAX_TOKENS, 16i64);
-        span.set_attribute(attr::REQUEST_TEMPERATURE, 0.7);
-        span.set_attribute(attr::REQUEST_TOP_P, 0.9);
-        span.set_attribute(attr::REQUEST_STREAM, true);
-        span.set_attribute(attr::RESPONSE_ID, format!("chatcmpl-{i}"));
-        span.set_attribute(attr::RESPONSE_FINISH_REASONS, vec!["stop".to_owned()]);
-        span.set_attribute(attr::USAGE_INPUT_TOKENS, 5i64);
-        span.set_attribute(attr::USAGE_OUTPUT_TOKENS, 16i64);
-        span.set_attribute(attr::RESPONSE_TIME_TO_FIRST_CHUNK, 0.025);
-        for k in 0..10 {
-            span.set_attribute(format!("test.extra.{k}"), k as i64);
-        }
-        span.end();
+        inferscope_export::testing::record_inference_span(tracer, None, format!("chatcmpl-{i}"));
     }
 }
 
