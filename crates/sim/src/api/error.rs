@@ -177,13 +177,6 @@ impl ApiError {
             .raw("}}");
         j.into_bytes()
     }
-
-    /// The same error as one SSE event (errors found after a stream started).
-    pub fn sse_event(&self) -> Bytes {
-        let mut j = Json::with_capacity(256);
-        j.raw("data: ").raw_bytes(&self.body()).raw("\n\n");
-        j.into_bytes()
-    }
 }
 
 #[cfg(test)]

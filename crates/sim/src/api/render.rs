@@ -73,11 +73,17 @@ impl Meta {
     }
 }
 
-fn sse(j: Json) -> Bytes {
-    let body = j.into_bytes();
-    let mut out = Json::with_capacity(body.len() + 8);
-    out.raw("data: ").raw_bytes(&body).raw("\n\n");
-    out.into_bytes()
+/// A buffer that already holds `data: `: chunks are written in place, with no second copy.
+fn sse_event(capacity: usize) -> Json {
+    let mut j = Json::with_capacity(capacity + 8);
+    j.raw("data: ");
+    j
+}
+
+/// Ends an event begun with [`sse_event`].
+fn sse(mut j: Json) -> Bytes {
+    j.raw("\n\n");
+    j.into_bytes()
 }
 
 /// `data: [DONE]`.
@@ -112,7 +118,7 @@ fn finish_fields(j: &mut Json, finish: Option<&Finish>) {
 
 /// The first chunk of a chat choice: the role only.
 pub fn chat_role_chunk(m: &Meta, index: u32, usage: Option<Usage>) -> Bytes {
-    let mut j = Json::with_capacity(256);
+    let mut j = sse_event(256);
     m.head(&mut j, "chat.completion.chunk");
     j.raw(",\"choices\":[{\"index\":")
         .num(u64::from(index))
@@ -134,7 +140,7 @@ pub fn text_chunk(
     usage: Option<Usage>,
     fingerprint: bool,
 ) -> Bytes {
-    let mut j = Json::with_capacity(256 + text.len());
+    let mut j = sse_event(256 + text.len());
     m.head(&mut j, m.object());
     j.raw(",\"choices\":[{\"index\":").num(u64::from(index));
     match m.endpoint {
@@ -175,7 +181,7 @@ pub fn tool_start_chunk(
     name: &str,
     usage: Option<Usage>,
 ) -> Bytes {
-    let mut j = Json::with_capacity(320);
+    let mut j = sse_event(320);
     m.head(&mut j, "chat.completion.chunk");
     j.raw(",\"choices\":[{\"index\":")
         .num(u64::from(index))
@@ -193,7 +199,7 @@ pub fn tool_start_chunk(
 
 /// A fragment of a streamed tool call's arguments.
 pub fn tool_args_chunk(m: &Meta, index: u32, fragment: &str, usage: Option<Usage>) -> Bytes {
-    let mut j = Json::with_capacity(256 + fragment.len());
+    let mut j = sse_event(256 + fragment.len());
     m.head(&mut j, "chat.completion.chunk");
     j.raw(",\"choices\":[{\"index\":")
         .num(u64::from(index))
@@ -215,7 +221,7 @@ pub fn empty_finish_chunk(
     usage: Option<Usage>,
     fingerprint: bool,
 ) -> Bytes {
-    let mut j = Json::with_capacity(256);
+    let mut j = sse_event(256);
     m.head(&mut j, "chat.completion.chunk");
     j.raw(",\"choices\":[{\"index\":")
         .num(u64::from(index))
@@ -234,7 +240,7 @@ pub fn empty_finish_chunk(
 
 /// The `include_usage` chunk: no choices, the totals, the fingerprint.
 pub fn usage_chunk(m: &Meta, u: Usage) -> Bytes {
-    let mut j = Json::with_capacity(256);
+    let mut j = sse_event(256);
     m.head(&mut j, m.object());
     j.raw(",\"choices\":[]");
     usage_inline(&mut j, u, false);
