@@ -418,6 +418,27 @@ mod tests {
         std::fs::read_to_string(dir.join("fixtures/vllm-0.32-cpu/http").join(name)).unwrap()
     }
 
+    /// A one-choice chat stream as the server assembles it: the role chunk, one chunk per
+    /// text with the finish reason on the last, then the usage chunk (or, without one, the
+    /// fingerprint on the finish chunk) and `[DONE]`.
+    fn chat_stream(m: &Meta, texts: &[&str], usage: Option<Usage>) -> String {
+        let mut out = String::from_utf8(chat_role_chunk(m, 0, None).to_vec()).unwrap();
+        for (i, t) in texts.iter().enumerate() {
+            let last = i == texts.len() - 1;
+            let finish = last.then_some(Finish {
+                reason: "length",
+                stop_reason: None,
+            });
+            let chunk = text_chunk(m, 0, t, finish.as_ref(), None, last && usage.is_none());
+            out.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        if let Some(u) = usage {
+            out.push_str(std::str::from_utf8(&usage_chunk(m, u)).unwrap());
+        }
+        out.push_str(std::str::from_utf8(DONE).unwrap());
+        out
+    }
+
     /// Rebuilds `chat-stream-usage.sse` from its own ids, texts and counts, and compares bytes.
     #[test]
     fn chat_stream_with_usage_is_byte_identical_to_vllm() {
@@ -425,48 +446,24 @@ mod tests {
         let texts = [
             "linen", "\u{1f}", " str", "ser", "OD", "lease", " start", "zip",
         ];
-        let mut out = String::new();
-        out.push_str(std::str::from_utf8(&chat_role_chunk(&m, 0, None)).unwrap());
-        for (i, t) in texts.iter().enumerate() {
-            let finish = (i == texts.len() - 1).then_some(Finish {
-                reason: "length",
-                stop_reason: None,
-            });
-            out.push_str(
-                std::str::from_utf8(&text_chunk(&m, 0, t, finish.as_ref(), None, false)).unwrap(),
-            );
-        }
-        out.push_str(
-            std::str::from_utf8(&usage_chunk(
-                &m,
-                Usage {
-                    prompt: 26,
-                    completion: 8,
-                },
-            ))
-            .unwrap(),
+        let usage = Usage {
+            prompt: 26,
+            completion: 8,
+        };
+        assert_eq!(
+            chat_stream(&m, &texts, Some(usage)),
+            fixture("chat-stream-usage.sse")
         );
-        out.push_str(std::str::from_utf8(DONE).unwrap());
-        assert_eq!(out, fixture("chat-stream-usage.sse"));
     }
 
     #[test]
     fn chat_stream_without_usage_puts_the_fingerprint_on_the_finish_chunk() {
         let m = meta(Endpoint::Chat, "chatcmpl-b41be70712e38134");
         let texts = ["ca", "module", "lections", " specified", "stat"];
-        let mut out = String::from_utf8(chat_role_chunk(&m, 0, None).to_vec()).unwrap();
-        for (i, t) in texts.iter().enumerate() {
-            let last = i == texts.len() - 1;
-            let finish = last.then_some(Finish {
-                reason: "length",
-                stop_reason: None,
-            });
-            out.push_str(
-                std::str::from_utf8(&text_chunk(&m, 0, t, finish.as_ref(), None, last)).unwrap(),
-            );
-        }
-        out.push_str(std::str::from_utf8(DONE).unwrap());
-        assert_eq!(out, fixture("chat-stream-no-usage.sse"));
+        assert_eq!(
+            chat_stream(&m, &texts, None),
+            fixture("chat-stream-no-usage.sse")
+        );
     }
 
     #[test]
