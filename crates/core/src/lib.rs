@@ -7,6 +7,8 @@
 //! - [`span`]: [`SpanRecord`], the finished span every exporter consumes, and its values.
 //! - [`sampling`]: the `OTEL_TRACES_SAMPLER` samplers.
 //! - [`tracer`]: [`Tracer`] and [`Span`]; the disabled and unsampled paths allocate nothing.
+//! - [`observe`]: the exchange observer, which reads an OpenAI-style request and its response
+//!   (a JSON body or an SSE stream) into an inference span's attributes.
 //!
 //! Exporting lives in `inferscope-export`, which implements [`SpanProcessor`].
 //!
@@ -34,6 +36,7 @@
 //! ```
 
 pub mod ids;
+pub mod observe;
 pub mod sampling;
 pub mod span;
 pub mod trace_context;

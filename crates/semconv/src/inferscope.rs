@@ -17,4 +17,22 @@ consts! {
     TIME_PER_OUTPUT_TOKEN = "inferscope.time_per_output_token";
     /// Why a request or response body could not be parsed for tracing.
     BODY_PARSE_ERROR = "inferscope.body.parse_error";
+    /// The gateway asked the upstream for stream usage (`stream_options.include_usage`) and
+    /// removed the extra chunk from what the client received.
+    STREAM_USAGE_REQUESTED = "inferscope.stream.usage_requested";
+    /// The stream ended with `data: [DONE]`.
+    STREAM_COMPLETED = "inferscope.stream.completed";
+    /// Names of the tools the request offered (string array; the definitions themselves are
+    /// content, captured only when capture is on).
+    REQUEST_TOOL_NAMES = "inferscope.request.tool_names";
+    /// Names of the tool calls in the response, assembled from streamed fragments.
+    RESPONSE_TOOL_CALL_NAMES = "inferscope.response.tool_call_names";
+    /// Embeddings: how many vectors came back.
+    EMBEDDINGS_COUNT = "inferscope.embeddings.count";
+    /// Pooling routes (score, rerank, classify): how many results came back.
+    RESPONSE_RESULT_COUNT = "inferscope.response.result_count";
+    /// Bytes of the response body received from the upstream before the exchange ended.
+    RESPONSE_BYTES = "inferscope.response.bytes";
+    /// The upstream base URL that served the request (userinfo removed).
+    UPSTREAM = "inferscope.upstream";
 }

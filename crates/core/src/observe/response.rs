@@ -1,0 +1,694 @@
+//! Reading an inference response: a stream of SSE chunks as they arrive, or a whole JSON body.
+//!
+//! Each event is parsed into borrowed structs that name only the fields tracing uses; text is
+//! copied only when content capture wants it.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+use super::capture::{CapturePolicy, OutputChoice, ToolCall};
+use super::sse::SseReader;
+use super::timeline::Timeline;
+
+/// Token usage as a response reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: Option<i64>,
+    /// Generated tokens.
+    pub output_tokens: Option<i64>,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_input_tokens: Option<i64>,
+    /// Reasoning tokens among the generated ones.
+    pub reasoning_output_tokens: Option<i64>,
+}
+
+/// What a response says, as far as tracing uses it.
+#[derive(Debug, Default)]
+pub struct ResponseFacts {
+    /// `id`.
+    pub id: Option<String>,
+    /// `model`.
+    pub model: Option<String>,
+    /// The choices, by index, with finish reasons, tool calls and (when captured) text.
+    pub choices: Vec<OutputChoice>,
+    /// Usage, when reported.
+    pub usage: Option<Usage>,
+    /// The error's type, from an error body or an error event in a stream.
+    pub error_type: Option<String>,
+    /// Embeddings: how many vectors came back.
+    pub embedding_count: Option<i64>,
+    /// Embeddings: the length of a vector.
+    pub embedding_dimension: Option<i64>,
+    /// Pooling routes: how many results came back.
+    pub result_count: Option<i64>,
+    /// Arrival of content chunks (streams).
+    pub timeline: Timeline,
+    /// The stream ended with `data: [DONE]`.
+    pub done: bool,
+    /// Events or bodies that were not understood.
+    pub parse_errors: u32,
+    /// The first reason a body or event was not understood.
+    pub parse_error: Option<String>,
+}
+
+impl ResponseFacts {
+    /// Finish reasons of all choices, in index order; empty strings for unfinished choices.
+    pub fn finish_reasons(&self) -> Vec<String> {
+        self.choices
+            .iter()
+            .filter_map(|c| c.finish_reason.clone())
+            .collect()
+    }
+
+    /// Tool calls' names across choices.
+    pub fn tool_call_names(&self) -> Vec<String> {
+        self.choices
+            .iter()
+            .flat_map(|c| c.tool_calls.iter().filter_map(|t| t.name.clone()))
+            .collect()
+    }
+
+    fn note_parse_error(&mut self, what: impl FnOnce() -> String) {
+        self.parse_errors = self.parse_errors.saturating_add(1);
+        if self.parse_error.is_none() {
+            self.parse_error = Some(what());
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageJson {
+    prompt_tokens: Option<i64>,
+    input_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    prompt_tokens_details: Option<Details>,
+    input_tokens_details: Option<Details>,
+    completion_tokens_details: Option<Details>,
+    output_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    cached_tokens: Option<i64>,
+    reasoning_tokens: Option<i64>,
+}
+
+impl From<UsageJson> for Usage {
+    fn from(u: UsageJson) -> Usage {
+        let input_details = u.prompt_tokens_details.or(u.input_tokens_details);
+        let output_details = u.completion_tokens_details.or(u.output_tokens_details);
+        Usage {
+            input_tokens: u.prompt_tokens.or(u.input_tokens),
+            output_tokens: u.completion_tokens.or(u.output_tokens),
+            cached_input_tokens: input_details.and_then(|d| d.cached_tokens),
+            reasoning_output_tokens: output_details.and_then(|d| d.reasoning_tokens),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorJson<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    code: Option<serde_json::Value>,
+}
+
+/// One SSE event's data or a whole body: every field any of the shapes uses.
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    object: Option<Cow<'a, str>>,
+    /// Error type (old-style error bodies) or event type (Responses API).
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    choices: Option<Vec<ChoiceJson<'a>>>,
+    usage: Option<UsageJson>,
+    #[serde(borrow)]
+    error: Option<ErrorJson<'a>>,
+    #[serde(borrow)]
+    data: Option<Vec<DataItem<'a>>>,
+    results: Option<Vec<IgnoredAny>>,
+    /// Responses API: the response inside `response.completed` events.
+    #[serde(borrow)]
+    response: Option<Box<Message<'a>>>,
+    #[serde(borrow)]
+    output: Option<Vec<OutputItem<'a>>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    delta: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct DataItem<'a> {
+    #[serde(borrow)]
+    embedding: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct OutputItem<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    call_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<Vec<OutputContent<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct OutputContent<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceJson<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(borrow)]
+    delta: Option<DeltaJson<'a>>,
+    #[serde(borrow)]
+    message: Option<DeltaJson<'a>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaJson<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<ToolCallJson<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallJson<'a> {
+    index: Option<u32>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    function: Option<FunctionJson<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionJson<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// What to do with an event's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    /// The usage chunk the gateway asked for and the client did not.
+    Drop,
+}
+
+/// Reads a response body as it passes, and (when asked) removes the usage chunk the gateway
+/// added to a stream.
+#[derive(Debug)]
+pub struct ResponseObserver {
+    stream: bool,
+    strip_usage: bool,
+    capture_output: bool,
+    max_text: usize,
+    max_body: usize,
+    sse: SseReader,
+    /// Whole-body mode: the body so far (up to `max_body`).
+    body: BytesMut,
+    body_over: bool,
+    /// Strip mode: bytes of the event in progress, from earlier chunks.
+    held: BytesMut,
+    facts: ResponseFacts,
+}
+
+impl ResponseObserver {
+    /// An observer for a response whose `Content-Type` says whether it is a stream.
+    ///
+    /// - `strip_usage`: the gateway asked for usage the client did not; remove that chunk.
+    /// - `max_body`: most bytes of a non-streamed body kept for parsing.
+    pub fn new(
+        stream: bool,
+        strip_usage: bool,
+        policy: &CapturePolicy,
+        max_body: usize,
+    ) -> ResponseObserver {
+        ResponseObserver {
+            stream,
+            strip_usage: strip_usage && stream,
+            capture_output: policy.captures_output(),
+            max_text: policy.max_length,
+            max_body,
+            sse: SseReader::default(),
+            body: BytesMut::new(),
+            body_over: false,
+            held: BytesMut::new(),
+            facts: ResponseFacts::default(),
+        }
+    }
+
+    /// Whether this is a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    /// Observes a chunk of the body that arrived at `at`. Returns the bytes to send on to the
+    /// client: the chunk itself (no copy) unless a usage chunk is being removed.
+    pub fn on_chunk(&mut self, chunk: Bytes, at: Instant) -> Bytes {
+        if !self.stream {
+            if !self.body_over {
+                if self.body.len() + chunk.len() <= self.max_body {
+                    self.body.extend_from_slice(&chunk);
+                } else {
+                    self.body_over = true;
+                    self.body = BytesMut::new();
+                }
+            }
+            return chunk;
+        }
+        if !self.strip_usage {
+            let mut sse = std::mem::take(&mut self.sse);
+            sse.feed(&chunk, |data, _| {
+                self.event(data, at);
+            });
+            self.sse = sse;
+            return chunk;
+        }
+        // Strip mode: forward whole events only, minus the added usage chunk.
+        let held_before = !self.held.is_empty();
+        let mut out = BytesMut::new();
+        let mut boundary = 0;
+        let mut dropped = false;
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.feed(&chunk, |data, end| {
+            let verdict = self.event(data, at);
+            if verdict == Verdict::Keep {
+                out.extend_from_slice(&self.held);
+                out.extend_from_slice(&chunk[boundary..end]);
+            } else {
+                dropped = true;
+            }
+            self.held.clear();
+            boundary = end;
+        });
+        self.sse = sse;
+        let complete = boundary == chunk.len();
+        if !held_before && !dropped && complete {
+            return chunk;
+        }
+        self.held.extend_from_slice(&chunk[boundary..]);
+        out.freeze()
+    }
+
+    /// The end of the body: bytes still held (an unfinished last event) to send on, if any.
+    pub fn on_end(&mut self) -> Option<Bytes> {
+        if !self.stream {
+            if self.body_over {
+                self.facts.note_parse_error(|| {
+                    format!("response body over {} bytes, not parsed", self.max_body)
+                });
+            } else {
+                let body = std::mem::take(&mut self.body);
+                if !body.is_empty() {
+                    self.whole_body(&body);
+                }
+            }
+            return None;
+        }
+        (!self.held.is_empty()).then(|| std::mem::take(&mut self.held).freeze())
+    }
+
+    /// The facts read so far (complete once the body ended).
+    pub fn facts(&self) -> &ResponseFacts {
+        &self.facts
+    }
+
+    /// Takes the facts.
+    pub fn into_facts(self) -> ResponseFacts {
+        self.facts
+    }
+
+    fn whole_body(&mut self, body: &[u8]) {
+        match serde_json::from_slice::<Message<'_>>(body) {
+            Ok(m) => {
+                self.message(m, None);
+            }
+            Err(e) => self
+                .facts
+                .note_parse_error(|| format!("response body is not the expected JSON: {e}")),
+        }
+    }
+
+    fn event(&mut self, data: &[u8], at: Instant) -> Verdict {
+        if data == b"[DONE]" {
+            self.facts.done = true;
+            return Verdict::Keep;
+        }
+        match serde_json::from_slice::<Message<'_>>(data) {
+            Ok(m) => self.message(m, Some(at)),
+            Err(e) => {
+                self.facts
+                    .note_parse_error(|| format!("stream event is not the expected JSON: {e}"));
+                Verdict::Keep
+            }
+        }
+    }
+
+    fn message(&mut self, m: Message<'_>, at: Option<Instant>) -> Verdict {
+        let facts = &mut self.facts;
+        if let Some(error) = &m.error {
+            facts.error_type =
+                error_type(error.kind.as_deref(), error.code.as_ref()).or(facts.error_type.take());
+            return Verdict::Keep;
+        }
+        if m.object.as_deref() == Some("error") {
+            facts.error_type = m
+                .kind
+                .as_deref()
+                .map(str::to_owned)
+                .or(Some("error".into()));
+            return Verdict::Keep;
+        }
+        if facts.id.is_none()
+            && let Some(id) = &m.id
+        {
+            facts.id = Some(id.clone().into_owned());
+        }
+        if facts.model.is_none()
+            && let Some(model) = &m.model
+        {
+            facts.model = Some(model.clone().into_owned());
+        }
+        // The Responses API: typed events, or a whole response object.
+        if let Some(kind) = m.kind.as_deref().filter(|k| k.starts_with("response.")) {
+            if kind.ends_with(".delta") {
+                if let Some(at) = at {
+                    facts.timeline.chunk(at);
+                }
+                if self.capture_output
+                    && kind == "response.output_text.delta"
+                    && let Some(delta) = m
+                        .delta
+                        .and_then(|d| serde_json::from_str::<Cow<'_, str>>(d.get()).ok())
+                {
+                    let choice = choice_mut(&mut facts.choices, 0);
+                    push_text(choice, &delta, self.max_text);
+                }
+            }
+            if let Some(response) = m.response {
+                return self.message(*response, None);
+            }
+            return Verdict::Keep;
+        }
+        if let Some(output) = m.output {
+            let choice = choice_mut(&mut facts.choices, 0);
+            for item in output {
+                match item.kind.as_deref() {
+                    Some("function_call") => choice.tool_calls.push(ToolCall {
+                        index: u32::try_from(choice.tool_calls.len()).unwrap_or(u32::MAX),
+                        id: item.call_id.map(Cow::into_owned),
+                        name: item.name.map(Cow::into_owned),
+                        arguments: if self.capture_output {
+                            item.arguments.map(Cow::into_owned).unwrap_or_default()
+                        } else {
+                            String::new()
+                        },
+                    }),
+                    Some("message") if self.capture_output => {
+                        for c in item.content.into_iter().flatten() {
+                            if let Some(t) = c.text {
+                                push_text(choice, &t, self.max_text);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(status) = m.status {
+                choice.finish_reason = Some(status.into_owned());
+            }
+        }
+        if let Some(data) = &m.data {
+            facts.embedding_count = Some(i64::try_from(data.len()).unwrap_or(i64::MAX));
+            if let Some(first) = data.iter().find_map(|d| d.embedding) {
+                facts.embedding_dimension = dimension(first);
+            }
+        }
+        if let Some(results) = &m.results {
+            facts.result_count = Some(i64::try_from(results.len()).unwrap_or(i64::MAX));
+        }
+        let has_choices = m.choices.as_ref().is_some_and(|c| !c.is_empty());
+        if let Some(usage) = m.usage {
+            facts.usage = Some(usage.into());
+            if !has_choices && at.is_some() && self.strip_usage {
+                return Verdict::Drop;
+            }
+        }
+        if !has_choices {
+            return Verdict::Keep;
+        }
+        if let Some(at) = at {
+            facts.timeline.chunk(at);
+        }
+        for c in m.choices.into_iter().flatten() {
+            let choice = choice_mut(&mut facts.choices, c.index);
+            if let Some(reason) = c.finish_reason {
+                choice.finish_reason = Some(reason.into_owned());
+            }
+            if let Some(text) = &c.text
+                && self.capture_output
+            {
+                push_text(choice, text, self.max_text);
+            }
+            let Some(delta) = c.delta.or(c.message) else {
+                continue;
+            };
+            if let Some(text) = &delta.content
+                && self.capture_output
+            {
+                push_text(choice, text, self.max_text);
+            }
+            for call in delta.tool_calls.into_iter().flatten() {
+                let index = call
+                    .index
+                    .unwrap_or(u32::try_from(choice.tool_calls.len()).unwrap_or(u32::MAX));
+                let slot = match choice.tool_calls.iter().position(|t| t.index == index) {
+                    Some(i) => i,
+                    None => {
+                        choice.tool_calls.push(ToolCall {
+                            index,
+                            ..ToolCall::default()
+                        });
+                        choice.tool_calls.len() - 1
+                    }
+                };
+                let tool = &mut choice.tool_calls[slot];
+                if let Some(id) = call.id {
+                    tool.id = Some(id.into_owned());
+                }
+                if let Some(f) = call.function {
+                    if let Some(name) = f.name {
+                        tool.name.get_or_insert_with(String::new).push_str(&name);
+                    }
+                    if let Some(args) = f.arguments
+                        && self.capture_output
+                        && tool.arguments.len() < self.max_text
+                    {
+                        tool.arguments.push_str(&args);
+                    }
+                }
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+fn choice_mut(choices: &mut Vec<OutputChoice>, index: u32) -> &mut OutputChoice {
+    let i = match choices.binary_search_by_key(&index, |c| c.index) {
+        Ok(i) => i,
+        Err(i) => {
+            choices.insert(
+                i,
+                OutputChoice {
+                    index,
+                    ..OutputChoice::default()
+                },
+            );
+            i
+        }
+    };
+    &mut choices[i]
+}
+
+fn push_text(choice: &mut OutputChoice, text: &str, max: usize) {
+    let room = max.saturating_sub(choice.text.len());
+    if text.len() <= room {
+        choice.text.push_str(text);
+    } else {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        choice.text.push_str(&text[..end]);
+        choice.text_truncated = true;
+    }
+}
+
+/// The low-cardinality error type of an error object: its `type`, else its `code`.
+fn error_type(kind: Option<&str>, code: Option<&serde_json::Value>) -> Option<String> {
+    kind.filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .or_else(|| code.map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned)))
+}
+
+/// The length of an embedding: a JSON array's elements, or float32s in a base64 string.
+fn dimension(raw: &RawValue) -> Option<i64> {
+    let text = raw.get();
+    if text.starts_with('[') {
+        let items: Vec<IgnoredAny> = serde_json::from_str(text).ok()?;
+        return i64::try_from(items.len()).ok();
+    }
+    let b64: Cow<'_, str> = serde_json::from_str(text).ok()?;
+    let padding = b64.bytes().rev().take_while(|&b| b == b'=').count();
+    let bytes = (b64.len() / 4) * 3 - padding.min(2);
+    i64::try_from(bytes / 4).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(chunks: &[&str], strip: bool, policy: &CapturePolicy) -> (String, ResponseFacts) {
+        let mut o = ResponseObserver::new(true, strip, policy, 1 << 20);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        for (i, c) in chunks.iter().enumerate() {
+            let at = t0 + std::time::Duration::from_millis(10 * i as u64);
+            out.extend_from_slice(&o.on_chunk(Bytes::copy_from_slice(c.as_bytes()), at));
+        }
+        if let Some(rest) = o.on_end() {
+            out.extend_from_slice(&rest);
+        }
+        (String::from_utf8(out).unwrap(), o.into_facts())
+    }
+
+    const USAGE: &str = "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5,\"prompt_tokens_details\":{\"cached_tokens\":1}}}\n\n";
+
+    #[test]
+    fn strips_only_the_usage_chunk_at_any_split() {
+        let a = "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
+        let b = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n";
+        let done = "data: [DONE]\n\n";
+        let full = format!("{a}{b}{USAGE}{done}");
+        let want = format!("{a}{b}{done}");
+        for i in 0..full.len() {
+            for j in (i..full.len()).step_by(7) {
+                let (out, facts) = stream(
+                    &[&full[..i], &full[i..j], &full[j..]],
+                    true,
+                    &CapturePolicy::default(),
+                );
+                assert_eq!(out, want, "split {i} {j}");
+                assert_eq!(facts.usage.unwrap().output_tokens, Some(2));
+                assert_eq!(facts.usage.unwrap().cached_input_tokens, Some(1));
+                assert_eq!(facts.finish_reasons(), vec!["stop".to_owned()]);
+                assert!(facts.done);
+            }
+        }
+        // Without stripping the bytes pass untouched.
+        let (out, _) = stream(&[&full], false, &CapturePolicy::default());
+        assert_eq!(out, full);
+    }
+
+    #[test]
+    fn assembles_streamed_tool_calls_and_text() {
+        let policy = CapturePolicy {
+            enabled: true,
+            ..CapturePolicy::default()
+        };
+        let chunks = [
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"x\"},\"finish_reason\":\"length\"}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        ];
+        let (_, facts) = stream(&chunks, false, &policy);
+        let call = &facts.choices[0].tool_calls[0];
+        assert_eq!(call.id.as_deref(), Some("call_1"));
+        assert_eq!(call.name.as_deref(), Some("get_weather"));
+        assert_eq!(call.arguments, "{\"city\":\"Paris\"}");
+        assert_eq!(
+            facts.finish_reasons(),
+            vec!["tool_calls".to_owned(), "length".to_owned()]
+        );
+        assert_eq!(facts.choices[1].text, "x");
+        assert_eq!(facts.timeline.chunks(), 5);
+    }
+
+    #[test]
+    fn error_event_and_garbage() {
+        let (_, facts) = stream(
+            &[
+                "data: {\"error\":{\"message\":\"boom\",\"type\":\"InternalServerError\",\"code\":500}}\n\n",
+                "data: {not json\n\n",
+            ],
+            false,
+            &CapturePolicy::default(),
+        );
+        assert_eq!(facts.error_type.as_deref(), Some("InternalServerError"));
+        assert_eq!(facts.parse_errors, 1);
+    }
+
+    #[test]
+    fn whole_bodies() {
+        let mut o = ResponseObserver::new(false, false, &CapturePolicy::default(), 1 << 20);
+        o.on_chunk(Bytes::from_static(br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]},"#), Instant::now());
+        o.on_chunk(Bytes::from_static(br#"{"object":"embedding","index":1,"embedding":[0.1,0.2,0.3]}],"model":"e","usage":{"prompt_tokens":4,"total_tokens":4}}"#), Instant::now());
+        o.on_end();
+        let f = o.into_facts();
+        assert_eq!(
+            (f.embedding_count, f.embedding_dimension),
+            (Some(2), Some(3))
+        );
+        assert_eq!(f.usage.unwrap().input_tokens, Some(4));
+
+        let mut o = ResponseObserver::new(false, false, &CapturePolicy::default(), 1 << 20);
+        o.on_chunk(
+            Bytes::from_static(br#"{"data":[{"embedding":"AACAPwAAAEA="}]}"#),
+            Instant::now(),
+        );
+        o.on_end();
+        assert_eq!(o.into_facts().embedding_dimension, Some(2));
+
+        let mut o = ResponseObserver::new(false, false, &CapturePolicy::default(), 1 << 20);
+        o.on_chunk(Bytes::from_static(br#"{"object":"error","message":"m","type":"NotFoundError","param":null,"code":404}"#), Instant::now());
+        o.on_end();
+        assert_eq!(o.into_facts().error_type.as_deref(), Some("NotFoundError"));
+
+        let mut o = ResponseObserver::new(false, false, &CapturePolicy::default(), 8);
+        o.on_chunk(Bytes::from_static(b"0123456789"), Instant::now());
+        o.on_end();
+        assert!(o.into_facts().parse_error.unwrap().contains("over 8 bytes"));
+    }
+}
