@@ -1,1 +1,234 @@
-//! placeholder
+//! inferscope's tracing gateway: a streaming reverse proxy in front of vLLM (or any
+//! OpenAI-compatible server) that forwards every route byte for byte and turns every request
+//! into a trace.
+//!
+//! - Every request gets a SERVER span (HTTP conventions), parented by the caller's
+//!   `traceparent`; inference routes also get a CLIENT span named per the GenAI conventions
+//!   (`chat tiny-llama`) with the request's parameters, the response's id, model, finish
+//!   reasons and usage, time to first chunk and the gaps between chunks.
+//! - The upstream receives a new `traceparent` whose parent is the CLIENT span, so vLLM's own
+//!   `llm_request` span nests under it.
+//! - Streams are never buffered: chunks are observed as they pass ([`body`]). Telemetry never
+//!   fails a request.
+//! - An admin listener serves Prometheus metrics, `/healthz` and `/readyz` ([`admin`]).
+//!
+//! The request path is [`proxy`] → [`exchange`] → [`body`]; failures are classified once in
+//! [`failure`]; configuration layers resolve in [`config`].
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use inferscope_gateway::{Gateway, config::GatewayConfig};
+//! let config = GatewayConfig::local("http://127.0.0.1:8000")?;
+//! let gateway = Gateway::start(config, inferscope_core::Tracer::disabled(), None).await?;
+//! println!("proxy at {}", gateway.url());
+//! gateway.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod body;
+pub mod config;
+mod exchange;
+pub mod failure;
+pub mod headers;
+pub mod metrics;
+mod proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use inferscope_core::Tracer;
+use inferscope_export::ExportStats;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::RequestBody;
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// An address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// What every request shares; built once at start.
+pub(crate) struct Shared {
+    pub(crate) config: GatewayConfig,
+    pub(crate) tracer: Tracer,
+    pub(crate) metrics: Metrics,
+    pub(crate) client: Client<HttpConnector, RequestBody>,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) stopping: AtomicBool,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<bool>>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("addr", &self.addr).field("admin", &self.admin_addr).finish()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+impl Gateway {
+    /// Binds the proxy and admin listeners and serves on the current Tokio runtime.
+    /// `export` adds the exporter's counters to the metrics.
+    pub async fn start(config: GatewayConfig, tracer: Tracer, export: Option<Arc<ExportStats>>) -> Result<Gateway, StartError> {
+        let listener = bind(config.listen).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let admin_listener = match config.admin {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeouts.connect));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(config.upstream_h2c)
+            .http2_initial_stream_window_size(Some(4 << 20))
+            .http2_initial_connection_window_size(Some(8 << 20))
+            .build(connector);
+        let shared = Arc::new(Shared {
+            config,
+            tracer,
+            metrics: Metrics::new(export),
+            client,
+            local_addr: addr,
+            stopping: AtomicBool::new(false),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
+        let admin_task = admin_listener.map(|l| tokio::spawn(admin::serve(l, shared.clone(), stopped)));
+        tracing::info!(listen = %addr, admin = ?admin_addr, upstream = %shared.config.upstream.base, "gateway serving");
+        Ok(Gateway { addr, admin_addr, shared, stop, task: Some(task), admin_task })
+    }
+
+    /// The proxy's bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<proxy address>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The admin listener's address, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The metrics in Prometheus text format (what `/metrics` serves).
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.encode()
+    }
+
+    /// Requests being served now.
+    pub fn in_flight(&self) -> i64 {
+        self.shared.metrics.in_flight.get()
+    }
+
+    /// Stops accepting, lets requests in flight finish up to the configured grace period, and
+    /// returns whether they all did. Span export is the caller's to flush afterwards.
+    pub async fn shutdown(mut self) -> bool {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let mut clean = true;
+        if let Some(task) = self.task.take() {
+            clean = task.await.unwrap_or(false);
+        }
+        if let Some(task) = self.admin_task.take() {
+            let _ = task.await;
+        }
+        clean
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Some(t) = self.admin_task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// The accept loop: HTTP/1.1 and h2c (prior knowledge) on one port. Returns whether every
+/// connection finished within the grace period after the stop signal.
+async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) -> bool {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
+        .timer(TokioTimer::new());
+    builder.http1().timer(TokioTimer::new());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared_conn = shared.clone();
+        let service = hyper::service::service_fn(move |req| proxy::handle(shared_conn.clone(), req, peer));
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let grace = shared.config.shutdown_grace;
+    let in_flight = shared.metrics.in_flight.get();
+    tracing::info!(in_flight, grace_ms = grace.as_millis() as u64, "gateway stopping: no new connections, waiting for requests in flight");
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => true,
+        Err(_) => {
+            tracing::warn!(in_flight = shared.metrics.in_flight.get(), "grace period over; cutting the requests still in flight");
+            false
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process serves) and
+//! `/readyz` (not shutting down, and the upstream answers its `/health`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::Shared;
+use crate::body::{RequestBody, ResponseBody};
+
+/// The OpenMetrics-compatible text type prometheus-client writes.
+const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let shared = shared.clone();
+        let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    Ok(match req.uri().path() {
+        "/metrics" => reply(StatusCode::OK, METRICS_TYPE, shared.metrics.encode()),
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => {
+            if shared.stopping.load(Ordering::Relaxed) {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
+            } else {
+                match upstream_health(&shared).await {
+                    Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
+                    Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("upstream not ready: {why}\n")),
+                }
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz, /readyz\n"),
+    })
+}
+
+async fn upstream_health(shared: &Shared) -> Result<(), String> {
+    let up = &shared.config.upstream;
+    let uri = format!("http://{}{}/health", up.authority, up.path_prefix);
+    let mut req = Request::new(RequestBody::Full(None));
+    *req.uri_mut() = uri.parse().map_err(|_| "bad upstream URL".to_owned())?;
+    if shared.config.upstream_h2c {
+        *req.version_mut() = http::Version::HTTP_2;
+    }
+    match tokio::time::timeout(Duration::from_secs(2), shared.client.request(req)).await {
+        Ok(Ok(r)) if r.status().is_success() => Ok(()),
+        Ok(Ok(r)) => Err(format!("/health answered {}", r.status())),
+        Ok(Err(e)) => Err(crate::failure::describe(&e)),
+        Err(_) => Err("/health did not answer within 2 s".into()),
+    }
+}

@@ -1,0 +1,325 @@
+//! The request path, in the order a request takes it:
+//!
+//! 1. **inbound**: the SERVER span, parented by the caller's `traceparent`;
+//! 2. **classify**: an inference route gets its body read (up to a limit) and parsed, and the
+//!    CLIENT span starts (`chat {model}`); every other route streams through untouched;
+//! 3. **upstream request**: hop-by-hop fields removed, a new `traceparent` whose parent is the
+//!    CLIENT span (or the SERVER span for other routes), `stream_options.include_usage` added
+//!    when the client did not ask for usage;
+//! 4. **response**: status and headers as the upstream sent them plus `traceresponse`; the
+//!    body is observed as it streams ([`crate::body::ResponseBody`]) and the exchange ends with
+//!    it ([`crate::exchange::Exchange::finish`]).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use inferscope_core::observe::record;
+use inferscope_core::observe::request;
+use inferscope_core::observe::response::ResponseObserver;
+use inferscope_core::observe::route;
+use inferscope_core::trace_context::{extract_trace_context, inject};
+use inferscope_core::{SpanKind, SpanContext};
+use inferscope_semconv::{attr, http as http_attr, inferscope as own, span_name};
+
+use crate::Shared;
+use crate::body::{RequestBody, ResponseBody};
+use crate::exchange::{Exchange, Inference};
+use crate::failure::{Failure, describe};
+use crate::headers::remove_hop_by_hop;
+
+/// Serves one request. Never fails: every failure becomes a response and a span.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let arrived = std::time::SystemTime::now();
+    let (mut parts, body) = req.into_parts();
+    let config = &shared.config;
+
+    // 1. inbound
+    let parent = extract_trace_context(&parts.headers);
+    let path = parts.uri.path().to_owned();
+    let template = route::template(&path);
+    let method = parts.method.as_str().to_owned();
+    let mut server = shared.tracer.start_at(
+        span_name::http_server(&method, template),
+        SpanKind::Server,
+        parent.as_ref(),
+        arrived,
+    );
+    if server.is_recording() {
+        server_attributes(&mut server, &shared, &parts, template, peer);
+    }
+    let mut exchange = Exchange::new(shared.clone(), server);
+
+    // 2. classify, and read an inference body
+    let upstream_body = match route::classify(&method, &path) {
+        None => RequestBody::Stream(body),
+        Some(route) => {
+        let (read, complete) = match read_prefix(body, config.max_parse_bytes).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(answer(&shared, exchange, Failure::RequestBody(e)));
+            }
+        };
+        let (body_for_upstream, facts, usage_requested) = match complete {
+            None => {
+                let whole = read.into_iter().fold(BytesMut::new(), |mut acc, b| {
+                    acc.extend_from_slice(&b);
+                    acc
+                });
+                let whole = whole.freeze();
+                let facts = request::parse(route.api, &whole, &config.capture);
+                let rewritten = if config.inject_usage {
+                    request::with_include_usage(route.api, &whole, &facts)
+                } else {
+                    None
+                };
+                let usage_requested = rewritten.is_some();
+                let body = rewritten.map_or(whole, Bytes::from);
+                (RequestBody::Full(Some(body)), facts, usage_requested)
+            }
+            Some(rest) => {
+                let facts = request::RequestFacts {
+                    parse_error: Some(format!("request body over {} bytes, not parsed", config.max_parse_bytes)),
+                    ..request::RequestFacts::default()
+                };
+                (RequestBody::Chained(read, rest), facts, false)
+            }
+        };
+        if usage_requested {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        let mut span = shared.tracer.start(
+            span_name::inference(route.operation, facts.model.as_deref()),
+            SpanKind::Client,
+            Some(exchange.server.context()),
+        );
+        if let Some(r) = span.record_mut() {
+            for kv in record::start_attributes(
+                route,
+                &config.provider,
+                facts.model.as_deref(),
+                &config.upstream.host,
+                config.upstream.port,
+            )
+            .into_iter()
+            .flatten()
+            {
+                r.push(kv.key, kv.value);
+            }
+            record::request(r, route, &facts);
+            r.push(own::UPSTREAM, config.upstream.base.clone());
+        }
+        exchange.inference = Some(Inference {
+            route,
+            span,
+            request: facts,
+            observer: None,
+            sent: Instant::now(),
+            usage_requested,
+        });
+        body_for_upstream
+        }
+    };
+
+    // 3. the upstream request
+    let upstream_ctx: SpanContext = match &exchange.inference {
+        Some(inf) => inf.span.context().clone(),
+        None => exchange.server.context().clone(),
+    };
+    let mut headers = std::mem::take(&mut parts.headers);
+    remove_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers.remove("traceparent");
+    headers.remove("tracestate");
+    if upstream_ctx.is_valid() {
+        inject(&upstream_ctx, &mut headers);
+    } else if let Some(p) = &parent {
+        // Tracing is off: pass the caller's context through unchanged.
+        inject(p, &mut headers);
+    }
+    let uri = match upstream_uri(&shared, &parts.uri) {
+        Ok(u) => u,
+        Err(e) => return Ok(answer(&shared, exchange, Failure::UpstreamBroken(e))),
+    };
+    let mut upstream_req = Request::new(upstream_body);
+    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.uri_mut() = uri;
+    *upstream_req.headers_mut() = headers;
+    if config.upstream_h2c {
+        *upstream_req.version_mut() = http::Version::HTTP_2;
+    }
+    let total_deadline = config.timeouts.total.map(|t| tokio::time::Instant::now() + t);
+    let first_byte = match total_deadline {
+        Some(d) => d.min(tokio::time::Instant::now() + config.timeouts.first_byte),
+        None => tokio::time::Instant::now() + config.timeouts.first_byte,
+    };
+    let response = match tokio::time::timeout_at(first_byte, shared.client.request(upstream_req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let failure = if e.is_connect() {
+                Failure::Connect(describe(&e))
+            } else {
+                Failure::UpstreamBroken(describe(&e))
+            };
+            return Ok(answer(&shared, exchange, failure));
+        }
+        Err(_) => return Ok(answer(&shared, exchange, Failure::FirstByteTimeout)),
+    };
+
+    // 4. the response
+    let (mut rparts, rbody) = response.into_parts();
+    remove_hop_by_hop(&mut rparts.headers);
+    let observer = exchange.inference.as_ref().map(|inf| {
+        let stream = rparts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        ResponseObserver::new(stream, inf.usage_requested, &config.capture, config.max_parse_bytes)
+    });
+    if observer.as_ref().is_some_and(|o| o.is_stream()) && exchange.inference.as_ref().is_some_and(|i| i.usage_requested) {
+        rparts.headers.remove(header::CONTENT_LENGTH);
+    }
+    traceresponse(&shared, &exchange, &mut rparts.headers);
+    exchange.response_started(rparts.status.as_u16(), observer);
+    if rbody.is_end_stream() {
+        exchange.finish(None);
+        return Ok(Response::from_parts(rparts, ResponseBody::full(Bytes::new())));
+    }
+    let body = ResponseBody::observed(rbody, exchange, config.timeouts.idle, total_deadline);
+    Ok(Response::from_parts(rparts, body))
+}
+
+/// The gateway's own answer to a failure before the response started.
+fn answer(shared: &Shared, mut exchange: Exchange, failure: Failure) -> Response<ResponseBody> {
+    let status = failure.status();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    traceresponse(shared, &exchange, &mut headers);
+    exchange.response_started(status.as_u16(), None);
+    let body = failure.body();
+    exchange.finish(Some(failure));
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn traceresponse(shared: &Shared, exchange: &Exchange, headers: &mut http::HeaderMap) {
+    let Some(name) = &shared.config.traceresponse_header else { return };
+    if !shared.tracer.is_enabled() {
+        return;
+    }
+    let ctx = exchange.server.context();
+    if !ctx.is_valid() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.traceparent()) {
+        headers.insert(name.clone(), v);
+    }
+}
+
+fn upstream_uri(shared: &Shared, uri: &Uri) -> Result<Uri, String> {
+    let up = &shared.config.upstream;
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let pq = if up.path_prefix.is_empty() {
+        pq.to_owned()
+    } else {
+        format!("{}{}", up.path_prefix, pq)
+    };
+    Uri::builder()
+        .scheme("http")
+        .authority(up.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| format!("cannot build the upstream URL: {e}"))
+}
+
+/// Reads up to `limit` bytes. `Ok((chunks, None))`: the whole body; `Ok((chunks, Some(rest)))`:
+/// over the limit, `rest` still to stream.
+async fn read_prefix(mut body: Incoming, limit: usize) -> Result<(VecDeque<Bytes>, Option<Incoming>), String> {
+    let mut chunks = VecDeque::new();
+    let mut len = 0usize;
+    if body.size_hint().lower() as usize > limit {
+        return Ok((chunks, Some(body)));
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| describe(&e))?;
+        if let Ok(data) = frame.into_data() {
+            len += data.len();
+            chunks.push_back(data);
+            if len > limit {
+                return Ok((chunks, Some(body)));
+            }
+        }
+    }
+    Ok((chunks, None))
+}
+
+fn server_attributes(
+    span: &mut inferscope_core::Span,
+    shared: &Shared,
+    parts: &http::request::Parts,
+    template: Option<&'static str>,
+    peer: SocketAddr,
+) {
+    span.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
+    span.set_attribute(http_attr::URL_PATH, parts.uri.path().to_owned());
+    span.set_attribute(http_attr::URL_SCHEME, "http");
+    if let Some(t) = template {
+        span.set_attribute(http_attr::ROUTE, t);
+    }
+    let version = match parts.version {
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    span.set_attribute(http_attr::NETWORK_PROTOCOL_VERSION, version);
+    span.set_attribute(http_attr::CLIENT_ADDRESS, peer.ip().to_string());
+    span.set_attribute(http_attr::CLIENT_PORT, i64::from(peer.port()));
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
+    match host.as_deref().and_then(|h| h.parse::<http::uri::Authority>().ok()) {
+        Some(a) => {
+            span.set_attribute(attr::SERVER_ADDRESS, a.host().to_owned());
+            span.set_attribute(attr::SERVER_PORT, i64::from(a.port_u16().unwrap_or(shared.local_addr.port())));
+        }
+        None => {
+            span.set_attribute(attr::SERVER_ADDRESS, shared.local_addr.ip().to_string());
+            span.set_attribute(attr::SERVER_PORT, i64::from(shared.local_addr.port()));
+        }
+    }
+    if let Some(ua) = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        span.set_attribute(http_attr::USER_AGENT_ORIGINAL, ua.to_owned());
+    }
+    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()) {
+        span.set_attribute(http_attr::REQUEST_BODY_SIZE, len);
+    }
+    for name in &shared.config.captured_headers {
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        if !values.is_empty() {
+            span.set_attribute(format!("{}{}", http_attr::REQUEST_HEADER_PREFIX, name.as_str()), values);
+        }
+    }
+}
