@@ -19,7 +19,11 @@ use crate::body::{RequestBody, ResponseBody};
 /// The OpenMetrics-compatible text type prometheus-client writes.
 const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {
         let accepted = tokio::select! {
@@ -29,35 +33,59 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stoppe
         let Ok((stream, _)) = accepted else { continue };
         let shared = shared.clone();
         let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
         });
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ResponseBody> {
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     r
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
     Ok(match req.uri().path() {
         "/metrics" => reply(StatusCode::OK, METRICS_TYPE, shared.metrics.encode()),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
             if shared.stopping.load(Ordering::Relaxed) {
-                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "shutting down\n",
+                )
             } else {
                 match upstream_health(&shared).await {
                     Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
-                    Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("upstream not ready: {why}\n")),
+                    Err(why) => reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("upstream not ready: {why}\n"),
+                    ),
                 }
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz, /readyz\n"),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics, /healthz, /readyz\n",
+        ),
     })
 }
 

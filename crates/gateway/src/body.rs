@@ -33,7 +33,10 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             RequestBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(Into::into),
@@ -84,14 +87,22 @@ pub struct ResponseBody {
 
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody").field("streaming", &self.inner.is_some()).finish()
+        f.debug_struct("ResponseBody")
+            .field("streaming", &self.inner.is_some())
+            .finish()
     }
 }
 
 impl ResponseBody {
     /// A body the gateway wrote itself.
     pub fn full(bytes: Bytes) -> ResponseBody {
-        ResponseBody { inner: None, exchange: None, tail: Some(bytes), idle: None, total: None }
+        ResponseBody {
+            inner: None,
+            exchange: None,
+            tail: Some(bytes),
+            idle: None,
+            total: None,
+        }
     }
 
     /// The upstream's body, observed.
@@ -124,7 +135,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
             if let Some(tail) = this.tail.take() {
@@ -142,10 +156,25 @@ impl Body for ResponseBody {
                         Ok(data) => data,
                         Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
                     };
-                    let out = match &mut this.exchange {
+                    let mut out = match &mut this.exchange {
                         Some(e) => e.on_chunk(data),
                         None => data,
                     };
+                    // A body of known length is over once its last byte arrived: the server
+                    // may never poll again, so the exchange ends here.
+                    if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                        this.inner = None;
+                        if let Some(mut e) = this.exchange.take() {
+                            if let Some(rest) = e.on_end() {
+                                out = if out.is_empty() {
+                                    rest
+                                } else {
+                                    [out, rest].concat().into()
+                                };
+                            }
+                            e.finish(None);
+                        }
+                    }
                     if out.is_empty() {
                         continue;
                     }
@@ -186,7 +215,14 @@ impl Body for ResponseBody {
         match (&self.inner, &self.tail) {
             (None, Some(t)) => SizeHint::with_exact(t.len() as u64),
             (None, None) => SizeHint::with_exact(0),
-            (Some(inner), None) if self.exchange.as_ref().is_none_or(Exchange::passes_bytes_unchanged) => inner.size_hint(),
+            (Some(inner), None)
+                if self
+                    .exchange
+                    .as_ref()
+                    .is_none_or(Exchange::passes_bytes_unchanged) =>
+            {
+                inner.size_hint()
+            }
             _ => SizeHint::default(),
         }
     }

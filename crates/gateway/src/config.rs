@@ -199,7 +199,8 @@ pub const SECRET_HEADERS: &[&str] = &[
 ];
 
 /// Request headers recorded by default.
-pub const DEFAULT_CAPTURED_HEADERS: &[&str] = &["x-request-id", "content-type", "openai-organization"];
+pub const DEFAULT_CAPTURED_HEADERS: &[&str] =
+    &["x-request-id", "content-type", "openai-organization"];
 
 /// Timeouts towards the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,7 +272,12 @@ impl GatewayConfig {
             admin: Some("127.0.0.1:0".into()),
             ..GatewaySettings::default()
         };
-        resolve_gateway(&explicit, &CaptureSettings::default(), &[("", "")], &FileConfig::default())
+        resolve_gateway(
+            &explicit,
+            &CaptureSettings::default(),
+            &[("", "")],
+            &FileConfig::default(),
+        )
     }
 
     fn origin(&self, name: &str) -> String {
@@ -285,12 +291,18 @@ impl GatewayConfig {
 impl fmt::Display for GatewayConfig {
     /// Every setting with its origin; the upstream's userinfo is hidden.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |d: Option<Duration>| d.map_or_else(|| "none".to_owned(), |d| d.as_millis().to_string());
+        let ms = |d: Option<Duration>| {
+            d.map_or_else(|| "none".to_owned(), |d| d.as_millis().to_string())
+        };
         let c = &self.capture;
         let rows: Vec<(&str, String)> = vec![
             ("upstream", redact_userinfo(&self.upstream.base)),
             ("listen", self.listen.to_string()),
-            ("admin", self.admin.map_or_else(|| "off".to_owned(), |a| a.to_string())),
+            (
+                "admin",
+                self.admin
+                    .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            ),
             ("upstream_h2c", self.upstream_h2c.to_string()),
             ("provider", self.provider.clone()),
             ("connect_timeout_ms", ms(Some(self.timeouts.connect))),
@@ -300,28 +312,51 @@ impl fmt::Display for GatewayConfig {
             ("inject_usage", self.inject_usage.to_string()),
             (
                 "traceresponse_header",
-                self.traceresponse_header.as_ref().map_or("-", |h| h.as_str()).to_owned(),
+                self.traceresponse_header
+                    .as_ref()
+                    .map_or("-", |h| h.as_str())
+                    .to_owned(),
             ),
             (
                 "dialects",
-                self.dialects.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(","),
+                self.dialects
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             ("shutdown_grace_ms", ms(Some(self.shutdown_grace))),
             ("max_parse_bytes", self.max_parse_bytes.to_string()),
             (
                 "captured_headers",
-                self.captured_headers.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(","),
+                self.captured_headers
+                    .iter()
+                    .map(HeaderName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             ("capture.enabled", c.enabled.to_string()),
             ("capture.max_length", c.max_length.to_string()),
             ("capture.hide_inputs", c.hide_inputs.to_string()),
             ("capture.hide_outputs", c.hide_outputs.to_string()),
-            ("capture.hide_input_messages", c.hide_input_messages.to_string()),
-            ("capture.hide_output_messages", c.hide_output_messages.to_string()),
+            (
+                "capture.hide_input_messages",
+                c.hide_input_messages.to_string(),
+            ),
+            (
+                "capture.hide_output_messages",
+                c.hide_output_messages.to_string(),
+            ),
             ("capture.hide_input_text", c.hide_input_text.to_string()),
             ("capture.hide_output_text", c.hide_output_text.to_string()),
-            ("capture.hide_tool_definitions", c.hide_tool_definitions.to_string()),
-            ("capture.hide_system_instructions", c.hide_system_instructions.to_string()),
+            (
+                "capture.hide_tool_definitions",
+                c.hide_tool_definitions.to_string(),
+            ),
+            (
+                "capture.hide_system_instructions",
+                c.hide_system_instructions.to_string(),
+            ),
             ("capture.redact", format!("{} rule(s)", c.redactions.len())),
         ];
         for (name, value) in rows {
@@ -385,7 +420,10 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn env_value(&self, var: &'static str) -> Option<String> {
-        self.env.var(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        self.env
+            .var(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     /// The first of flag, environment variable, file that is set; the environment's string is
@@ -399,17 +437,33 @@ impl Resolver<'_> {
         file: Option<&T>,
     ) -> Option<Candidate<T>> {
         let found = if let Some(v) = flag {
-            Some(Candidate { value: v.clone(), origin: Origin::Explicit(name), shown: format!("{v:?}") })
+            Some(Candidate {
+                value: v.clone(),
+                origin: Origin::Explicit(name),
+                shown: format!("{v:?}"),
+            })
         } else if let Some(raw) = self.env_value(var) {
             match parse_env(&raw) {
-                Ok(value) => Some(Candidate { value, origin: Origin::Env(var), shown: raw }),
+                Ok(value) => Some(Candidate {
+                    value,
+                    origin: Origin::Env(var),
+                    shown: raw,
+                }),
                 Err(reason) => {
-                    self.errors.push(ConfigError { origin: Origin::Env(var), value: raw, reason });
+                    self.errors.push(ConfigError {
+                        origin: Origin::Env(var),
+                        value: raw,
+                        reason,
+                    });
                     return None;
                 }
             }
         } else {
-            file.map(|v| Candidate { value: v.clone(), origin: Origin::File(name), shown: format!("{v:?}") })
+            file.map(|v| Candidate {
+                value: v.clone(),
+                origin: Origin::File(name),
+                shown: format!("{v:?}"),
+            })
         };
         if let Some(c) = &found {
             self.origins.push((name, c.origin.clone()));
@@ -434,7 +488,11 @@ impl Resolver<'_> {
         match check(&c.value) {
             Ok(u) => u,
             Err(reason) => {
-                self.errors.push(ConfigError { origin: c.origin, value: c.shown, reason });
+                self.errors.push(ConfigError {
+                    origin: c.origin,
+                    value: c.shown,
+                    reason,
+                });
                 default
             }
         }
@@ -454,7 +512,10 @@ fn parse_num<T: FromStr>(s: &str) -> Result<T, String> {
 }
 
 fn parse_list(s: &str) -> Result<Vec<String>, String> {
-    Ok(s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+    Ok(s.split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect())
 }
 
 fn parse_string(s: &str) -> Result<String, String> {
@@ -474,7 +535,8 @@ fn optional_millis(v: &u64) -> Result<Option<Duration>, String> {
 }
 
 fn socket(v: &String) -> Result<SocketAddr, String> {
-    v.parse().map_err(|_| "expected an address like 127.0.0.1:9000".to_owned())
+    v.parse()
+        .map_err(|_| "expected an address like 127.0.0.1:9000".to_owned())
 }
 
 /// Parses an upstream base URL: `http://host[:port][/prefix]`.
@@ -495,7 +557,11 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
         return Err("the upstream URL cannot have a query".into());
     }
     let path_prefix = uri.path().trim_end_matches('/').to_owned();
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = authority.port_u16().unwrap_or(80);
     Ok(Upstream {
         base: format!("http://{authority}{path_prefix}"),
@@ -515,9 +581,14 @@ fn resolve_gateway(
     use vars::*;
     let f = &file.gateway;
     let cf = &file.capture;
-    let mut r = Resolver { env, errors: Vec::new(), origins: Vec::new() };
+    let mut r = Resolver {
+        env,
+        errors: Vec::new(),
+        origins: Vec::new(),
+    };
 
-    let upstream_default = parse_upstream("http://127.0.0.1:8000").map_err(|_| ConfigErrors(Vec::new()))?;
+    let upstream_default =
+        parse_upstream("http://127.0.0.1:8000").map_err(|_| ConfigErrors(Vec::new()))?;
     let upstream = r.typed(
         "upstream",
         flags.upstream.as_ref(),
@@ -542,20 +613,48 @@ fn resolve_gateway(
         ADMIN,
         parse_string,
         f.admin.as_ref(),
-        |v| if v == "off" { Ok(None) } else { socket(v).map(Some) },
+        |v| {
+            if v == "off" {
+                Ok(None)
+            } else {
+                socket(v).map(Some)
+            }
+        },
         Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
     );
-    let upstream_h2c = r.typed("upstream_h2c", flags.upstream_h2c.as_ref(), UPSTREAM_H2C, parse_bool, f.upstream_h2c.as_ref(), ok, false);
+    let upstream_h2c = r.typed(
+        "upstream_h2c",
+        flags.upstream_h2c.as_ref(),
+        UPSTREAM_H2C,
+        parse_bool,
+        f.upstream_h2c.as_ref(),
+        ok,
+        false,
+    );
     let provider = r.typed(
         "provider",
         flags.provider.as_ref(),
         PROVIDER,
         parse_string,
         f.provider.as_ref(),
-        |v| if v.is_empty() { Err("cannot be empty".into()) } else { Ok(v.clone()) },
+        |v| {
+            if v.is_empty() {
+                Err("cannot be empty".into())
+            } else {
+                Ok(v.clone())
+            }
+        },
         inferscope_semconv::value::provider::VLLM.to_owned(),
     );
-    let connect = r.typed("connect_timeout_ms", flags.connect_timeout_ms.as_ref(), CONNECT_TIMEOUT_MS, parse_num, f.connect_timeout_ms.as_ref(), millis, Duration::from_secs(5));
+    let connect = r.typed(
+        "connect_timeout_ms",
+        flags.connect_timeout_ms.as_ref(),
+        CONNECT_TIMEOUT_MS,
+        parse_num,
+        f.connect_timeout_ms.as_ref(),
+        millis,
+        Duration::from_secs(5),
+    );
     let first_byte = r.typed(
         "first_byte_timeout_ms",
         flags.first_byte_timeout_ms.as_ref(),
@@ -574,8 +673,24 @@ fn resolve_gateway(
         optional_millis,
         Some(Duration::from_secs(300)),
     );
-    let total = r.typed("total_timeout_ms", flags.total_timeout_ms.as_ref(), TOTAL_TIMEOUT_MS, parse_num, f.total_timeout_ms.as_ref(), optional_millis, None);
-    let inject_usage = r.typed("inject_usage", flags.inject_usage.as_ref(), INJECT_USAGE, parse_bool, f.inject_usage.as_ref(), ok, true);
+    let total = r.typed(
+        "total_timeout_ms",
+        flags.total_timeout_ms.as_ref(),
+        TOTAL_TIMEOUT_MS,
+        parse_num,
+        f.total_timeout_ms.as_ref(),
+        optional_millis,
+        None,
+    );
+    let inject_usage = r.typed(
+        "inject_usage",
+        flags.inject_usage.as_ref(),
+        INJECT_USAGE,
+        parse_bool,
+        f.inject_usage.as_ref(),
+        ok,
+        true,
+    );
     let traceresponse_header = r.typed(
         "traceresponse_header",
         flags.traceresponse_header.as_ref(),
@@ -586,7 +701,9 @@ fn resolve_gateway(
             if v.is_empty() {
                 Ok(None)
             } else {
-                HeaderName::from_str(v).map(Some).map_err(|_| "not a valid header name".to_owned())
+                HeaderName::from_str(v)
+                    .map(Some)
+                    .map_err(|_| "not a valid header name".to_owned())
             }
         },
         Some(HeaderName::from_static("traceresponse")),
@@ -600,7 +717,8 @@ fn resolve_gateway(
         |names| {
             let mut out = vec![Dialect::OTel];
             for n in names {
-                let d = Dialect::parse(n).ok_or_else(|| format!("unknown dialect `{n}` (otel, vllm, openinference)"))?;
+                let d = Dialect::parse(n)
+                    .ok_or_else(|| format!("unknown dialect `{n}` (otel, vllm, openinference)"))?;
                 if !out.contains(&d) {
                     out.push(d);
                 }
@@ -609,17 +727,34 @@ fn resolve_gateway(
         },
         vec![Dialect::OTel],
     );
-    let shutdown_grace = r.typed("shutdown_grace_ms", flags.shutdown_grace_ms.as_ref(), SHUTDOWN_GRACE_MS, parse_num, f.shutdown_grace_ms.as_ref(), millis, Duration::from_secs(30));
+    let shutdown_grace = r.typed(
+        "shutdown_grace_ms",
+        flags.shutdown_grace_ms.as_ref(),
+        SHUTDOWN_GRACE_MS,
+        parse_num,
+        f.shutdown_grace_ms.as_ref(),
+        millis,
+        Duration::from_secs(30),
+    );
     let max_parse_bytes = r.typed(
         "max_parse_bytes",
         flags.max_parse_bytes.as_ref(),
         MAX_PARSE_BYTES,
         parse_num,
         f.max_parse_bytes.as_ref(),
-        |v| if *v < 1024 { Err("must be at least 1024".into()) } else { Ok(*v) },
+        |v| {
+            if *v < 1024 {
+                Err("must be at least 1024".into())
+            } else {
+                Ok(*v)
+            }
+        },
         32 << 20,
     );
-    let default_headers: Vec<HeaderName> = DEFAULT_CAPTURED_HEADERS.iter().map(|h| HeaderName::from_static(h)).collect();
+    let default_headers: Vec<HeaderName> = DEFAULT_CAPTURED_HEADERS
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .collect();
     let captured_headers = r.typed(
         "captured_headers",
         flags.captured_headers.as_ref(),
@@ -630,7 +765,8 @@ fn resolve_gateway(
             names
                 .iter()
                 .map(|n| {
-                    let h = HeaderName::from_str(n).map_err(|_| format!("`{n}` is not a header name"))?;
+                    let h = HeaderName::from_str(n)
+                        .map_err(|_| format!("`{n}` is not a header name"))?;
                     if SECRET_HEADERS.contains(&h.as_str()) {
                         return Err(format!("`{n}` carries credentials and is never recorded"));
                     }
@@ -644,29 +780,98 @@ fn resolve_gateway(
     // Content capture. OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT is read when
     // INFERSCOPE_CAPTURE_CONTENT is not set.
     let d = CapturePolicy::default();
-    let enabled_var = if env.var(CAPTURE_CONTENT).is_some_and(|v| !v.trim().is_empty()) { CAPTURE_CONTENT } else { OTEL_CAPTURE_CONTENT };
-    let enabled = r.typed("capture.enabled", cflags.enabled.as_ref(), enabled_var, parse_bool, cf.enabled.as_ref(), ok, d.enabled);
+    let enabled_var = if env
+        .var(CAPTURE_CONTENT)
+        .is_some_and(|v| !v.trim().is_empty())
+    {
+        CAPTURE_CONTENT
+    } else {
+        OTEL_CAPTURE_CONTENT
+    };
+    let enabled = r.typed(
+        "capture.enabled",
+        cflags.enabled.as_ref(),
+        enabled_var,
+        parse_bool,
+        cf.enabled.as_ref(),
+        ok,
+        d.enabled,
+    );
     let max_length = r.typed(
         "capture.max_length",
         cflags.max_length.as_ref(),
         CAPTURE_MAX_LENGTH,
         parse_num,
         cf.max_length.as_ref(),
-        |v| if *v == 0 { Err("must be above 0".into()) } else { Ok(*v) },
+        |v| {
+            if *v == 0 {
+                Err("must be above 0".into())
+            } else {
+                Ok(*v)
+            }
+        },
         d.max_length,
     );
-    let mut switch = |name: &'static str, flag: Option<bool>, var: &'static str, file: Option<bool>| {
-        r.typed(name, flag.as_ref(), var, parse_bool, file.as_ref(), ok, false)
-    };
-    let hide_inputs = switch("capture.hide_inputs", cflags.hide_inputs, HIDE_INPUTS, cf.hide_inputs);
-    let hide_outputs = switch("capture.hide_outputs", cflags.hide_outputs, HIDE_OUTPUTS, cf.hide_outputs);
-    let hide_input_messages = switch("capture.hide_input_messages", cflags.hide_input_messages, HIDE_INPUT_MESSAGES, cf.hide_input_messages);
-    let hide_output_messages = switch("capture.hide_output_messages", cflags.hide_output_messages, HIDE_OUTPUT_MESSAGES, cf.hide_output_messages);
-    let hide_input_text = switch("capture.hide_input_text", cflags.hide_input_text, HIDE_INPUT_TEXT, cf.hide_input_text);
-    let hide_output_text = switch("capture.hide_output_text", cflags.hide_output_text, HIDE_OUTPUT_TEXT, cf.hide_output_text);
-    let hide_tool_definitions = switch("capture.hide_tool_definitions", cflags.hide_tool_definitions, HIDE_TOOL_DEFINITIONS, cf.hide_tool_definitions);
-    let hide_system_instructions =
-        switch("capture.hide_system_instructions", cflags.hide_system_instructions, HIDE_SYSTEM_INSTRUCTIONS, cf.hide_system_instructions);
+    let mut switch =
+        |name: &'static str, flag: Option<bool>, var: &'static str, file: Option<bool>| {
+            r.typed(
+                name,
+                flag.as_ref(),
+                var,
+                parse_bool,
+                file.as_ref(),
+                ok,
+                false,
+            )
+        };
+    let hide_inputs = switch(
+        "capture.hide_inputs",
+        cflags.hide_inputs,
+        HIDE_INPUTS,
+        cf.hide_inputs,
+    );
+    let hide_outputs = switch(
+        "capture.hide_outputs",
+        cflags.hide_outputs,
+        HIDE_OUTPUTS,
+        cf.hide_outputs,
+    );
+    let hide_input_messages = switch(
+        "capture.hide_input_messages",
+        cflags.hide_input_messages,
+        HIDE_INPUT_MESSAGES,
+        cf.hide_input_messages,
+    );
+    let hide_output_messages = switch(
+        "capture.hide_output_messages",
+        cflags.hide_output_messages,
+        HIDE_OUTPUT_MESSAGES,
+        cf.hide_output_messages,
+    );
+    let hide_input_text = switch(
+        "capture.hide_input_text",
+        cflags.hide_input_text,
+        HIDE_INPUT_TEXT,
+        cf.hide_input_text,
+    );
+    let hide_output_text = switch(
+        "capture.hide_output_text",
+        cflags.hide_output_text,
+        HIDE_OUTPUT_TEXT,
+        cf.hide_output_text,
+    );
+    let hide_tool_definitions = switch(
+        "capture.hide_tool_definitions",
+        cflags.hide_tool_definitions,
+        HIDE_TOOL_DEFINITIONS,
+        cf.hide_tool_definitions,
+    );
+    let hide_system_instructions = switch(
+        "capture.hide_system_instructions",
+        cflags.hide_system_instructions,
+        HIDE_SYSTEM_INSTRUCTIONS,
+        cf.hide_system_instructions,
+    );
     let replacement = cflags
         .redact_replacement
         .clone()
@@ -684,8 +889,17 @@ fn resolve_gateway(
                 .enumerate()
                 .map(|(i, p)| {
                     regex::Regex::new(p)
-                        .map(|pattern| Redaction { pattern, replacement: replacement.clone() })
-                        .map_err(|e| format!("pattern {} is not a regular expression: {}", i + 1, e.to_string().lines().last().unwrap_or("")))
+                        .map(|pattern| Redaction {
+                            pattern,
+                            replacement: replacement.clone(),
+                        })
+                        .map_err(|e| {
+                            format!(
+                                "pattern {} is not a regular expression: {}",
+                                i + 1,
+                                e.to_string().lines().last().unwrap_or("")
+                            )
+                        })
                 })
                 .collect()
         },
@@ -701,7 +915,12 @@ fn resolve_gateway(
         admin,
         upstream_h2c,
         provider,
-        timeouts: Timeouts { connect, first_byte, idle, total },
+        timeouts: Timeouts {
+            connect,
+            first_byte,
+            idle,
+            total,
+        },
         inject_usage,
         traceresponse_header,
         dialects,
@@ -729,7 +948,11 @@ fn resolve_gateway(
 mod tests {
     use super::*;
 
-    fn resolve(flags: GatewaySettings, env: &[(&str, &str)], file: &str) -> Result<GatewayConfig, ConfigErrors> {
+    fn resolve(
+        flags: GatewaySettings,
+        env: &[(&str, &str)],
+        file: &str,
+    ) -> Result<GatewayConfig, ConfigErrors> {
         let file: FileConfig = toml::from_str(file).unwrap();
         resolve_gateway(&flags, &CaptureSettings::default(), &env.to_vec(), &file)
     }
@@ -737,8 +960,14 @@ mod tests {
     #[test]
     fn precedence_flag_env_file_default() {
         let file = "[gateway]\nupstream = \"http://file:1\"\nprovider = \"from-file\"\nlisten = \"127.0.0.1:1\"\n";
-        let env = [("INFERSCOPE_UPSTREAM", "http://env:2"), ("INFERSCOPE_LISTEN", "127.0.0.1:2")];
-        let flags = GatewaySettings { upstream: Some("http://flag:3/base/".into()), ..GatewaySettings::default() };
+        let env = [
+            ("INFERSCOPE_UPSTREAM", "http://env:2"),
+            ("INFERSCOPE_LISTEN", "127.0.0.1:2"),
+        ];
+        let flags = GatewaySettings {
+            upstream: Some("http://flag:3/base/".into()),
+            ..GatewaySettings::default()
+        };
         let c = resolve(flags, &env, file).unwrap();
         assert_eq!(c.upstream.base, "http://flag:3/base");
         assert_eq!((c.upstream.host.as_str(), c.upstream.port), ("flag", 3));
@@ -768,7 +997,12 @@ mod tests {
 
     #[test]
     fn capture_switches_and_otel_alias() {
-        let c = resolve(GatewaySettings::default(), &[("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")], "").unwrap();
+        let c = resolve(
+            GatewaySettings::default(),
+            &[("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")],
+            "",
+        )
+        .unwrap();
         assert!(c.capture.enabled);
         let c = resolve(
             GatewaySettings::default(),

@@ -70,7 +70,10 @@ impl Exchange {
 
     /// The body ended; returns bytes still held back for the client.
     pub(crate) fn on_end(&mut self) -> Option<Bytes> {
-        self.inference.as_mut().and_then(|i| i.observer.as_mut()).and_then(ResponseObserver::on_end)
+        self.inference
+            .as_mut()
+            .and_then(|i| i.observer.as_mut())
+            .and_then(ResponseObserver::on_end)
     }
 
     /// Whether the body passes through unchanged (so its size hint holds).
@@ -113,7 +116,10 @@ impl Exchange {
             .requests
             .get_or_create(&vec![
                 ("route_kind", kind.to_owned()),
-                ("http_response_status_code", code.map_or_else(String::new, |c| c.to_string())),
+                (
+                    "http_response_status_code",
+                    code.map_or_else(String::new, |c| c.to_string()),
+                ),
             ])
             .inc();
 
@@ -121,7 +127,10 @@ impl Exchange {
         if let Some(code) = code {
             server.set_attribute(http_attr::RESPONSE_STATUS_CODE, i64::from(code));
         }
-        server.set_attribute(http_attr::RESPONSE_BODY_SIZE, i64::try_from(self.response_bytes).unwrap_or(i64::MAX));
+        server.set_attribute(
+            http_attr::RESPONSE_BODY_SIZE,
+            i64::try_from(self.response_bytes).unwrap_or(i64::MAX),
+        );
         if let Some(f) = &failure {
             server.set_attribute(attr::ERROR_TYPE, f.error_type());
             server.set_status(Status::Error(f.message().into()));
@@ -129,7 +138,10 @@ impl Exchange {
             server.set_attribute(attr::ERROR_TYPE, code.to_string());
             server.set_status(Status::Error(format!("HTTP {code}").into()));
         }
-        let span = std::mem::replace(&mut self.server, Span::non_recording(inferscope_core::SpanContext::INVALID));
+        let span = std::mem::replace(
+            &mut self.server,
+            Span::non_recording(inferscope_core::SpanContext::INVALID),
+        );
         span.end();
     }
 
@@ -151,8 +163,14 @@ impl Exchange {
         let mut labels: Labels = vec![
             ("gen_ai_operation_name", inf.route.operation.to_owned()),
             ("gen_ai_provider_name", config.provider.clone()),
-            ("gen_ai_request_model", inf.request.model.clone().unwrap_or_default()),
-            ("gen_ai_response_model", facts.model.clone().unwrap_or_default()),
+            (
+                "gen_ai_request_model",
+                inf.request.model.clone().unwrap_or_default(),
+            ),
+            (
+                "gen_ai_response_model",
+                facts.model.clone().unwrap_or_default(),
+            ),
             ("server_address", config.upstream.host.clone()),
             ("server_port", config.upstream.port.to_string()),
         ];
@@ -160,15 +178,22 @@ impl Exchange {
             labels.push(("error_type", e.clone()));
         }
         let m = &shared.metrics;
-        m.duration.get_or_create(&labels).observe(now.saturating_duration_since(inf.sent).as_secs_f64());
+        m.duration
+            .get_or_create(&labels)
+            .observe(now.saturating_duration_since(inf.sent).as_secs_f64());
         if let Some(t) = timing.time_to_first_chunk {
             m.time_to_first_chunk.get_or_create(&labels).observe(t);
         }
         if let Some(g) = timing.gaps {
-            m.time_per_output_chunk.get_or_create(&labels).observe(g.mean);
+            m.time_per_output_chunk
+                .get_or_create(&labels)
+                .observe(g.mean);
         }
         if let Some(u) = facts.usage {
-            for (kind, n) in [(token_type::INPUT, u.input_tokens), (token_type::OUTPUT, u.output_tokens)] {
+            for (kind, n) in [
+                (token_type::INPUT, u.input_tokens),
+                (token_type::OUTPUT, u.output_tokens),
+            ] {
                 if let Some(n) = n {
                     let mut l = labels.clone();
                     l.push(("gen_ai_token_type", kind.to_owned()));
@@ -178,7 +203,10 @@ impl Exchange {
         }
 
         // The CLIENT span.
-        let opts = RecordOptions { dialects: &config.dialects, capture: &config.capture };
+        let opts = RecordOptions {
+            dialects: &config.dialects,
+            capture: &config.capture,
+        };
         if let Some(r) = inf.span.record_mut() {
             record::response(r, &facts, &timing, opts);
             if inf.usage_requested {
@@ -187,7 +215,10 @@ impl Exchange {
             if let Some(code) = self.status {
                 r.push(http_attr::RESPONSE_STATUS_CODE, i64::from(code));
             }
-            r.push(own::RESPONSE_BYTES, i64::try_from(self.response_bytes).unwrap_or(i64::MAX));
+            r.push(
+                own::RESPONSE_BYTES,
+                i64::try_from(self.response_bytes).unwrap_or(i64::MAX),
+            );
             if let Some(e) = &error_type {
                 r.push(attr::ERROR_TYPE, e.clone());
             }

@@ -56,7 +56,9 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::Connect(_) | Failure::UpstreamBroken(_) => StatusCode::BAD_GATEWAY,
-            Failure::FirstByteTimeout | Failure::IdleTimeout | Failure::TotalTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::FirstByteTimeout | Failure::IdleTimeout | Failure::TotalTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Failure::RequestBody(_) => StatusCode::BAD_REQUEST,
             // Nobody is listening; recorded as nginx does.
             Failure::ClientAborted => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
@@ -120,7 +122,14 @@ mod tests {
     #[test]
     fn classes() {
         let f = Failure::Connect("connection refused".into());
-        assert_eq!((f.status(), f.error_type(), f.side()), (StatusCode::BAD_GATEWAY, "upstream_unreachable", Side::Upstream));
+        assert_eq!(
+            (f.status(), f.error_type(), f.side()),
+            (
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                Side::Upstream
+            )
+        );
         let body: serde_json::Value = serde_json::from_slice(&f.body()).unwrap();
         assert_eq!(body["error"]["code"], 502);
         assert_eq!(Failure::IdleTimeout.status(), StatusCode::GATEWAY_TIMEOUT);

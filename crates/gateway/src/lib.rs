@@ -87,20 +87,32 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("addr", &self.addr).field("admin", &self.admin_addr).finish()
+        f.debug_struct("Gateway")
+            .field("addr", &self.addr)
+            .field("admin", &self.admin_addr)
+            .finish()
     }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 impl Gateway {
     /// Binds the proxy and admin listeners and serves on the current Tokio runtime.
     /// `export` adds the exporter's counters to the metrics.
-    pub async fn start(config: GatewayConfig, tracer: Tracer, export: Option<Arc<ExportStats>>) -> Result<Gateway, StartError> {
+    pub async fn start(
+        config: GatewayConfig,
+        tracer: Tracer,
+        export: Option<Arc<ExportStats>>,
+    ) -> Result<Gateway, StartError> {
         let listener = bind(config.listen).await?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let admin_listener = match config.admin {
             Some(a) => Some(bind(a).await?),
             None => None,
@@ -129,9 +141,17 @@ impl Gateway {
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
-        let admin_task = admin_listener.map(|l| tokio::spawn(admin::serve(l, shared.clone(), stopped)));
+        let admin_task =
+            admin_listener.map(|l| tokio::spawn(admin::serve(l, shared.clone(), stopped)));
         tracing::info!(listen = %addr, admin = ?admin_addr, upstream = %shared.config.upstream.base, "gateway serving");
-        Ok(Gateway { addr, admin_addr, shared, stop, task: Some(task), admin_task })
+        Ok(Gateway {
+            addr,
+            admin_addr,
+            shared,
+            stop,
+            task: Some(task),
+            admin_task,
+        })
     }
 
     /// The proxy's bound address.
@@ -189,7 +209,11 @@ impl Drop for Gateway {
 
 /// The accept loop: HTTP/1.1 and h2c (prior knowledge) on one port. Returns whether every
 /// connection finished within the grace period after the stop signal.
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) -> bool {
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) -> bool {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -213,8 +237,11 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::R
         };
         let _ = stream.set_nodelay(true);
         let shared_conn = shared.clone();
-        let service = hyper::service::service_fn(move |req| proxy::handle(shared_conn.clone(), req, peer));
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let service =
+            hyper::service::service_fn(move |req| proxy::handle(shared_conn.clone(), req, peer));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
@@ -223,11 +250,18 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::R
     drop(listener);
     let grace = shared.config.shutdown_grace;
     let in_flight = shared.metrics.in_flight.get();
-    tracing::info!(in_flight, grace_ms = grace.as_millis() as u64, "gateway stopping: no new connections, waiting for requests in flight");
+    tracing::info!(
+        in_flight,
+        grace_ms = grace.as_millis() as u64,
+        "gateway stopping: no new connections, waiting for requests in flight"
+    );
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => true,
         Err(_) => {
-            tracing::warn!(in_flight = shared.metrics.in_flight.get(), "grace period over; cutting the requests still in flight");
+            tracing::warn!(
+                in_flight = shared.metrics.in_flight.get(),
+                "grace period over; cutting the requests still in flight"
+            );
             false
         }
     }

@@ -60,10 +60,15 @@ impl Metrics {
         let mut registry = Registry::default();
         let duration = histograms(&mut registry, &metric::CLIENT_OPERATION_DURATION);
         let time_to_first_chunk = histograms(&mut registry, &metric::CLIENT_TIME_TO_FIRST_CHUNK);
-        let time_per_output_chunk = histograms(&mut registry, &metric::CLIENT_TIME_PER_OUTPUT_CHUNK);
+        let time_per_output_chunk =
+            histograms(&mut registry, &metric::CLIENT_TIME_PER_OUTPUT_CHUNK);
         let token_usage = histograms(&mut registry, &metric::CLIENT_TOKEN_USAGE);
         let in_flight = Gauge::default();
-        registry.register("inferscope_requests_in_flight", "Requests the gateway is serving now.", in_flight.clone());
+        registry.register(
+            "inferscope_requests_in_flight",
+            "Requests the gateway is serving now.",
+            in_flight.clone(),
+        );
         let upstream_errors = Family::<Labels, Counter>::default();
         registry.register(
             "inferscope_upstream_errors",
@@ -108,21 +113,61 @@ struct ExportCollector(Arc<ExportStats>);
 impl Collector for ExportCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = self.0.snapshot();
-        let gauge = |encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64| -> Result<(), std::fmt::Error> {
+        let gauge = |encoder: &mut DescriptorEncoder<'_>,
+                     name: &str,
+                     help: &str,
+                     v: u64|
+         -> Result<(), std::fmt::Error> {
             let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
         };
-        let counter = |encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64| -> Result<(), std::fmt::Error> {
+        let counter = |encoder: &mut DescriptorEncoder<'_>,
+                       name: &str,
+                       help: &str,
+                       v: u64|
+         -> Result<(), std::fmt::Error> {
             let c = ConstCounter::new(v);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
         };
-        gauge(&mut encoder, "inferscope_exporter_queued_spans", "Spans waiting in the export queue.", s.queued)?;
-        gauge(&mut encoder, "inferscope_exporter_queue_capacity_spans", "Capacity of the export queue.", s.queue_capacity)?;
-        counter(&mut encoder, "inferscope_exporter_dropped_spans", "Spans dropped because the export queue was full.", s.dropped)?;
-        let sum = |f: fn(&inferscope_export::batch::SinkSnapshot) -> u64| s.sinks.iter().map(f).sum::<u64>();
-        counter(&mut encoder, "inferscope_exporter_exported_spans", "Spans the exporters delivered.", sum(|x| x.exported))?;
-        counter(&mut encoder, "inferscope_exporter_failed_spans", "Spans lost to failed exports.", sum(|x| x.failed))?;
-        counter(&mut encoder, "inferscope_exporter_rejected_spans", "Spans the receiver rejected.", sum(|x| x.rejected))?;
+        gauge(
+            &mut encoder,
+            "inferscope_exporter_queued_spans",
+            "Spans waiting in the export queue.",
+            s.queued,
+        )?;
+        gauge(
+            &mut encoder,
+            "inferscope_exporter_queue_capacity_spans",
+            "Capacity of the export queue.",
+            s.queue_capacity,
+        )?;
+        counter(
+            &mut encoder,
+            "inferscope_exporter_dropped_spans",
+            "Spans dropped because the export queue was full.",
+            s.dropped,
+        )?;
+        let sum = |f: fn(&inferscope_export::batch::SinkSnapshot) -> u64| {
+            s.sinks.iter().map(f).sum::<u64>()
+        };
+        counter(
+            &mut encoder,
+            "inferscope_exporter_exported_spans",
+            "Spans the exporters delivered.",
+            sum(|x| x.exported),
+        )?;
+        counter(
+            &mut encoder,
+            "inferscope_exporter_failed_spans",
+            "Spans lost to failed exports.",
+            sum(|x| x.failed),
+        )?;
+        counter(
+            &mut encoder,
+            "inferscope_exporter_rejected_spans",
+            "Spans the receiver rejected.",
+            sum(|x| x.rejected),
+        )?;
         Ok(())
     }
 }
@@ -134,7 +179,9 @@ mod tests {
     #[test]
     fn text_names_and_buckets() {
         let m = Metrics::new(Some(Arc::new(ExportStats::default())));
-        m.duration.get_or_create(&vec![("gen_ai_operation_name", "chat".into())]).observe(0.05);
+        m.duration
+            .get_or_create(&vec![("gen_ai_operation_name", "chat".into())])
+            .observe(0.05);
         m.in_flight.inc();
         let text = m.encode();
         assert!(text.contains("gen_ai_client_operation_duration_seconds_bucket{le=\"0.08\",gen_ai_operation_name=\"chat\"} 1"), "{text}");

@@ -27,7 +27,7 @@ use inferscope_core::observe::request;
 use inferscope_core::observe::response::ResponseObserver;
 use inferscope_core::observe::route;
 use inferscope_core::trace_context::{extract_trace_context, inject};
-use inferscope_core::{SpanKind, SpanContext};
+use inferscope_core::{SpanContext, SpanKind};
 use inferscope_semconv::{attr, http as http_attr, inferscope as own, span_name};
 
 use crate::Shared;
@@ -66,70 +66,73 @@ pub(crate) async fn handle(
     let upstream_body = match route::classify(&method, &path) {
         None => RequestBody::Stream(body),
         Some(route) => {
-        let (read, complete) = match read_prefix(body, config.max_parse_bytes).await {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(answer(&shared, exchange, Failure::RequestBody(e)));
+            let (read, complete) = match read_prefix(body, config.max_parse_bytes).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Ok(answer(&shared, exchange, Failure::RequestBody(e)));
+                }
+            };
+            let (body_for_upstream, facts, usage_requested) = match complete {
+                None => {
+                    let whole = read.into_iter().fold(BytesMut::new(), |mut acc, b| {
+                        acc.extend_from_slice(&b);
+                        acc
+                    });
+                    let whole = whole.freeze();
+                    let facts = request::parse(route.api, &whole, &config.capture);
+                    let rewritten = if config.inject_usage {
+                        request::with_include_usage(route.api, &whole, &facts)
+                    } else {
+                        None
+                    };
+                    let usage_requested = rewritten.is_some();
+                    let body = rewritten.map_or(whole, Bytes::from);
+                    (RequestBody::Full(Some(body)), facts, usage_requested)
+                }
+                Some(rest) => {
+                    let facts = request::RequestFacts {
+                        parse_error: Some(format!(
+                            "request body over {} bytes, not parsed",
+                            config.max_parse_bytes
+                        )),
+                        ..request::RequestFacts::default()
+                    };
+                    (RequestBody::Chained(read, rest), facts, false)
+                }
+            };
+            if usage_requested {
+                parts.headers.remove(header::CONTENT_LENGTH);
             }
-        };
-        let (body_for_upstream, facts, usage_requested) = match complete {
-            None => {
-                let whole = read.into_iter().fold(BytesMut::new(), |mut acc, b| {
-                    acc.extend_from_slice(&b);
-                    acc
-                });
-                let whole = whole.freeze();
-                let facts = request::parse(route.api, &whole, &config.capture);
-                let rewritten = if config.inject_usage {
-                    request::with_include_usage(route.api, &whole, &facts)
-                } else {
-                    None
-                };
-                let usage_requested = rewritten.is_some();
-                let body = rewritten.map_or(whole, Bytes::from);
-                (RequestBody::Full(Some(body)), facts, usage_requested)
+            let mut span = shared.tracer.start(
+                span_name::inference(route.operation, facts.model.as_deref()),
+                SpanKind::Client,
+                Some(exchange.server.context()),
+            );
+            if let Some(r) = span.record_mut() {
+                for kv in record::start_attributes(
+                    route,
+                    &config.provider,
+                    facts.model.as_deref(),
+                    &config.upstream.host,
+                    config.upstream.port,
+                )
+                .into_iter()
+                .flatten()
+                {
+                    r.push(kv.key, kv.value);
+                }
+                record::request(r, route, &facts);
+                r.push(own::UPSTREAM, config.upstream.base.clone());
             }
-            Some(rest) => {
-                let facts = request::RequestFacts {
-                    parse_error: Some(format!("request body over {} bytes, not parsed", config.max_parse_bytes)),
-                    ..request::RequestFacts::default()
-                };
-                (RequestBody::Chained(read, rest), facts, false)
-            }
-        };
-        if usage_requested {
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
-        let mut span = shared.tracer.start(
-            span_name::inference(route.operation, facts.model.as_deref()),
-            SpanKind::Client,
-            Some(exchange.server.context()),
-        );
-        if let Some(r) = span.record_mut() {
-            for kv in record::start_attributes(
+            exchange.inference = Some(Inference {
                 route,
-                &config.provider,
-                facts.model.as_deref(),
-                &config.upstream.host,
-                config.upstream.port,
-            )
-            .into_iter()
-            .flatten()
-            {
-                r.push(kv.key, kv.value);
-            }
-            record::request(r, route, &facts);
-            r.push(own::UPSTREAM, config.upstream.base.clone());
-        }
-        exchange.inference = Some(Inference {
-            route,
-            span,
-            request: facts,
-            observer: None,
-            sent: Instant::now(),
-            usage_requested,
-        });
-        body_for_upstream
+                span,
+                request: facts,
+                observer: None,
+                sent: Instant::now(),
+                usage_requested,
+            });
+            body_for_upstream
         }
     };
 
@@ -160,23 +163,27 @@ pub(crate) async fn handle(
     if config.upstream_h2c {
         *upstream_req.version_mut() = http::Version::HTTP_2;
     }
-    let total_deadline = config.timeouts.total.map(|t| tokio::time::Instant::now() + t);
+    let total_deadline = config
+        .timeouts
+        .total
+        .map(|t| tokio::time::Instant::now() + t);
     let first_byte = match total_deadline {
         Some(d) => d.min(tokio::time::Instant::now() + config.timeouts.first_byte),
         None => tokio::time::Instant::now() + config.timeouts.first_byte,
     };
-    let response = match tokio::time::timeout_at(first_byte, shared.client.request(upstream_req)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            let failure = if e.is_connect() {
-                Failure::Connect(describe(&e))
-            } else {
-                Failure::UpstreamBroken(describe(&e))
-            };
-            return Ok(answer(&shared, exchange, failure));
-        }
-        Err(_) => return Ok(answer(&shared, exchange, Failure::FirstByteTimeout)),
-    };
+    let response =
+        match tokio::time::timeout_at(first_byte, shared.client.request(upstream_req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let failure = if e.is_connect() {
+                    Failure::Connect(describe(&e))
+                } else {
+                    Failure::UpstreamBroken(describe(&e))
+                };
+                return Ok(answer(&shared, exchange, failure));
+            }
+            Err(_) => return Ok(answer(&shared, exchange, Failure::FirstByteTimeout)),
+        };
 
     // 4. the response
     let (mut rparts, rbody) = response.into_parts();
@@ -187,16 +194,29 @@ pub(crate) async fn handle(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        ResponseObserver::new(stream, inf.usage_requested, &config.capture, config.max_parse_bytes)
+        ResponseObserver::new(
+            stream,
+            inf.usage_requested,
+            &config.capture,
+            config.max_parse_bytes,
+        )
     });
-    if observer.as_ref().is_some_and(|o| o.is_stream()) && exchange.inference.as_ref().is_some_and(|i| i.usage_requested) {
+    if observer.as_ref().is_some_and(|o| o.is_stream())
+        && exchange
+            .inference
+            .as_ref()
+            .is_some_and(|i| i.usage_requested)
+    {
         rparts.headers.remove(header::CONTENT_LENGTH);
     }
     traceresponse(&shared, &exchange, &mut rparts.headers);
     exchange.response_started(rparts.status.as_u16(), observer);
     if rbody.is_end_stream() {
         exchange.finish(None);
-        return Ok(Response::from_parts(rparts, ResponseBody::full(Bytes::new())));
+        return Ok(Response::from_parts(
+            rparts,
+            ResponseBody::full(Bytes::new()),
+        ));
     }
     let body = ResponseBody::observed(rbody, exchange, config.timeouts.idle, total_deadline);
     Ok(Response::from_parts(rparts, body))
@@ -206,7 +226,10 @@ pub(crate) async fn handle(
 fn answer(shared: &Shared, mut exchange: Exchange, failure: Failure) -> Response<ResponseBody> {
     let status = failure.status();
     let mut headers = http::HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     traceresponse(shared, &exchange, &mut headers);
     exchange.response_started(status.as_u16(), None);
     let body = failure.body();
@@ -218,7 +241,9 @@ fn answer(shared: &Shared, mut exchange: Exchange, failure: Failure) -> Response
 }
 
 fn traceresponse(shared: &Shared, exchange: &Exchange, headers: &mut http::HeaderMap) {
-    let Some(name) = &shared.config.traceresponse_header else { return };
+    let Some(name) = &shared.config.traceresponse_header else {
+        return;
+    };
     if !shared.tracer.is_enabled() {
         return;
     }
@@ -249,7 +274,10 @@ fn upstream_uri(shared: &Shared, uri: &Uri) -> Result<Uri, String> {
 
 /// Reads up to `limit` bytes. `Ok((chunks, None))`: the whole body; `Ok((chunks, Some(rest)))`:
 /// over the limit, `rest` still to stream.
-async fn read_prefix(mut body: Incoming, limit: usize) -> Result<(VecDeque<Bytes>, Option<Incoming>), String> {
+async fn read_prefix(
+    mut body: Incoming,
+    limit: usize,
+) -> Result<(VecDeque<Bytes>, Option<Incoming>), String> {
     let mut chunks = VecDeque::new();
     let mut len = 0usize;
     if body.size_hint().lower() as usize > limit {
@@ -295,20 +323,35 @@ fn server_attributes(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
-    match host.as_deref().and_then(|h| h.parse::<http::uri::Authority>().ok()) {
+    match host
+        .as_deref()
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    {
         Some(a) => {
             span.set_attribute(attr::SERVER_ADDRESS, a.host().to_owned());
-            span.set_attribute(attr::SERVER_PORT, i64::from(a.port_u16().unwrap_or(shared.local_addr.port())));
+            span.set_attribute(
+                attr::SERVER_PORT,
+                i64::from(a.port_u16().unwrap_or(shared.local_addr.port())),
+            );
         }
         None => {
             span.set_attribute(attr::SERVER_ADDRESS, shared.local_addr.ip().to_string());
             span.set_attribute(attr::SERVER_PORT, i64::from(shared.local_addr.port()));
         }
     }
-    if let Some(ua) = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+    if let Some(ua) = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
         span.set_attribute(http_attr::USER_AGENT_ORIGINAL, ua.to_owned());
     }
-    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()) {
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+    {
         span.set_attribute(http_attr::REQUEST_BODY_SIZE, len);
     }
     for name in &shared.config.captured_headers {
@@ -319,7 +362,10 @@ fn server_attributes(
             .filter_map(|v| v.to_str().ok().map(str::to_owned))
             .collect();
         if !values.is_empty() {
-            span.set_attribute(format!("{}{}", http_attr::REQUEST_HEADER_PREFIX, name.as_str()), values);
+            span.set_attribute(
+                format!("{}{}", http_attr::REQUEST_HEADER_PREFIX, name.as_str()),
+                values,
+            );
         }
     }
 }

@@ -87,6 +87,8 @@ pub struct RequestFacts {
     pub output_type: Option<&'static str>,
     /// `stream_options.include_usage` as the client sent it.
     pub include_usage: bool,
+    /// Completions: how many prompts (a list of strings or of token-id lists is several).
+    pub prompt_count: Option<usize>,
     /// Names of the tools offered.
     pub tool_names: Vec<String>,
     /// vLLM extras: (name without prefix, value).
@@ -143,6 +145,11 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
             _ => Vec::new(),
         };
     }
+    if api == Api::Completions
+        && let Some(raw) = get("prompt")
+    {
+        facts.prompt_count = Some(prompt_count(raw));
+    }
     if let Some(options) = decode("stream_options") {
         facts.include_usage = options
             .get("include_usage")
@@ -196,6 +203,24 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
     facts
 }
 
+/// 1 for a string or one list of token ids; the length of a list of strings or of lists.
+fn prompt_count(raw: &RawValue) -> usize {
+    let text = raw.get();
+    if !text.starts_with('[') {
+        return 1;
+    }
+    match serde_json::from_str::<Vec<&RawValue>>(text) {
+        Ok(items)
+            if items
+                .first()
+                .is_some_and(|f| f.get().starts_with(['"', '['])) =>
+        {
+            items.len()
+        }
+        _ => 1,
+    }
+}
+
 fn extra_value(raw: &RawValue) -> Option<Value> {
     let text = raw.get();
     match serde_json::from_str::<serde_json::Value>(text).ok()? {
@@ -224,12 +249,18 @@ fn extra_value(raw: &RawValue) -> Option<Value> {
 ///   and the body is re-serialised.
 ///
 /// The response then carries one extra chunk (`"choices":[]` with `usage`), which
-/// [`super::response::StreamObserver`] removes from what the client receives.
+/// [`super::response::ResponseObserver`] removes from what the client receives. vLLM also
+/// moves `system_fingerprint` from every choice's last chunk onto that usage chunk; the
+/// observer puts it back on the one finishing chunk of a single-choice stream. With several
+/// choices (`n` > 1 or several prompts) it would have to hold back finished choices until the
+/// last one ends, changing the stream's timing, so such requests are left unchanged.
 pub fn with_include_usage(api: Api, body: &[u8], facts: &RequestFacts) -> Option<Vec<u8>> {
     if !matches!(api, Api::Chat | Api::Completions)
         || !facts.stream
         || facts.include_usage
         || facts.parse_error.is_some()
+        || facts.choice_count.unwrap_or(1) > 1
+        || facts.prompt_count.unwrap_or(1) > 1
     {
         return None;
     }
@@ -329,6 +360,18 @@ mod tests {
             )
             .is_none()
         );
+        // Several choices: unchanged.
+        let n2 = br#"{"stream":true,"n":2}"#;
+        assert!(
+            with_include_usage(Api::Chat, n2, &facts(std::str::from_utf8(n2).unwrap())).is_none()
+        );
+        let prompts = br#"{"stream":true,"prompt":["a","b"]}"#;
+        let f = parse(Api::Completions, prompts, &CapturePolicy::default());
+        assert_eq!(f.prompt_count, Some(2));
+        assert!(with_include_usage(Api::Completions, prompts, &f).is_none());
+        let ids = br#"{"stream":true,"prompt":[1,2,3]}"#;
+        let f = parse(Api::Completions, ids, &CapturePolicy::default());
+        assert!(with_include_usage(Api::Completions, ids, &f).is_some());
         // Not streaming: unchanged.
         let plain = br#"{"stream":false}"#;
         assert!(

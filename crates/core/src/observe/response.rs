@@ -149,6 +149,8 @@ struct Message<'a> {
     status: Option<Cow<'a, str>>,
     #[serde(borrow)]
     delta: Option<&'a RawValue>,
+    #[serde(borrow)]
+    system_fingerprint: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -217,11 +219,15 @@ struct FunctionJson<'a> {
 }
 
 /// What to do with an event's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
     Keep,
-    /// The usage chunk the gateway asked for and the client did not.
-    Drop,
+    /// An event that finishes a choice: in strip mode it waits for the next event, because if
+    /// that is the usage chunk, vLLM would have put `system_fingerprint` here instead.
+    KeepFinish,
+    /// The usage chunk the gateway asked for and the client did not, with its
+    /// `system_fingerprint` (raw JSON), if any.
+    Drop(Option<String>),
 }
 
 /// Reads a response body as it passes, and (when asked) removes the usage chunk the gateway
@@ -239,6 +245,8 @@ pub struct ResponseObserver {
     body_over: bool,
     /// Strip mode: bytes of the event in progress, from earlier chunks.
     held: BytesMut,
+    /// Strip mode: a complete event that finished a choice, waiting to see what follows.
+    pending_finish: Option<BytesMut>,
     facts: ResponseFacts,
 }
 
@@ -263,6 +271,7 @@ impl ResponseObserver {
             body: BytesMut::new(),
             body_over: false,
             held: BytesMut::new(),
+            pending_finish: None,
             facts: ResponseFacts::default(),
         }
     }
@@ -294,26 +303,46 @@ impl ResponseObserver {
             self.sse = sse;
             return chunk;
         }
-        // Strip mode: forward whole events only, minus the added usage chunk.
-        let held_before = !self.held.is_empty();
+        // Strip mode: forward whole events only, minus the added usage chunk. vLLM puts
+        // `system_fingerprint` on the last chunk of a stream; with the usage chunk removed,
+        // the last chunk left must carry it, as it would have without `include_usage`.
+        let quiet = self.held.is_empty() && self.pending_finish.is_none();
         let mut out = BytesMut::new();
         let mut boundary = 0;
-        let mut dropped = false;
+        let mut changed = false;
         let mut sse = std::mem::take(&mut self.sse);
         sse.feed(&chunk, |data, end| {
             let verdict = self.event(data, at);
-            if verdict == Verdict::Keep {
-                out.extend_from_slice(&self.held);
-                out.extend_from_slice(&chunk[boundary..end]);
-            } else {
-                dropped = true;
-            }
-            self.held.clear();
+            let mut event = std::mem::take(&mut self.held);
+            event.extend_from_slice(&chunk[boundary..end]);
             boundary = end;
+            match verdict {
+                Verdict::Keep => {
+                    if let Some(p) = self.pending_finish.take() {
+                        out.extend_from_slice(&p);
+                    }
+                    out.extend_from_slice(&event);
+                }
+                Verdict::KeepFinish => {
+                    changed = true;
+                    if let Some(p) = self.pending_finish.take() {
+                        out.extend_from_slice(&p);
+                    }
+                    self.pending_finish = Some(event);
+                }
+                Verdict::Drop(fingerprint) => {
+                    changed = true;
+                    if let Some(mut p) = self.pending_finish.take() {
+                        if let Some(fp) = fingerprint {
+                            insert_fingerprint(&mut p, &fp);
+                        }
+                        out.extend_from_slice(&p);
+                    }
+                }
+            }
         });
         self.sse = sse;
-        let complete = boundary == chunk.len();
-        if !held_before && !dropped && complete {
+        if quiet && !changed && boundary == chunk.len() {
             return chunk;
         }
         self.held.extend_from_slice(&chunk[boundary..]);
@@ -335,7 +364,10 @@ impl ResponseObserver {
             }
             return None;
         }
-        (!self.held.is_empty()).then(|| std::mem::take(&mut self.held).freeze())
+        let mut rest = self.pending_finish.take().unwrap_or_default();
+        rest.extend_from_slice(&self.held);
+        self.held.clear();
+        (!rest.is_empty()).then(|| rest.freeze())
     }
 
     /// The facts read so far (complete once the body ended).
@@ -461,7 +493,7 @@ impl ResponseObserver {
         if let Some(usage) = m.usage {
             facts.usage = Some(usage.into());
             if !has_choices && at.is_some() && self.strip_usage {
-                return Verdict::Drop;
+                return Verdict::Drop(m.system_fingerprint.map(|f| f.get().to_owned()));
             }
         }
         if !has_choices {
@@ -470,10 +502,12 @@ impl ResponseObserver {
         if let Some(at) = at {
             facts.timeline.chunk(at);
         }
+        let mut verdict = Verdict::Keep;
         for c in m.choices.into_iter().flatten() {
             let choice = choice_mut(&mut facts.choices, c.index);
             if let Some(reason) = c.finish_reason {
                 choice.finish_reason = Some(reason.into_owned());
+                verdict = Verdict::KeepFinish;
             }
             if let Some(text) = &c.text
                 && self.capture_output
@@ -519,7 +553,7 @@ impl ResponseObserver {
                 }
             }
         }
-        Verdict::Keep
+        verdict
     }
 }
 
@@ -538,6 +572,17 @@ fn choice_mut(choices: &mut Vec<OutputChoice>, index: u32) -> &mut OutputChoice 
         }
     };
     &mut choices[i]
+}
+
+/// Adds `,"system_fingerprint":<fp>` before the closing brace of an event's JSON.
+fn insert_fingerprint(event: &mut BytesMut, fp: &str) {
+    let Some(brace) = event.iter().rposition(|&b| b == b'}') else {
+        return;
+    };
+    let tail = event.split_off(brace);
+    event.extend_from_slice(b",\"system_fingerprint\":");
+    event.extend_from_slice(fp.as_bytes());
+    event.extend_from_slice(&tail);
 }
 
 fn push_text(choice: &mut OutputChoice, text: &str, max: usize) {
@@ -618,6 +663,14 @@ mod tests {
         // Without stripping the bytes pass untouched.
         let (out, _) = stream(&[&full], false, &CapturePolicy::default());
         assert_eq!(out, full);
+        // vLLM's fingerprint moves from the removed usage chunk to the last chunk left.
+        let usage_fp = USAGE.replace("}}}", "}},\"system_fingerprint\":\"vllm-0.32.0-x\"}");
+        let full = format!("{a}{b}{usage_fp}{done}");
+        let b_fp = b.replace("]}\n\n", "],\"system_fingerprint\":\"vllm-0.32.0-x\"}\n\n");
+        for i in (0..full.len()).step_by(3) {
+            let (out, _) = stream(&[&full[..i], &full[i..]], true, &CapturePolicy::default());
+            assert_eq!(out, format!("{a}{b_fp}{done}"), "split {i}");
+        }
     }
 
     #[test]

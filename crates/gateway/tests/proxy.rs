@@ -1,0 +1,698 @@
+//! End-to-end: a client → the gateway → the simulator, every inference route, the trace
+//! model, usage injection byte-identity, and forwarding of everything else.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+mod common;
+
+use common::*;
+use inferscope_core::{SpanKind, Status};
+use inferscope_semconv::{attr, http as http_attr, inferscope as own};
+
+const CHAT_STREAM: &str = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"Say hello"}],"max_tokens":12,"temperature":0.7,"top_p":0.9,"seed":3,"stream":true}"#;
+
+#[tokio::test]
+async fn streamed_chat_becomes_a_server_and_a_client_span() {
+    let s = stack(|_| {}, |_| {}).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = post(
+        &s.gw.url(),
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[
+            ("traceparent", parent),
+            ("authorization", "Bearer sk-secret-123"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().ends_with("data: [DONE]\n\n"));
+    assert!(
+        !r.text().contains("\"usage\""),
+        "the injected usage chunk reached the client"
+    );
+    let spans = take_spans(&s.spans, 2).await;
+    let server = by_kind(&spans, SpanKind::Server);
+    let client = by_kind(&spans, SpanKind::Client);
+    assert_eq!(server.name.as_str(), "POST /v1/chat/completions");
+    assert_eq!(client.name.as_str(), "chat tiny-llama");
+    assert_eq!(
+        server.context.trace_id.to_hex().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(
+        server.parent_span_id.unwrap().to_hex().to_string(),
+        "00f067aa0ba902b7"
+    );
+    assert_eq!(client.parent_span_id, Some(server.context.span_id));
+    assert_eq!(client.context.trace_id, server.context.trace_id);
+    assert!(
+        client.start_unix_nanos >= server.start_unix_nanos
+            && client.end_unix_nanos <= server.end_unix_nanos
+    );
+
+    assert_eq!(string(client, attr::OPERATION_NAME), "chat");
+    assert_eq!(string(client, attr::PROVIDER_NAME), "vllm");
+    assert_eq!(string(client, attr::REQUEST_MODEL), "tiny-llama");
+    assert_eq!(string(client, attr::RESPONSE_MODEL), "tiny-llama");
+    assert!(string(client, attr::RESPONSE_ID).starts_with("chatcmpl-"));
+    assert_eq!(int(client, attr::REQUEST_MAX_TOKENS), 12);
+    assert_eq!(int(client, attr::REQUEST_SEED), 3);
+    assert_eq!(float(client, attr::REQUEST_TEMPERATURE), 0.7);
+    assert_eq!(
+        client.get(attr::REQUEST_STREAM),
+        Some(&inferscope_core::Value::Bool(true))
+    );
+    assert_eq!(string(client, attr::SERVER_ADDRESS), "127.0.0.1");
+    assert_eq!(
+        int(client, attr::SERVER_PORT),
+        i64::from(s.sim.addr().port())
+    );
+    let output = int(client, attr::USAGE_OUTPUT_TOKENS);
+    assert!(output >= 1 && output <= 12);
+    assert!(int(client, attr::USAGE_INPUT_TOKENS) > 0);
+    assert_eq!(strings(client, attr::RESPONSE_FINISH_REASONS).len(), 1);
+    let ttfc = float(client, attr::RESPONSE_TIME_TO_FIRST_CHUNK);
+    assert!(ttfc > 0.0 && ttfc < 5.0);
+    let chunks = int(client, own::STREAM_CHUNK_COUNT);
+    assert!(chunks >= output, "{chunks} chunks for {output} tokens");
+    for key in [
+        own::STREAM_CHUNK_GAP_MEAN,
+        own::STREAM_CHUNK_GAP_P50,
+        own::STREAM_CHUNK_GAP_P90,
+        own::STREAM_CHUNK_GAP_P99,
+        own::STREAM_CHUNK_GAP_MAX,
+    ] {
+        assert!(float(client, key) >= 0.0);
+    }
+    assert!(float(client, own::STREAM_CHUNK_GAP_MAX) >= float(client, own::STREAM_CHUNK_GAP_P50));
+    if output > 1 {
+        assert!(float(client, own::TIME_PER_OUTPUT_TOKEN) > 0.0);
+    }
+    assert_eq!(
+        client.get(own::STREAM_USAGE_REQUESTED),
+        Some(&inferscope_core::Value::Bool(true))
+    );
+    assert_eq!(int(server, http_attr::RESPONSE_STATUS_CODE), 200);
+    assert_eq!(client.status, Status::Unset);
+    // The secret is nowhere.
+    for span in &spans {
+        assert!(!format!("{span:?}").contains("sk-secret"), "{span:?}");
+    }
+    // traceresponse names the SERVER span.
+    let tr = r.headers.get("traceresponse").unwrap().to_str().unwrap();
+    assert_eq!(
+        tr,
+        format!(
+            "00-{}-{}-01",
+            server.context.trace_id.to_hex(),
+            server.context.span_id.to_hex()
+        )
+    );
+}
+
+/// The same request, straight to the simulator and through the gateway: byte-identical bodies.
+async fn direct_and_proxied(s: &Stack, path: &str, body: &str, id: &str) -> (Reply, Reply) {
+    let h = [("x-request-id", id)];
+    let direct = post(&s.sim.url(), path, body, &h).await;
+    let proxied = post(&s.gw.url(), path, body, &h).await;
+    (direct, proxied)
+}
+
+#[tokio::test]
+async fn usage_injection_is_invisible_to_the_client() {
+    let s = stack(|_| {}, |_| {}).await;
+    let cases = [
+        ("/v1/chat/completions", CHAT_STREAM.to_owned(), true),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"stream":true,"stream_options":{"continuous_usage_stats":true}}"#.to_owned(),
+            true,
+        ),
+        ("/v1/completions", r#"{"model":"tiny-llama","prompt":"Once upon","max_tokens":6,"stream":true}"#.to_owned(), true),
+        // Several choices: left alone (see `with_include_usage`), so no usage.
+        ("/v1/completions", r#"{"model":"tiny-llama","prompt":"Once upon","max_tokens":6,"n":2,"stream":true}"#.to_owned(), false),
+        // The client asked for usage itself: nothing to add or remove.
+        (
+            "/v1/chat/completions",
+            r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"stream":true,"stream_options":{"include_usage":true}}"#.to_owned(),
+            false,
+        ),
+    ];
+    for (i, (path, body, injected)) in cases.iter().enumerate() {
+        let (direct, proxied) = direct_and_proxied(&s, path, body, &format!("same-{i}")).await;
+        assert_eq!(direct.status, 200);
+        assert_eq!(proxied.text(), direct.text(), "case {i} differs");
+        let spans = take_spans(&s.spans, 2).await;
+        let client = by_kind(&spans, SpanKind::Client);
+        assert_eq!(
+            client.get(attr::USAGE_OUTPUT_TOKENS).is_some(),
+            i != 3,
+            "case {i}: usage"
+        );
+        assert_eq!(
+            client.get(own::STREAM_USAGE_REQUESTED).is_some(),
+            *injected,
+            "case {i}"
+        );
+    }
+    // n=2: both choices' finish reasons.
+    let (_, _) = direct_and_proxied(&s, "/v1/completions", &cases[3].1, "n2").await;
+    let spans = take_spans(&s.spans, 2).await;
+    assert_eq!(
+        strings(
+            by_kind(&spans, SpanKind::Client),
+            attr::RESPONSE_FINISH_REASONS
+        )
+        .len(),
+        2
+    );
+    assert_eq!(
+        int(
+            by_kind(&spans, SpanKind::Client),
+            attr::REQUEST_CHOICE_COUNT
+        ),
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_switch_turns_usage_injection_off() {
+    let s = stack(|_| {}, |c| c.inject_usage = false).await;
+    let (direct, proxied) =
+        direct_and_proxied(&s, "/v1/chat/completions", CHAT_STREAM, "off").await;
+    assert_eq!(proxied.text(), direct.text());
+    let spans = take_spans(&s.spans, 2).await;
+    let client = by_kind(&spans, SpanKind::Client);
+    assert!(client.get(attr::USAGE_OUTPUT_TOKENS).is_none());
+    assert!(client.get(own::STREAM_USAGE_REQUESTED).is_none());
+    assert!(int(client, own::STREAM_CHUNK_COUNT) > 0);
+}
+
+#[tokio::test]
+async fn non_streamed_routes_and_embeddings() {
+    let s = stack(|_| {}, |_| {}).await;
+    let (d, p) = direct_and_proxied(
+        &s,
+        "/v1/chat/completions",
+        r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":4,"stop":["\n"],"presence_penalty":0.5,"top_k":20,"min_p":0.05}"#,
+        "ns",
+    )
+    .await;
+    assert_eq!(p.body, d.body);
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert_eq!(string(c, attr::RESPONSE_ID), "chatcmpl-ns");
+    assert_eq!(
+        c.get(attr::REQUEST_STREAM),
+        Some(&inferscope_core::Value::Bool(false))
+    );
+    assert_eq!(
+        strings(c, attr::REQUEST_STOP_SEQUENCES),
+        vec!["\n".to_owned()]
+    );
+    assert_eq!(float(c, attr::REQUEST_PRESENCE_PENALTY), 0.5);
+    assert_eq!(float(c, attr::REQUEST_TOP_K), 20.0);
+    assert_eq!(float(c, "vllm.request.min_p"), 0.05);
+    assert!(c.get(attr::RESPONSE_TIME_TO_FIRST_CHUNK).is_none());
+    assert_eq!(
+        int(c, attr::USAGE_OUTPUT_TOKENS),
+        p.json()["usage"]["completion_tokens"].as_i64().unwrap()
+    );
+
+    let (d, p) = direct_and_proxied(
+        &s,
+        "/v1/completions",
+        r#"{"model":"tiny-llama","prompt":["a","b"],"max_tokens":3}"#,
+        "cmp",
+    )
+    .await;
+    assert_eq!(p.body, d.body);
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert_eq!(c.name.as_str(), "text_completion tiny-llama");
+    assert_eq!(strings(c, attr::RESPONSE_FINISH_REASONS).len(), 2);
+
+    let (d, p) = direct_and_proxied(
+        &s,
+        "/v1/embeddings",
+        r#"{"model":"tiny-llama","input":["one","two","three"]}"#,
+        "emb",
+    )
+    .await;
+    assert_eq!(p.body, d.body);
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert_eq!(c.name.as_str(), "embeddings tiny-llama");
+    assert_eq!(int(c, own::EMBEDDINGS_COUNT), 3);
+    assert_eq!(
+        int(c, attr::EMBEDDINGS_DIMENSION_COUNT),
+        p.json()["data"][0]["embedding"].as_array().unwrap().len() as i64
+    );
+    assert_eq!(
+        strings(c, attr::REQUEST_ENCODING_FORMATS),
+        vec!["float".to_owned()]
+    );
+    assert!(int(c, attr::USAGE_INPUT_TOKENS) > 0);
+
+    // Not inference: one SERVER span, the body untouched.
+    let d = send(&s.sim.url(), "GET", "/v1/models", "", &[]).await;
+    let p = send(&s.gw.url(), "GET", "/v1/models", "", &[]).await;
+    assert_eq!(p.body, d.body);
+    let spans = take_spans(&s.spans, 1).await;
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name.as_str(), "GET /v1/models");
+}
+
+#[tokio::test]
+async fn streamed_tool_calls_are_assembled() {
+    let s = stack(|_| {}, |_| {}).await;
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"weather?"}],"max_tokens":40,"stream":true,
+        "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],"tool_choice":"required"}"#;
+    let r = post(&s.gw.url(), "/v1/chat/completions", body, &[]).await;
+    assert!(r.text().contains("tool_calls"));
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert_eq!(
+        strings(c, own::REQUEST_TOOL_NAMES),
+        vec!["get_weather".to_owned()]
+    );
+    assert_eq!(
+        strings(c, own::RESPONSE_TOOL_CALL_NAMES),
+        vec!["get_weather".to_owned()]
+    );
+    assert_eq!(
+        strings(c, attr::RESPONSE_FINISH_REASONS),
+        vec!["tool_calls".to_owned()]
+    );
+    // Content capture is off: no definitions, no arguments.
+    assert!(c.get(attr::TOOL_DEFINITIONS).is_none());
+    assert!(c.get(attr::OUTPUT_MESSAGES).is_none());
+}
+
+#[tokio::test]
+async fn upstream_errors_and_faults_become_error_spans() {
+    let s = stack(
+        |_| {},
+        |c| {
+            c.timeouts.first_byte = std::time::Duration::from_millis(300);
+            c.timeouts.idle = Some(std::time::Duration::from_millis(300));
+        },
+    )
+    .await;
+    let gw = s.gw.url();
+
+    // 503 from the upstream: status and body pass through.
+    let d = post(
+        &s.sim.url(),
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[("x-inferscope-fault", "status=503")],
+    )
+    .await;
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[("x-inferscope-fault", "status=503")],
+    )
+    .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, d.body);
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert!(matches!(c.status, Status::Error(_)));
+    assert!(c.get(attr::ERROR_TYPE).is_some());
+    let sv = by_kind(&spans, SpanKind::Server);
+    assert_eq!(string(sv, attr::ERROR_TYPE), "503");
+    assert_eq!(int(sv, http_attr::RESPONSE_STATUS_CODE), 503);
+
+    // Unknown model: vLLM's 404 passes through; the span says why.
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"nope","messages":[]}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let spans = take_spans(&s.spans, 2).await;
+    assert_eq!(
+        string(by_kind(&spans, SpanKind::Client), attr::ERROR_TYPE),
+        "NotFoundError"
+    );
+
+    // Stalled headers: 504 with an OpenAI-style error.
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[("x-inferscope-fault", "stall_ms=2000")],
+    )
+    .await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json()["error"]["code"], 504);
+    let spans = take_spans(&s.spans, 2).await;
+    assert_eq!(
+        string(by_kind(&spans, SpanKind::Client), attr::ERROR_TYPE),
+        "timeout"
+    );
+
+    // The upstream cuts the stream: the client's stream is cut too; partial output counted.
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[("x-inferscope-fault", "close_after=3")],
+    )
+    .await;
+    assert!(r.cut || !r.text().contains("[DONE]"));
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert_eq!(string(c, attr::ERROR_TYPE), "upstream_broken");
+    assert_eq!(int(c, own::STREAM_CHUNK_COUNT), 3);
+
+    // A malformed event is forwarded and counted.
+    let d = post(
+        &s.sim.url(),
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[
+            ("x-inferscope-fault", "malformed_after=2"),
+            ("x-request-id", "m"),
+        ],
+    )
+    .await;
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[
+            ("x-inferscope-fault", "malformed_after=2"),
+            ("x-request-id", "m"),
+        ],
+    )
+    .await;
+    assert_eq!(r.text(), d.text());
+    let spans = take_spans(&s.spans, 2).await;
+    assert!(
+        string(by_kind(&spans, SpanKind::Client), own::BODY_PARSE_ERROR).contains("stream event")
+    );
+
+    // Events split into tiny writes: same bytes, same facts.
+    let d = post(
+        &s.sim.url(),
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[
+            ("x-inferscope-fault", "split=random"),
+            ("x-request-id", "sp"),
+        ],
+    )
+    .await;
+    let r = post(
+        &gw,
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[
+            ("x-inferscope-fault", "split=random"),
+            ("x-request-id", "sp"),
+        ],
+    )
+    .await;
+    assert_eq!(r.text(), d.text());
+    let spans = take_spans(&s.spans, 2).await;
+    assert!(int(by_kind(&spans, SpanKind::Client), attr::USAGE_OUTPUT_TOKENS) > 0);
+
+    // Malformed client JSON: forwarded unchanged, the upstream answers 400, the span notes it.
+    let d = post(
+        &s.sim.url(),
+        "/v1/chat/completions",
+        "{\"model\": tiny",
+        &[],
+    )
+    .await;
+    let r = post(&gw, "/v1/chat/completions", "{\"model\": tiny", &[]).await;
+    assert_eq!((r.status, r.body.clone()), (d.status, d.body.clone()));
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert!(string(c, own::BODY_PARSE_ERROR).contains("not a JSON object"));
+    assert_eq!(c.name.as_str(), "chat");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gets_a_502() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (gw, spans) = gateway(
+        &format!("http://127.0.0.1:{port}"),
+        |_| {},
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let r = post(&gw.url(), "/v1/chat/completions", CHAT_STREAM, &[]).await;
+    assert_eq!(r.status, 502);
+    let e = r.json();
+    assert_eq!(e["error"]["type"], "BadGateway");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable")
+    );
+    let spans = take_spans(&spans, 2).await;
+    assert_eq!(
+        string(by_kind(&spans, SpanKind::Client), attr::ERROR_TYPE),
+        "upstream_unreachable"
+    );
+    assert_eq!(
+        int(
+            by_kind(&spans, SpanKind::Server),
+            http_attr::RESPONSE_STATUS_CODE
+        ),
+        502
+    );
+    assert!(
+        gw.metrics_text()
+            .contains("inferscope_upstream_errors_total{error_type=\"upstream_unreachable\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_aborts_the_upstream_request() {
+    use http_body_util::BodyExt as _;
+    let s = stack(|c| c.engine.step_base_ms = 20.0, |_| {}).await;
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"long"}],"max_tokens":500,"ignore_eos":true,"stream":true}"#;
+    let req = http::Request::post(format!("{}/v1/chat/completions", s.gw.url()))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let mut chunks = 0;
+    while chunks < 5 {
+        if let Some(Ok(f)) = body.frame().await {
+            if f.is_data() {
+                chunks += 1;
+            }
+        }
+    }
+    assert_eq!(s.sim.aborts(), 0);
+    drop(body);
+    let mut waited = 0;
+    while s.sim.aborts() == 0 && waited < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(s.sim.aborts(), 1, "the simulator never saw the abort");
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert_eq!(string(c, attr::ERROR_TYPE), "client_aborted");
+    assert!(matches!(c.status, Status::Error(_)));
+    assert!(int(c, own::STREAM_CHUNK_COUNT) >= 4);
+    assert_eq!(s.gw.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn everything_else_is_forwarded_byte_for_byte() {
+    let (addr, _task) = echo_server().await;
+    let (gw, spans) = gateway(
+        &format!("http://{addr}"),
+        |_| {},
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let cases: Vec<(&str, &str, Vec<u8>, Vec<(&str, &str)>)> = vec![
+        ("GET", "/v1/models?x=1&y=%20z", vec![], vec![]),
+        (
+            "PUT",
+            "/some/unknown/route",
+            b"plain".to_vec(),
+            vec![("content-type", "text/plain")],
+        ),
+        ("DELETE", "/v1/responses/abc", vec![], vec![]),
+        (
+            "POST",
+            "/v1/audio/transcriptions",
+            big.clone(),
+            vec![("content-type", "multipart/form-data; boundary=xyz")],
+        ),
+        ("PATCH", "/v1/chat/completions", b"{}".to_vec(), vec![]),
+    ];
+    for (method, path, body, headers) in cases {
+        let mut h = headers.clone();
+        h.push(("x-custom", "kept"));
+        h.push(("connection", "x-drop-me"));
+        h.push(("x-drop-me", "hop"));
+        let r = send(&gw.url(), method, path, body.clone(), &h).await;
+        assert_eq!(r.status, 200, "{method} {path}");
+        let echo = r.json();
+        assert_eq!(echo["method"], method);
+        assert!(echo["uri"].as_str().unwrap().ends_with(path), "{echo}");
+        assert_eq!(echo["body_len"], body.len());
+        assert_eq!(echo["body_fnv"], fnv(&body));
+        let names: Vec<String> = echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[0].as_str().unwrap().to_owned())
+            .collect();
+        assert!(names.contains(&"x-custom".to_owned()));
+        assert!(
+            !names.contains(&"x-drop-me".to_owned()),
+            "hop-by-hop header forwarded: {names:?}"
+        );
+        assert!(names.contains(&"traceparent".to_owned()));
+        assert!(r.headers.contains_key("x-echo"));
+        assert!(
+            !r.headers.contains_key("x-hop"),
+            "a response hop-by-hop header came back"
+        );
+    }
+    let spans = take_spans(&spans, 5).await;
+    assert!(spans.iter().all(|s| s.kind == SpanKind::Server));
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name.as_str() == "DELETE /v1/responses/{id}")
+    );
+    assert!(spans.iter().any(|s| s.name.as_str() == "PUT"));
+}
+
+#[tokio::test]
+async fn the_upstream_traceparent_is_a_child_of_the_client_span() {
+    let (addr, _task) = echo_server().await;
+    let (gw, spans) = gateway(
+        &format!("http://{addr}"),
+        |_| {},
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = post(
+        &gw.url(),
+        "/v1/chat/completions",
+        r#"{"model":"m","messages":[]}"#,
+        &[("traceparent", incoming), ("tracestate", "vendor=abc")],
+    )
+    .await;
+    let echo = r.json();
+    let header = |name: &str| {
+        echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == name)
+            .map(|h| h[1].as_str().unwrap().to_owned())
+    };
+    let sent = header("traceparent").unwrap();
+    let spans = take_spans(&spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    assert_eq!(
+        sent,
+        format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+            c.context.span_id.to_hex()
+        )
+    );
+    assert_eq!(header("tracestate").as_deref(), Some("vendor=abc"));
+
+    // Not sampled: a new span id still goes upstream, with the flag cleared, and no span.
+    let (gw, spans) = gateway(
+        &format!("http://{addr}"),
+        |_| {},
+        inferscope_core::Sampler::from_name("always_off", None).unwrap(),
+    )
+    .await;
+    let r = post(
+        &gw.url(),
+        "/v1/chat/completions",
+        r#"{"model":"m","messages":[]}"#,
+        &[("traceparent", incoming)],
+    )
+    .await;
+    let echo = r.json();
+    let sent = echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "traceparent")
+        .unwrap()[1]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && sent.ends_with("-00"),
+        "{sent}"
+    );
+    assert!(!sent.contains("00f067aa0ba902b7"));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(spans.is_empty());
+    assert!(
+        gw.metrics_text()
+            .contains("gen_ai_client_operation_duration_seconds_count"),
+        "metrics recorded unsampled requests too"
+    );
+}
+
+#[tokio::test]
+async fn h2c_on_both_sides() {
+    let s = stack(|_| {}, |c| c.upstream_h2c = true).await;
+    let h2: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let req = http::Request::post(format!("{}/v1/chat/completions", s.gw.url()))
+        .header("content-type", "application/json")
+        .header("x-request-id", "h2")
+        .body(http_body_util::Full::new(bytes::Bytes::from(CHAT_STREAM)))
+        .unwrap();
+    let resp = h2.request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    use http_body_util::BodyExt as _;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let direct = post(
+        &s.sim.url(),
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        &[("x-request-id", "h2")],
+    )
+    .await;
+    assert_eq!(body, direct.body);
+    let spans = take_spans(&s.spans, 2).await;
+    assert_eq!(
+        string(
+            by_kind(&spans, SpanKind::Server),
+            http_attr::NETWORK_PROTOCOL_VERSION
+        ),
+        "2"
+    );
+}
