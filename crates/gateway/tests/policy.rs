@@ -1,6 +1,12 @@
 //! Content capture, redaction, dialects, the admin endpoints, graceful shutdown, and vLLM's own
 //! span nesting under the gateway's CLIENT span.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 mod common;
 
@@ -23,18 +29,29 @@ async fn content_is_not_captured_by_default() {
     let text = format!("{spans:?}");
     assert!(!text.contains("555-1234") && !text.contains("Be brief"));
     let c = by_kind(&spans, SpanKind::Client);
-    for key in [attr::INPUT_MESSAGES, attr::OUTPUT_MESSAGES, attr::SYSTEM_INSTRUCTIONS, attr::TOOL_DEFINITIONS] {
+    for key in [
+        attr::INPUT_MESSAGES,
+        attr::OUTPUT_MESSAGES,
+        attr::SYSTEM_INSTRUCTIONS,
+        attr::TOOL_DEFINITIONS,
+    ] {
         assert!(c.get(key).is_none(), "{key} captured by default");
     }
 }
 
 #[tokio::test]
 async fn captured_content_is_redacted_truncated_and_in_the_semconv_shape() {
-    let s = stack(|_| {}, |c| {
-        c.capture.enabled = true;
-        c.capture.max_length = 20;
-        c.capture.redactions = vec![Redaction { pattern: regex::Regex::new(r"\d{3}-\d{4}").unwrap(), replacement: REDACTED.into() }];
-    })
+    let s = stack(
+        |_| {},
+        |c| {
+            c.capture.enabled = true;
+            c.capture.max_length = 20;
+            c.capture.redactions = vec![Redaction {
+                pattern: regex::Regex::new(r"\d{3}-\d{4}").unwrap(),
+                replacement: REDACTED.into(),
+            }];
+        },
+    )
     .await;
     let r = post(&s.gw.url(), "/v1/chat/completions", CHAT, &[]).await;
     let streamed: String = r
@@ -43,7 +60,11 @@ async fn captured_content_is_redacted_truncated_and_in_the_semconv_shape() {
         .filter_map(|l| l.strip_prefix("data: "))
         .filter(|d| *d != "[DONE]")
         .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     let spans = take_spans(&s.spans, 2).await;
     let c = by_kind(&spans, SpanKind::Client);
@@ -53,10 +74,12 @@ async fn captured_content_is_redacted_truncated_and_in_the_semconv_shape() {
     assert!(content.starts_with("My phone is __REDACT"), "{content}");
     assert!(content.contains("…[truncated"), "{content}");
     assert!(!format!("{spans:?}").contains("555-1234"));
-    let system: serde_json::Value = serde_json::from_str(&string(c, attr::SYSTEM_INSTRUCTIONS)).unwrap();
+    let system: serde_json::Value =
+        serde_json::from_str(&string(c, attr::SYSTEM_INSTRUCTIONS)).unwrap();
     assert_eq!(system[0]["content"], "Be brief.");
     assert!(string(c, attr::TOOL_DEFINITIONS).contains("get_weather"));
-    let output: serde_json::Value = serde_json::from_str(&string(c, attr::OUTPUT_MESSAGES)).unwrap();
+    let output: serde_json::Value =
+        serde_json::from_str(&string(c, attr::OUTPUT_MESSAGES)).unwrap();
     assert_eq!(output[0]["role"], "assistant");
     assert!(output[0]["finish_reason"].is_string());
     let captured = output[0]["parts"][0]["content"].as_str().unwrap();
@@ -67,34 +90,46 @@ async fn captured_content_is_redacted_truncated_and_in_the_semconv_shape() {
         while !streamed.is_char_boundary(end) {
             end -= 1;
         }
-        assert!(captured.starts_with(&streamed[..end]) && captured.contains("truncated"), "{captured:?} vs {streamed:?}");
+        assert!(
+            captured.starts_with(&streamed[..end]) && captured.contains("truncated"),
+            "{captured:?} vs {streamed:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn hide_switches() {
-    let s = stack(|_| {}, |c| {
-        c.capture.enabled = true;
-        c.capture.hide_input_text = true;
-        c.capture.hide_outputs = true;
-        c.capture.hide_tool_definitions = true;
-    })
+    let s = stack(
+        |_| {},
+        |c| {
+            c.capture.enabled = true;
+            c.capture.hide_input_text = true;
+            c.capture.hide_outputs = true;
+            c.capture.hide_tool_definitions = true;
+        },
+    )
     .await;
     post(&s.gw.url(), "/v1/chat/completions", CHAT, &[]).await;
     let spans = take_spans(&s.spans, 2).await;
     let c = by_kind(&spans, SpanKind::Client);
     let input = string(c, attr::INPUT_MESSAGES);
-    assert!(input.contains(REDACTED) && !input.contains("phone"), "{input}");
+    assert!(
+        input.contains(REDACTED) && !input.contains("phone"),
+        "{input}"
+    );
     assert!(c.get(attr::OUTPUT_MESSAGES).is_none());
     assert!(c.get(attr::TOOL_DEFINITIONS).is_none());
 }
 
 #[tokio::test]
 async fn dialects_duplicate_keys_for_vllm_dashboards_and_phoenix() {
-    let s = stack(|_| {}, |c| {
-        c.dialects = vec![Dialect::OTel, Dialect::Vllm, Dialect::OpenInference];
-        c.capture.enabled = true;
-    })
+    let s = stack(
+        |_| {},
+        |c| {
+            c.dialects = vec![Dialect::OTel, Dialect::Vllm, Dialect::OpenInference];
+            c.capture.enabled = true;
+        },
+    )
     .await;
     post(&s.gw.url(), "/v1/chat/completions", CHAT, &[]).await;
     let spans = take_spans(&s.spans, 2).await;
@@ -125,7 +160,13 @@ async fn admin_metrics_health_and_readiness() {
     let s = stack(|_| {}, |_| {}).await;
     let admin = format!("http://{}", s.gw.admin_addr().unwrap());
     post(&s.gw.url(), "/v1/chat/completions", CHAT, &[]).await;
-    post(&s.gw.url(), "/v1/chat/completions", r#"{"model":"tiny-llama","messages":[{"role":"user","content":"x"}],"max_tokens":3}"#, &[]).await;
+    post(
+        &s.gw.url(),
+        "/v1/chat/completions",
+        r#"{"model":"tiny-llama","messages":[{"role":"user","content":"x"}],"max_tokens":3}"#,
+        &[],
+    )
+    .await;
     take_spans(&s.spans, 4).await;
     let m = send(&admin, "GET", "/metrics", "", &[]).await;
     assert_eq!(m.status, 200);
@@ -158,37 +199,71 @@ async fn admin_metrics_health_and_readiness() {
 
 #[tokio::test]
 async fn shutdown_lets_streams_in_flight_finish() {
-    let s = stack(|c| c.engine.step_base_ms = 10.0, |c| c.shutdown_grace = Duration::from_secs(10)).await;
+    let s = stack(
+        |c| c.engine.step_base_ms = 10.0,
+        |c| c.shutdown_grace = Duration::from_secs(10),
+    )
+    .await;
     let url = s.gw.url();
     let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"x"}],"max_tokens":60,"ignore_eos":true,"stream":true}"#;
     let inflight = tokio::spawn(async move { post(&url, "/v1/chat/completions", body, &[]).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(s.gw.in_flight(), 1);
     let addr = s.gw.addr();
-    let Stack { sim: _sim, gw, spans } = s;
+    let Stack {
+        sim: _sim,
+        gw,
+        spans,
+    } = s;
     let clean = gw.shutdown().await;
     assert!(clean, "requests were cut");
     let r = inflight.await.unwrap();
-    assert!(r.text().ends_with("data: [DONE]\n\n"), "the stream was cut: {}", r.text());
+    assert!(
+        r.text().ends_with("data: [DONE]\n\n"),
+        "the stream was cut: {}",
+        r.text()
+    );
     assert!(!r.cut);
     let spans = take_spans(&spans, 2).await;
-    assert_eq!(int(by_kind(&spans, SpanKind::Client), attr::USAGE_OUTPUT_TOKENS), 60);
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert_eq!(
+        int(by_kind(&spans, SpanKind::Client), attr::USAGE_OUTPUT_TOKENS),
+        60
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[tokio::test]
 async fn vllm_llm_request_nests_under_the_client_span() {
     let receiver = inferscope_export::testing::Receiver::start().await.unwrap();
-    let s = stack(|c| c.otlp_traces_endpoint = Some(receiver.grpc_endpoint()), |_| {}).await;
+    let s = stack(
+        |c| c.otlp_traces_endpoint = Some(receiver.grpc_endpoint()),
+        |_| {},
+    )
+    .await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    post(&s.gw.url(), "/v1/chat/completions", CHAT, &[("traceparent", incoming)]).await;
+    post(
+        &s.gw.url(),
+        "/v1/chat/completions",
+        CHAT,
+        &[("traceparent", incoming)],
+    )
+    .await;
     let ours = take_spans(&s.spans, 2).await;
     let client = by_kind(&ours, SpanKind::Client);
     s.sim.flush_spans(Duration::from_secs(5)).await.unwrap();
     let engine = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
-    let llm = engine.iter().find(|s| s.span.name == vllm::LLM_REQUEST_SPAN).unwrap();
+    let llm = engine
+        .iter()
+        .find(|s| s.span.name == vllm::LLM_REQUEST_SPAN)
+        .unwrap();
     assert_eq!(hex(&llm.span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_eq!(hex(&llm.span.parent_span_id), client.context.span_id.to_hex().to_string());
+    assert_eq!(
+        hex(&llm.span.parent_span_id),
+        client.context.span_id.to_hex().to_string()
+    );
 }
 
 fn hex(b: &[u8]) -> String {

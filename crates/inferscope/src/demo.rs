@@ -1,10 +1,12 @@
-//! `inferscope demo`: records a sample inference trace through the real export pipeline
-//! (console sink, OTLP-JSON file sink, and OTLP too if `OTEL_TRACES_EXPORTER` asks for it),
-//! prints it as a waterfall, and names the file it wrote.
+//! `inferscope demo`: the whole system in one process, no outside services. It starts the
+//! simulated vLLM engine and the gateway in front of it, sends a short, varied workload through
+//! the gateway (streamed and non-streamed chat, completions, embeddings, a tool call, a failing
+//! request, a client that leaves mid-stream), prints every trace as a waterfall, and writes
+//! every span as OTLP-JSON lines to a file it names. `OTEL_TRACES_EXPORTER=otlp,console` also
+//! sends the spans to an OTLP receiver.
 //!
-//! The trace is synthetic: its shape and timings are those of a real vLLM 0.32 request
-//! (`../shared/fixtures/vllm-0.32-cpu/spans-for-http-fixtures.jsonl`). Once the gateway and the
-//! simulator exist, the demo sends real requests instead.
+//! The simulator's own `llm_request` spans (as vLLM exports them) join the same pipeline, so
+//! each trace shows the gateway's spans with vLLM's nested under them.
 
 #![allow(
     clippy::print_stdout,
@@ -16,12 +18,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use inferscope_core::span::{Scope, SpanKind, SpanRecord, Status};
-use inferscope_core::trace_context::extract_trace_context;
-use inferscope_core::{SpanContext, SpanId, Tracer};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use inferscope_core::Tracer;
+use inferscope_core::span::SpanRecord;
 use inferscope_export::{Accepted, ExportError, ExporterSettings, SpanExporter, TracingBuilder};
-use inferscope_semconv::{attr, http, value, vllm};
+use inferscope_gateway::Gateway;
+use inferscope_gateway::config::GatewayConfig;
+use inferscope_sim::{Sim, SimConfig};
 
 /// Options of `inferscope demo`.
 #[derive(Debug, clap::Args)]
@@ -52,6 +60,91 @@ impl SpanExporter for Capture {
     }
 }
 
+/// Hands the simulator's `llm_request` spans to the demo's pipeline, as the gateway's engine
+/// ingest will for a real vLLM.
+struct Forward(Tracer);
+
+impl SpanExporter for Forward {
+    fn name(&self) -> &'static str {
+        "demo-forward"
+    }
+    fn export<'a>(
+        &'a self,
+        batch: &'a [SpanRecord],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Accepted, ExportError>> {
+        for span in batch {
+            self.0.export(span.clone());
+        }
+        Box::pin(async { Ok(Accepted::default()) })
+    }
+}
+
+/// One request of the workload.
+struct Step {
+    what: &'static str,
+    path: &'static str,
+    body: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    /// Read this many body chunks, then hang up.
+    leave_after: Option<usize>,
+}
+
+const WORKLOAD: &[Step] = &[
+    Step {
+        what: "streamed chat",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"tiny-llama","messages":[{"role":"user","content":"Explain continuous batching in one line."}],"max_tokens":24,"temperature":0.7,"stream":true}"#,
+        headers: &[(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )],
+        leave_after: None,
+    },
+    Step {
+        what: "chat",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"tiny-llama","messages":[{"role":"user","content":"Name a prime."}],"max_tokens":8,"seed":7}"#,
+        headers: &[],
+        leave_after: None,
+    },
+    Step {
+        what: "streamed completion",
+        path: "/v1/completions",
+        body: r#"{"model":"tiny-llama","prompt":"Once upon a time","max_tokens":16,"stream":true}"#,
+        headers: &[],
+        leave_after: None,
+    },
+    Step {
+        what: "embeddings",
+        path: "/v1/embeddings",
+        body: r#"{"model":"tiny-llama","input":["first passage","second passage"]}"#,
+        headers: &[],
+        leave_after: None,
+    },
+    Step {
+        what: "tool call (streamed)",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"tiny-llama","messages":[{"role":"user","content":"Weather in Paris?"}],"max_tokens":40,"stream":true,"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],"tool_choice":"required"}"#,
+        headers: &[],
+        leave_after: None,
+    },
+    Step {
+        what: "failing request (unknown model)",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"gpt-unknown","messages":[{"role":"user","content":"hi"}]}"#,
+        headers: &[],
+        leave_after: None,
+    },
+    Step {
+        what: "client leaves mid-stream",
+        path: "/v1/chat/completions",
+        body: r#"{"model":"tiny-llama","messages":[{"role":"user","content":"Tell a long story."}],"max_tokens":200,"ignore_eos":true,"stream":true}"#,
+        headers: &[],
+        leave_after: Some(6),
+    },
+];
+
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let out = args.out.unwrap_or_else(|| {
         let stamp = SystemTime::now()
@@ -64,7 +157,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ))
     });
     let capture = Capture::default();
-    let tracing = TracingBuilder::new("inferscope.demo")
+    let tracing = TracingBuilder::new("inferscope.gateway")
         // Embedded defaults: the console only. OTEL_TRACES_EXPORTER=otlp,console adds OTLP.
         .with_file_settings(ExporterSettings {
             exporters: Some(vec!["console".into()]),
@@ -79,13 +172,43 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_exporter(Box::new(capture.clone()))
         .build()
         .context("starting the trace pipeline")?;
-    let tracer = tracing.tracer();
 
-    println!("inferscope demo: a sample streamed chat request and a failed one\n");
-    println!("console sink (one line per request):");
-    let now = SystemTime::now();
-    streamed_chat(&tracer, now - Duration::from_millis(400));
-    failed_request(&tracer, now - Duration::from_millis(100));
+    let mut sim_config = SimConfig {
+        listen: "127.0.0.1:0".parse()?,
+        ..SimConfig::default()
+    };
+    sim_config.engine.step_base_ms = 4.0;
+    sim_config.engine.step_per_seq_ms = 0.2;
+    let sim = Sim::start_with_exporter(sim_config, Box::new(Forward(tracing.tracer())))
+        .await
+        .context("starting the simulated engine")?;
+    let gateway_config = GatewayConfig::local(&sim.url()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let gateway = Gateway::start(gateway_config, tracing.tracer(), tracing.stats_handle())
+        .await
+        .context("starting the gateway")?;
+
+    println!(
+        "inferscope demo: simulated vLLM at {}, gateway at {}\n",
+        sim.url(),
+        gateway.url()
+    );
+    println!(
+        "workload (lines starting with a time are the console sink, one per finished request):"
+    );
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    for step in WORKLOAD {
+        let result = send(&client, &gateway.url(), step).await;
+        match result {
+            Ok(summary) => println!("  {:<32} {summary}", step.what),
+            Err(e) => println!("  {:<32} failed: {e:#}", step.what),
+        }
+    }
+    // Let the abandoned request's abort reach the engine before stopping it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    gateway.shutdown().await;
+    sim.shutdown().await;
     tracing
         .shutdown(Duration::from_secs(10))
         .await
@@ -96,7 +219,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    println!("\nwaterfall:\n");
+    println!("\nwaterfall (one trace per request):\n");
     print!("{}", crate::waterfall::render(&spans));
     let stats = tracing.stats();
     println!(
@@ -110,128 +233,33 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A streamed chat completion through a gateway, with vLLM's engine span and its phases.
-fn streamed_chat(tracer: &Tracer, t0: SystemTime) {
-    let ms = |m: f64| t0 + Duration::from_secs_f64(m / 1e3);
-    // The caller sent the traceparent of the fixtures' streamed request.
-    let incoming = vec![(
-        "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    )];
-    let parent = extract_trace_context(&incoming);
-
-    let mut server = tracer.start_at(
-        "POST /v1/chat/completions",
-        SpanKind::Server,
-        parent.as_ref(),
-        t0,
-    );
-    server.set_attribute(http::REQUEST_METHOD, "POST");
-    server.set_attribute(http::ROUTE, "/v1/chat/completions");
-    server.set_attribute(http::URL_PATH, "/v1/chat/completions");
-    server.set_attribute(http::URL_SCHEME, "http");
-    server.set_attribute(http::NETWORK_PROTOCOL_VERSION, "1.1");
-    server.set_attribute(http::RESPONSE_STATUS_CODE, 200i64);
-
-    let mut client = tracer.start_at(
-        "chat tiny-llama",
-        SpanKind::Client,
-        Some(server.context()),
-        ms(0.4),
-    );
-    client.set_attribute(attr::OPERATION_NAME, value::operation::CHAT);
-    client.set_attribute(attr::PROVIDER_NAME, value::provider::VLLM);
-    client.set_attribute(attr::REQUEST_MODEL, "tiny-llama");
-    client.set_attribute(attr::SERVER_ADDRESS, "127.0.0.1");
-    client.set_attribute(attr::SERVER_PORT, 8011i64);
-    client.set_attribute(attr::REQUEST_MAX_TOKENS, 8i64);
-    client.set_attribute(attr::REQUEST_TEMPERATURE, 1.0);
-    client.set_attribute(attr::REQUEST_TOP_P, 1.0);
-    client.set_attribute(attr::REQUEST_STREAM, true);
-    client.set_attribute(attr::RESPONSE_ID, "chatcmpl-beca11eecc0ffe74");
-    client.set_attribute(attr::RESPONSE_MODEL, "tiny-llama");
-    client.set_attribute(attr::RESPONSE_FINISH_REASONS, vec!["length".to_owned()]);
-    client.set_attribute(attr::USAGE_INPUT_TOKENS, 13i64);
-    client.set_attribute(attr::USAGE_OUTPUT_TOKENS, 8i64);
-    client.set_attribute(attr::RESPONSE_TIME_TO_FIRST_CHUNK, 0.0301);
-
-    // vLLM's own span, as the real server reported it, and its phases.
-    let engine_start = 1.1;
-    let (ttft, e2e, queue, prefill, decode) = (28.65, 65.25, 0.034, 10.12, 38.47);
-    let preprocess = ttft - queue - prefill;
-    let engine_ctx = SpanContext {
-        span_id: SpanId::random(),
-        ..client.context().clone()
-    };
-    let scope = Scope::new(vllm::TRACING_SCOPE);
-    let client_seen_by_vllm = SpanContext {
-        remote: true,
-        ..client.context().clone()
-    };
-    let mut engine = SpanRecord::new(
-        engine_ctx.clone(),
-        Some(&client_seen_by_vllm),
-        vllm::LLM_REQUEST_SPAN,
-        SpanKind::Server,
-        ms(engine_start),
-        scope.clone(),
-    );
-    engine.end_unix_nanos = inferscope_core::span::unix_nanos(ms(engine_start + e2e));
-    engine.push(vllm::attr::REQUEST_ID, "chatcmpl-beca11eecc0ffe74");
-    engine.push(vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN, ttft / 1e3);
-    engine.push(vllm::attr::LATENCY_E2E, e2e / 1e3);
-    engine.push(vllm::attr::USAGE_PROMPT_TOKENS, 13i64);
-    engine.push(vllm::attr::USAGE_COMPLETION_TOKENS, 8i64);
-    let mut phase_start = engine_start;
-    for (name, length) in [
-        ("preprocess", preprocess),
-        ("queue", queue),
-        ("prefill", prefill),
-        ("decode", decode),
-    ] {
-        let end = (phase_start + length).min(engine_start + e2e);
-        let ctx = SpanContext {
-            span_id: SpanId::random(),
-            ..engine_ctx.clone()
-        };
-        let mut phase = SpanRecord::new(
-            ctx,
-            Some(&engine_ctx),
-            name,
-            SpanKind::Internal,
-            ms(phase_start),
-            scope.clone(),
-        );
-        phase.end_unix_nanos = inferscope_core::span::unix_nanos(ms(end));
-        tracer.export(phase);
-        phase_start = end;
+/// Sends one step; returns a one-line summary of what came back.
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    base: &str,
+    step: &Step,
+) -> anyhow::Result<String> {
+    let mut req = http::Request::post(format!("{base}{}", step.path))
+        .header("content-type", "application/json");
+    for (k, v) in step.headers {
+        req = req.header(*k, *v);
     }
-    tracer.export(engine);
-    client.end_at(ms(71.5));
-    server.end_at(ms(72.0));
-}
-
-/// A request for a model the server does not have: vLLM answers 404 and emits no span; the
-/// gateway's spans still record it.
-fn failed_request(tracer: &Tracer, t0: SystemTime) {
-    let ms = |m: f64| t0 + Duration::from_secs_f64(m / 1e3);
-    let mut server = tracer.start_at("POST /v1/chat/completions", SpanKind::Server, None, t0);
-    server.set_attribute(http::REQUEST_METHOD, "POST");
-    server.set_attribute(http::ROUTE, "/v1/chat/completions");
-    server.set_attribute(http::RESPONSE_STATUS_CODE, 404i64);
-    let mut client = tracer.start_at(
-        "chat no-such-model",
-        SpanKind::Client,
-        Some(server.context()),
-        ms(0.3),
-    );
-    client.set_attribute(attr::OPERATION_NAME, value::operation::CHAT);
-    client.set_attribute(attr::PROVIDER_NAME, value::provider::VLLM);
-    client.set_attribute(attr::REQUEST_MODEL, "no-such-model");
-    client.set_attribute(attr::ERROR_TYPE, "404");
-    client.set_status(Status::Error(
-        "The model `no-such-model` does not exist.".into(),
-    ));
-    client.end_at(ms(2.1));
-    server.end_at(ms(2.4));
+    let resp = client
+        .request(req.body(Full::new(Bytes::from_static(step.body.as_bytes())))?)
+        .await?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let mut frames = 0usize;
+    let mut bytes = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            frames += 1;
+            bytes += data.len();
+        }
+        if step.leave_after.is_some_and(|n| frames >= n) {
+            return Ok(format!("HTTP {status}, hung up after {frames} chunks"));
+        }
+    }
+    Ok(format!("HTTP {status}, {bytes} bytes"))
 }

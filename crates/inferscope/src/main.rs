@@ -2,6 +2,7 @@
 //! lives in the library crates.
 
 mod demo;
+mod serve;
 mod sim;
 mod waterfall;
 
@@ -21,8 +22,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Record a sample inference trace, print it, and write it as OTLP-JSON lines.
+    /// Run the simulator and the gateway in one process, send a varied workload through them,
+    /// print every trace as a waterfall, and write the spans as OTLP-JSON lines.
     Demo(demo::DemoArgs),
+    /// Run the tracing gateway in front of vLLM or any OpenAI-compatible server.
+    Serve(Box<serve::ServeArgs>),
     /// Serve a simulated vLLM-compatible engine (for demos, tests and benchmarks).
     Sim(Box<sim::SimArgs>),
 }
@@ -42,6 +46,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Sim(args) => sim::run(*args).await,
         }
     })

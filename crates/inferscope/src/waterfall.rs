@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use inferscope_core::span::{SpanRecord, Status, Value};
 use inferscope_core::{SpanId, TraceId};
-use inferscope_semconv::{attr, http, vllm};
+use inferscope_semconv::{attr, http, inferscope, vllm};
 
 const BAR: usize = 32;
 
@@ -81,6 +81,7 @@ fn render_trace(out: &mut String, trace: TraceId, spans: &[&SpanRecord]) {
         } else {
             format!("{prefix}{}", if last { "  " } else { "│ " })
         };
+        phases(out, s, &child_prefix, start, end);
         if let Some(kids) = children.get(&Some(s.context.span_id)) {
             for (n, &k) in kids.iter().enumerate().rev() {
                 stack.push((k, child_prefix.clone(), n + 1 == kids.len()));
@@ -90,11 +91,46 @@ fn render_trace(out: &mut String, trace: TraceId, spans: &[&SpanRecord]) {
     out.push('\n');
 }
 
+/// vLLM's phases, from the latencies on its `llm_request` span: what happened before
+/// queueing (tokenisation), queue, prefill, decode. Drawn as rows under the span.
+fn phases(out: &mut String, s: &SpanRecord, prefix: &str, start: u64, end: u64) {
+    if s.name.as_str() != vllm::LLM_REQUEST_SPAN {
+        return;
+    }
+    let secs = |k: &str| s.get(k).and_then(Value::as_f64);
+    let (Some(ttft), Some(queue), Some(prefill), Some(decode)) = (
+        secs(vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN),
+        secs(vllm::attr::LATENCY_TIME_IN_QUEUE),
+        secs(vllm::attr::LATENCY_TIME_IN_MODEL_PREFILL),
+        secs(vllm::attr::LATENCY_TIME_IN_MODEL_DECODE),
+    ) else {
+        return;
+    };
+    let pre = (ttft - queue - prefill).max(0.0);
+    let mut t = s.start_unix_nanos as f64;
+    for (name, d) in [
+        ("preprocess", pre),
+        ("queue", queue),
+        ("prefill", prefill),
+        ("decode", decode),
+    ] {
+        let from = t as u64;
+        t += d * 1e9;
+        let label = format!("{prefix}  · {name}");
+        let _ = write!(out, "  {label:<38} {:<8} ", "phase");
+        span_bar(out, from, t as u64, start, end);
+        let _ = writeln!(out, " {:>9.2} ms", d * 1e3);
+    }
+}
+
 fn bar(out: &mut String, s: &SpanRecord, start: u64, end: u64) {
+    span_bar(out, s.start_unix_nanos, s.end_unix_nanos, start, end);
+}
+
+fn span_bar(out: &mut String, s_start: u64, s_end: u64, start: u64, end: u64) {
     let total = (end - start) as f64;
-    let from =
-        ((s.start_unix_nanos.saturating_sub(start)) as f64 / total * BAR as f64).floor() as usize;
-    let to = ((s.end_unix_nanos.saturating_sub(start)) as f64 / total * BAR as f64).ceil() as usize;
+    let from = ((s_start.saturating_sub(start)) as f64 / total * BAR as f64).floor() as usize;
+    let to = ((s_end.saturating_sub(start)) as f64 / total * BAR as f64).ceil() as usize;
     let (from, to) = (from.min(BAR - 1), to.clamp(from + 1, BAR));
     out.push('│');
     for c in 0..BAR {
@@ -122,6 +158,21 @@ fn facts(out: &mut String, s: &SpanRecord) {
         (Some(i), Some(o)) => parts.push(format!("{i}→{o} tokens")),
         (Some(i), None) => parts.push(format!("{i} tokens in")),
         _ => {}
+    }
+    if let Some(n) = get(inferscope::STREAM_CHUNK_COUNT) {
+        parts.push(format!("{n} chunks"));
+    }
+    if let Some(g) = get(inferscope::STREAM_CHUNK_GAP_P50).and_then(Value::as_f64) {
+        parts.push(format!("gap p50 {:.1} ms", g * 1e3));
+    }
+    if let Some(d) = get(attr::EMBEDDINGS_DIMENSION_COUNT) {
+        parts.push(format!("dim {d}"));
+    }
+    if let Some(t) = get(inferscope::RESPONSE_TOOL_CALL_NAMES) {
+        parts.push(format!(
+            "tool call {}",
+            t.to_string().trim_matches(['[', ']'])
+        ));
     }
     if let Some(f) = get(attr::RESPONSE_FINISH_REASONS) {
         parts.push(format!("finish {}", f.to_string().trim_matches(['[', ']'])));

@@ -76,6 +76,26 @@ pub struct Sim {
 impl Sim {
     /// Validates `config`, binds, and serves in the background on the current Tokio runtime.
     pub async fn start(config: SimConfig) -> Result<Sim, StartError> {
+        let spans = match &config.otlp_traces_endpoint {
+            Some(endpoint) => Some(spans::EngineSpans::start(endpoint)?),
+            None => None,
+        };
+        Sim::start_with_spans(config, spans).await
+    }
+
+    /// As [`Sim::start`], with the `llm_request` spans handed to `exporter` instead of OTLP.
+    pub async fn start_with_exporter(
+        config: SimConfig,
+        exporter: Box<dyn inferscope_export::SpanExporter>,
+    ) -> Result<Sim, StartError> {
+        let spans = Some(spans::EngineSpans::start_with(exporter)?);
+        Sim::start_with_spans(config, spans).await
+    }
+
+    async fn start_with_spans(
+        config: SimConfig,
+        spans: Option<spans::EngineSpans>,
+    ) -> Result<Sim, StartError> {
         config.validate()?;
         let listener =
             TcpListener::bind(config.listen)
@@ -88,10 +108,6 @@ impl Sim {
             addr: config.listen,
             source,
         })?;
-        let spans = match &config.otlp_traces_endpoint {
-            Some(endpoint) => Some(spans::EngineSpans::start(endpoint)?),
-            None => None,
-        };
         let state = Arc::new(server::State::new(config, spans));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, state.clone(), stopped));
