@@ -472,6 +472,10 @@ impl Resolver<'_> {
     }
 
     /// [`Resolver::pick`], then a check that turns the value into its typed form.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one setting's layers, parsers and default, each call reads as a table row"
+    )]
     fn typed<T: Clone + fmt::Debug, U>(
         &mut self,
         name: &'static str,
@@ -534,7 +538,7 @@ fn optional_millis(v: &u64) -> Result<Option<Duration>, String> {
     Ok((*v > 0).then(|| Duration::from_millis(*v)))
 }
 
-fn socket(v: &String) -> Result<SocketAddr, String> {
+fn socket(v: &str) -> Result<SocketAddr, String> {
     v.parse()
         .map_err(|_| "expected an address like 127.0.0.1:9000".to_owned())
 }
@@ -604,7 +608,7 @@ fn resolve_gateway(
         LISTEN,
         parse_string,
         f.listen.as_ref(),
-        socket,
+        |v: &String| socket(v),
         SocketAddr::from(([0, 0, 0, 0], 9000)),
     );
     let admin = r.typed(

@@ -74,7 +74,7 @@ async fn streamed_chat_becomes_a_server_and_a_client_span() {
         i64::from(s.sim.addr().port())
     );
     let output = int(client, attr::USAGE_OUTPUT_TOKENS);
-    assert!(output >= 1 && output <= 12);
+    assert!((1..=12).contains(&output));
     assert!(int(client, attr::USAGE_INPUT_TOKENS) > 0);
     assert_eq!(strings(client, attr::RESPONSE_FINISH_REASONS).len(), 1);
     let ttfc = float(client, attr::RESPONSE_TIME_TO_FIRST_CHUNK);
@@ -498,10 +498,10 @@ async fn a_client_that_leaves_mid_stream_aborts_the_upstream_request() {
     let mut body = resp.into_body();
     let mut chunks = 0;
     while chunks < 5 {
-        if let Some(Ok(f)) = body.frame().await {
-            if f.is_data() {
-                chunks += 1;
-            }
+        if let Some(Ok(f)) = body.frame().await
+            && f.is_data()
+        {
+            chunks += 1;
         }
     }
     assert_eq!(s.sim.aborts(), 0);
@@ -530,7 +530,8 @@ async fn everything_else_is_forwarded_byte_for_byte() {
     )
     .await;
     let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
-    let cases: Vec<(&str, &str, Vec<u8>, Vec<(&str, &str)>)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case<'_>> = vec![
         ("GET", "/v1/models?x=1&y=%20z", vec![], vec![]),
         (
             "PUT",

@@ -255,12 +255,12 @@ pub(crate) fn input_content(
         }
         Api::Embeddings | Api::Pooling => {}
     }
-    if !(policy.hide_inputs || policy.hide_input_messages) && !input_messages.is_empty() {
+    if !(policy.hide_inputs || policy.hide_input_messages || input_messages.is_empty()) {
         out.input_messages = Some(Json::Array(input_messages).to_string());
     } else {
         out.flat.clear();
     }
-    if !(policy.hide_inputs || policy.hide_system_instructions) && !system_parts.is_empty() {
+    if !(policy.hide_inputs || policy.hide_system_instructions || system_parts.is_empty()) {
         out.system_instructions = Some(Json::Array(system_parts).to_string());
     }
     if !policy.hide_tool_definitions
