@@ -1,0 +1,116 @@
+//! `inferscope serve` as an operator runs it: the built binary in front of a simulator,
+//! configuration layers and errors, `--print-config` without secrets, SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_inferscope"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") || k.starts_with("INFERSCOPE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn print_config_shows_origins_and_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.toml");
+    std::fs::write(&file, "[gateway]\nprovider = \"from-file\"\nupstream = \"http://file:1\"\n[exporter]\nheaders = { \"x-api-key\" = \"file-secret\" }\n").unwrap();
+    let out = bin()
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file)
+        .args(["--upstream", "http://flag:2", "--dialect", "openinference"])
+        .env("INFERSCOPE_LISTEN", "127.0.0.1:7777")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20env-secret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("http://flag:2") && stdout.contains("# setting `upstream`"), "{stdout}");
+    assert!(stdout.contains("127.0.0.1:7777") && stdout.contains("# INFERSCOPE_LISTEN"), "{stdout}");
+    assert!(stdout.contains("from-file") && stdout.contains("# config file `provider`"), "{stdout}");
+    assert!(stdout.contains("otel,openinference"), "{stdout}");
+    assert!(!stdout.contains("env-secret") && !stdout.contains("file-secret"), "a secret was printed:\n{stdout}");
+}
+
+#[test]
+fn every_configuration_error_is_reported_at_once() {
+    let out = bin()
+        .args(["serve", "--upstream", "ftp://nope", "--dialect", "klingon"])
+        .env("INFERSCOPE_IDLE_TIMEOUT_MS", "soon")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "authorization=hunter2,broken")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in ["ftp://nope", "klingon", "INFERSCOPE_IDLE_TIMEOUT_MS", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS"] {
+        assert!(stderr.contains(needle), "missing {needle}:\n{stderr}");
+    }
+    assert!(!stderr.contains("hunter2"), "a secret reached the error:\n{stderr}");
+}
+
+#[test]
+fn serves_then_drains_and_exits_zero_on_sigterm() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(inferscope_sim::Sim::start(inferscope_sim::SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spans = dir.path().join("spans.jsonl");
+    let port = free_port();
+    let mut child = bin()
+        .args(["serve", "--upstream", &sim.url(), "--listen", &format!("127.0.0.1:{port}"), "--admin", "off", "--exporter", "none"])
+        .arg("--spans-file")
+        .arg(&spans)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::park_timeout(Duration::from_millis(50)),
+            Err(e) => panic!("the gateway never listened: {e}"),
+        }
+    };
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"stream":true}"#;
+    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("[DONE]"), "{reply}");
+    assert!(reply.contains("traceresponse: 00-"), "{reply}");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::park_timeout(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(code.success(), "exit {code:?}\n{stderr}");
+    let written = std::fs::read_to_string(&spans).unwrap();
+    assert!(written.contains("chat tiny-llama") && written.contains("POST /v1/chat/completions"), "spans not flushed:\n{written}\n{stderr}");
+    assert!(written.contains("inferscope-gateway"), "default service name");
+    rt.block_on(sim.shutdown());
+}
