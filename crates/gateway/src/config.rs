@@ -503,6 +503,22 @@ impl Resolver<'_> {
     }
 }
 
+/// One gateway setting from its three layers: `layer!(resolver, flags, file, field, VAR,
+/// parse_env, check, default)`; the field's name is its name in the file and in `--print-config`.
+macro_rules! layer {
+    ($r:ident, $flags:ident, $file:ident, $field:ident, $var:expr, $parse:expr, $check:expr, $default:expr) => {
+        $r.typed(
+            stringify!($field),
+            $flags.$field.as_ref(),
+            $var,
+            $parse,
+            $file.$field.as_ref(),
+            $check,
+            $default,
+        )
+    };
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -626,14 +642,15 @@ fn resolve_gateway(
         },
         Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
     );
-    let upstream_h2c = r.typed(
-        "upstream_h2c",
-        flags.upstream_h2c.as_ref(),
+    let upstream_h2c = layer!(
+        r,
+        flags,
+        f,
+        upstream_h2c,
         UPSTREAM_H2C,
         parse_bool,
-        f.upstream_h2c.as_ref(),
         ok,
-        false,
+        false
     );
     let provider = r.typed(
         "provider",
@@ -650,50 +667,55 @@ fn resolve_gateway(
         },
         inferscope_semconv::value::provider::VLLM.to_owned(),
     );
-    let connect = r.typed(
-        "connect_timeout_ms",
-        flags.connect_timeout_ms.as_ref(),
+    let connect = layer!(
+        r,
+        flags,
+        f,
+        connect_timeout_ms,
         CONNECT_TIMEOUT_MS,
         parse_num,
-        f.connect_timeout_ms.as_ref(),
         millis,
-        Duration::from_secs(5),
+        Duration::from_secs(5)
     );
-    let first_byte = r.typed(
-        "first_byte_timeout_ms",
-        flags.first_byte_timeout_ms.as_ref(),
+    let first_byte = layer!(
+        r,
+        flags,
+        f,
+        first_byte_timeout_ms,
         FIRST_BYTE_TIMEOUT_MS,
         parse_num,
-        f.first_byte_timeout_ms.as_ref(),
         millis,
-        Duration::from_secs(600),
+        Duration::from_secs(600)
     );
-    let idle = r.typed(
-        "idle_timeout_ms",
-        flags.idle_timeout_ms.as_ref(),
+    let idle = layer!(
+        r,
+        flags,
+        f,
+        idle_timeout_ms,
         IDLE_TIMEOUT_MS,
         parse_num,
-        f.idle_timeout_ms.as_ref(),
         optional_millis,
-        Some(Duration::from_secs(300)),
+        Some(Duration::from_secs(300))
     );
-    let total = r.typed(
-        "total_timeout_ms",
-        flags.total_timeout_ms.as_ref(),
+    let total = layer!(
+        r,
+        flags,
+        f,
+        total_timeout_ms,
         TOTAL_TIMEOUT_MS,
         parse_num,
-        f.total_timeout_ms.as_ref(),
         optional_millis,
-        None,
+        None
     );
-    let inject_usage = r.typed(
-        "inject_usage",
-        flags.inject_usage.as_ref(),
+    let inject_usage = layer!(
+        r,
+        flags,
+        f,
+        inject_usage,
         INJECT_USAGE,
         parse_bool,
-        f.inject_usage.as_ref(),
         ok,
-        true,
+        true
     );
     let traceresponse_header = r.typed(
         "traceresponse_header",
@@ -731,14 +753,15 @@ fn resolve_gateway(
         },
         vec![Dialect::OTel],
     );
-    let shutdown_grace = r.typed(
-        "shutdown_grace_ms",
-        flags.shutdown_grace_ms.as_ref(),
+    let shutdown_grace = layer!(
+        r,
+        flags,
+        f,
+        shutdown_grace_ms,
         SHUTDOWN_GRACE_MS,
         parse_num,
-        f.shutdown_grace_ms.as_ref(),
         millis,
-        Duration::from_secs(30),
+        Duration::from_secs(30)
     );
     let max_parse_bytes = r.typed(
         "max_parse_bytes",

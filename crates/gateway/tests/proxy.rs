@@ -118,9 +118,12 @@ async fn streamed_chat_becomes_a_server_and_a_client_span() {
 
 /// The same request, straight to the simulator and through the gateway: byte-identical bodies.
 async fn direct_and_proxied(s: &Stack, path: &str, body: &str, id: &str) -> (Reply, Reply) {
-    let h = [("x-request-id", id)];
-    let direct = post(&s.sim.url(), path, body, &h).await;
-    let proxied = post(&s.gw.url(), path, body, &h).await;
+    with_headers(s, path, body, &[("x-request-id", id)]).await
+}
+
+async fn with_headers(s: &Stack, path: &str, body: &str, h: &[(&str, &str)]) -> (Reply, Reply) {
+    let direct = post(&s.sim.url(), path, body, h).await;
+    let proxied = post(&s.gw.url(), path, body, h).await;
     (direct, proxied)
 }
 
@@ -378,18 +381,8 @@ async fn upstream_errors_and_faults_become_error_spans() {
     assert_eq!(int(c, own::STREAM_CHUNK_COUNT), 3);
 
     // A malformed event is forwarded and counted.
-    let d = post(
-        &s.sim.url(),
-        "/v1/chat/completions",
-        CHAT_STREAM,
-        &[
-            ("x-inferscope-fault", "malformed_after=2"),
-            ("x-request-id", "m"),
-        ],
-    )
-    .await;
-    let r = post(
-        &gw,
+    let (d, r) = with_headers(
+        &s,
         "/v1/chat/completions",
         CHAT_STREAM,
         &[
@@ -405,18 +398,8 @@ async fn upstream_errors_and_faults_become_error_spans() {
     );
 
     // Events split into tiny writes: same bytes, same facts.
-    let d = post(
-        &s.sim.url(),
-        "/v1/chat/completions",
-        CHAT_STREAM,
-        &[
-            ("x-inferscope-fault", "split=random"),
-            ("x-request-id", "sp"),
-        ],
-    )
-    .await;
-    let r = post(
-        &gw,
+    let (d, r) = with_headers(
+        &s,
         "/v1/chat/completions",
         CHAT_STREAM,
         &[

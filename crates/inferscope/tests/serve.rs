@@ -1,6 +1,12 @@
 //! `inferscope serve` as an operator runs it: the built binary in front of a simulator,
 //! configuration layers and errors, `--print-config` without secrets, SIGTERM.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -18,7 +24,11 @@ fn bin() -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -31,16 +41,35 @@ fn print_config_shows_origins_and_hides_secrets() {
         .arg(&file)
         .args(["--upstream", "http://flag:2", "--dialect", "openinference"])
         .env("INFERSCOPE_LISTEN", "127.0.0.1:7777")
-        .env("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20env-secret")
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20env-secret",
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("http://flag:2") && stdout.contains("# setting `upstream`"), "{stdout}");
-    assert!(stdout.contains("127.0.0.1:7777") && stdout.contains("# INFERSCOPE_LISTEN"), "{stdout}");
-    assert!(stdout.contains("from-file") && stdout.contains("# config file `provider`"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("http://flag:2") && stdout.contains("# setting `upstream`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("127.0.0.1:7777") && stdout.contains("# INFERSCOPE_LISTEN"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("from-file") && stdout.contains("# config file `provider`"),
+        "{stdout}"
+    );
     assert!(stdout.contains("otel,openinference"), "{stdout}");
-    assert!(!stdout.contains("env-secret") && !stdout.contains("file-secret"), "a secret was printed:\n{stdout}");
+    assert!(
+        !stdout.contains("env-secret") && !stdout.contains("file-secret"),
+        "a secret was printed:\n{stdout}"
+    );
 }
 
 #[test]
@@ -54,10 +83,19 @@ fn every_configuration_error_is_reported_at_once() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for needle in ["ftp://nope", "klingon", "INFERSCOPE_IDLE_TIMEOUT_MS", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS"] {
+    for needle in [
+        "ftp://nope",
+        "klingon",
+        "INFERSCOPE_IDLE_TIMEOUT_MS",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ] {
         assert!(stderr.contains(needle), "missing {needle}:\n{stderr}");
     }
-    assert!(!stderr.contains("hunter2"), "a secret reached the error:\n{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "a secret reached the error:\n{stderr}"
+    );
 }
 
 #[test]
@@ -73,7 +111,17 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
     let spans = dir.path().join("spans.jsonl");
     let port = free_port();
     let mut child = bin()
-        .args(["serve", "--upstream", &sim.url(), "--listen", &format!("127.0.0.1:{port}"), "--admin", "off", "--exporter", "none"])
+        .args([
+            "serve",
+            "--upstream",
+            &sim.url(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin",
+            "off",
+            "--exporter",
+            "none",
+        ])
         .arg("--spans-file")
         .arg(&spans)
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
@@ -85,7 +133,9 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
     let mut stream = loop {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::park_timeout(Duration::from_millis(50)),
+            Err(_) if Instant::now() < deadline => {
+                std::thread::park_timeout(Duration::from_millis(50))
+            }
             Err(e) => panic!("the gateway never listened: {e}"),
         }
     };
@@ -93,10 +143,16 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
     write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("[DONE]"), "{reply}");
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.contains("[DONE]"),
+        "{reply}"
+    );
     assert!(reply.contains("traceresponse: 00-"), "{reply}");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let code = loop {
@@ -107,10 +163,21 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
         std::thread::park_timeout(Duration::from_millis(50));
     };
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(code.success(), "exit {code:?}\n{stderr}");
     let written = std::fs::read_to_string(&spans).unwrap();
-    assert!(written.contains("chat tiny-llama") && written.contains("POST /v1/chat/completions"), "spans not flushed:\n{written}\n{stderr}");
-    assert!(written.contains("inferscope-gateway"), "default service name");
+    assert!(
+        written.contains("chat tiny-llama") && written.contains("POST /v1/chat/completions"),
+        "spans not flushed:\n{written}\n{stderr}"
+    );
+    assert!(
+        written.contains("inferscope-gateway"),
+        "default service name"
+    );
     rt.block_on(sim.shutdown());
 }
