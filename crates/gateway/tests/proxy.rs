@@ -680,3 +680,84 @@ async fn h2c_on_both_sides() {
         "2"
     );
 }
+
+#[tokio::test]
+async fn chunked_and_oversized_bodies_stream_through_and_connections_are_pooled() {
+    let (addr, _task) = echo_server().await;
+    let (gw, spans) = gateway(
+        &format!("http://{addr}"),
+        |c| c.max_parse_bytes = 1024,
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    // A chunked upload (no Content-Length), to an inference route and over the parse limit.
+    let pieces: Vec<bytes::Bytes> = (0..64)
+        .map(|i| bytes::Bytes::from(format!("{{\"k{i}\":\"{}\"}}", "x".repeat(100))))
+        .collect();
+    let whole: Vec<u8> = pieces.iter().flat_map(|p| p.to_vec()).collect();
+    let stream = futures_util::stream::iter(
+        pieces
+            .into_iter()
+            .map(|b| Ok::<_, std::convert::Infallible>(http_body::Frame::data(b))),
+    );
+    let body = http_body_util::StreamBody::new(stream);
+    let c: hyper_util::client::legacy::Client<_, _> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let req = http::Request::post(format!("{}/v1/chat/completions", gw.url()))
+        .body(body)
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    let echo: serde_json::Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(echo["body_len"], whole.len());
+    assert_eq!(echo["body_fnv"], fnv(&whole));
+    let got = take_spans(&spans, 2).await;
+    assert!(
+        string(by_kind(&got, SpanKind::Client), own::BODY_PARSE_ERROR).contains("over 1024 bytes")
+    );
+
+    // Sequential requests reuse one upstream connection (keep-alive pool).
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        let r = send(&gw.url(), "GET", "/v1/models", "", &[]).await;
+        ports.push(r.json()["peer_port"].as_u64().unwrap());
+    }
+    assert!(
+        ports.windows(2).all(|w| w[0] == w[1]),
+        "no connection reuse: {ports:?}"
+    );
+}
+
+#[tokio::test]
+async fn streams_are_forwarded_as_they_are_generated() {
+    use http_body_util::BodyExt as _;
+    // 200 tokens at 10 ms a step: the engine is still generating when the first chunks arrive.
+    let s = stack(|c| c.engine.step_base_ms = 10.0, |_| {}).await;
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"x"}],"max_tokens":200,"ignore_eos":true,"stream":true}"#;
+    let req = http::Request::post(format!("{}/v1/chat/completions", s.gw.url()))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let mut seen = 0;
+    while seen < 3 {
+        if let Some(Ok(f)) = body.frame().await
+            && f.is_data()
+        {
+            seen += 1;
+        }
+    }
+    assert_eq!(
+        s.sim.running(),
+        1,
+        "the gateway waited for the whole stream before forwarding"
+    );
+    while body.frame().await.is_some() {}
+}

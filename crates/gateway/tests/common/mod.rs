@@ -209,12 +209,12 @@ pub async fn echo_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
             tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let service = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| async move {
                         let method = req.method().to_string();
                         let uri = req.uri().to_string();
                         let version = format!("{:?}", req.version());
@@ -236,7 +236,7 @@ pub async fn echo_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                             .unwrap_or_default();
                         let reply = serde_json::json!({
                             "method": method, "uri": uri, "version": version, "headers": headers,
-                            "body_len": body.len(), "body_fnv": fnv(&body),
+                            "body_len": body.len(), "body_fnv": fnv(&body), "peer_port": peer.port(),
                         });
                         let mut resp = Response::new(Full::new(Bytes::from(reply.to_string())));
                         resp.headers_mut().insert("x-echo", "1".parse().unwrap());
@@ -245,7 +245,8 @@ pub async fn echo_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                         resp.headers_mut()
                             .insert("x-hop", "should-not-pass".parse().unwrap());
                         Ok::<_, Infallible>(resp)
-                    });
+                    },
+                );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
