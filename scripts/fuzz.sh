@@ -11,4 +11,4 @@ cd "$root/fuzz"
 mkdir -p "corpus/$target"
 # cargo-fuzz needs nightly flags; the machine has one stable toolchain, so allow them.
 RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
-  -max_total_time="$seconds" -max_len=4096
+  -max_total_time="$seconds" -max_len=${MAX_LEN:-4096}

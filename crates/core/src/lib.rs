@@ -44,6 +44,6 @@ pub mod tracer;
 
 pub use ids::{SpanId, TraceFlags, TraceId};
 pub use sampling::Sampler;
-pub use span::{Event, KeyValue, Link, Scope, SpanKind, SpanRecord, Status, Str, Value};
+pub use span::{Event, KeyValue, Link, Resource, Scope, SpanKind, SpanRecord, Status, Str, Value};
 pub use trace_context::{SpanContext, TraceState};
 pub use tracer::{InMemoryProcessor, Span, SpanProcessor, Tracer};

@@ -406,6 +406,20 @@ pub struct SpanRecord {
     pub status: Status,
     /// The producing scope.
     pub scope: Scope,
+    /// The resource, when it is not the exporting pipeline's own: spans received from another
+    /// process (vLLM's) and forwarded keep theirs.
+    pub resource: Option<Arc<Resource>>,
+}
+
+/// The entity that produced spans (OTLP `Resource`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Resource {
+    /// Its attributes.
+    pub attributes: Vec<KeyValue>,
+    /// Attributes the producer dropped.
+    pub dropped_attributes: u32,
+    /// The schema URL of its `ResourceSpans`.
+    pub schema_url: Option<Str>,
 }
 
 impl SpanRecord {
@@ -434,6 +448,7 @@ impl SpanRecord {
             links: Vec::new(),
             status: Status::Unset,
             scope,
+            resource: None,
         }
     }
 

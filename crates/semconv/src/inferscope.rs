@@ -35,4 +35,12 @@ consts! {
     RESPONSE_BYTES = "inferscope.response.bytes";
     /// The upstream base URL that served the request (userinfo removed).
     UPSTREAM = "inferscope.upstream";
+    /// On vLLM's `llm_request`: the time to first chunk the gateway measured for the same
+    /// request (request sent → first chunk received), seconds.
+    GATEWAY_TIME_TO_FIRST_CHUNK = "inferscope.gateway.time_to_first_chunk";
+    /// On vLLM's `llm_request`: gateway TTFT − engine TTFT, seconds: the network, the API
+    /// server's HTTP handling and the first chunk's serialisation.
+    GATEWAY_TTFT_OVERHEAD = "inferscope.gateway.ttft_overhead";
+    /// On vLLM's `llm_request`: whether the gateway's record of the parent CLIENT span was found.
+    GATEWAY_JOINED = "inferscope.gateway.joined";
 }

@@ -79,3 +79,52 @@ pub const STARTUP_SPANS: &[&str] = &[
     "AsyncMPClient init",
     "Warmup (CPU)",
 ];
+
+/// Where inferscope puts vLLM's own facts when the `vllm` dialect is off: vLLM's made-up
+/// `gen_ai.*` keys move under `vllm.*`, so nothing squats in the GenAI namespace.
+pub mod renamed {
+    consts! {
+        /// vLLM's request id (`gen_ai.request.id`).
+        REQUEST_ID = "vllm.request.id";
+        /// `gen_ai.latency.time_to_first_token`.
+        LATENCY_TIME_TO_FIRST_TOKEN = "vllm.latency.time_to_first_token";
+        /// `gen_ai.latency.e2e`.
+        LATENCY_E2E = "vllm.latency.e2e";
+        /// `gen_ai.latency.time_in_queue`.
+        LATENCY_TIME_IN_QUEUE = "vllm.latency.time_in_queue";
+        /// `gen_ai.latency.time_in_model_prefill`.
+        LATENCY_TIME_IN_MODEL_PREFILL = "vllm.latency.time_in_model_prefill";
+        /// `gen_ai.latency.time_in_model_decode`.
+        LATENCY_TIME_IN_MODEL_DECODE = "vllm.latency.time_in_model_decode";
+        /// `gen_ai.latency.time_in_model_inference`.
+        LATENCY_TIME_IN_MODEL_INFERENCE = "vllm.latency.time_in_model_inference";
+    }
+
+    /// (vLLM's key, where it goes when the `vllm` dialect is off).
+    pub const MAP: &[(&str, &str)] = &[
+        (super::attr::REQUEST_ID, REQUEST_ID),
+        (super::attr::LATENCY_TIME_TO_FIRST_TOKEN, LATENCY_TIME_TO_FIRST_TOKEN),
+        (super::attr::LATENCY_E2E, LATENCY_E2E),
+        (super::attr::LATENCY_TIME_IN_QUEUE, LATENCY_TIME_IN_QUEUE),
+        (super::attr::LATENCY_TIME_IN_MODEL_PREFILL, LATENCY_TIME_IN_MODEL_PREFILL),
+        (super::attr::LATENCY_TIME_IN_MODEL_DECODE, LATENCY_TIME_IN_MODEL_DECODE),
+        (super::attr::LATENCY_TIME_IN_MODEL_INFERENCE, LATENCY_TIME_IN_MODEL_INFERENCE),
+    ];
+}
+
+/// The INTERNAL child spans inferscope derives from `llm_request`'s latencies, in order.
+pub mod phase {
+    consts! {
+        /// Arrival to queued: tokenisation and input processing (only when above zero).
+        PREPROCESS = "preprocess";
+        /// Waiting for the scheduler.
+        QUEUE = "queue";
+        /// Scheduled to first token.
+        PREFILL = "prefill";
+        /// First token to last token.
+        DECODE = "decode";
+    }
+
+    /// The instrumentation scope of the derived spans (inside vLLM's resource).
+    pub const SCOPE: &str = "inferscope.engine";
+}

@@ -1,7 +1,9 @@
 //! [`SpanRecord`]s → OTLP protobuf messages (`opentelemetry-proto`), grouped by resource and
 //! scope. Runs on the export thread, never on the request path.
 
-use inferscope_core::span::{Event, KeyValue, Link, Scope, SpanKind, SpanRecord, Status, Value};
+use std::sync::Arc;
+
+use inferscope_core::span::{Event, KeyValue, Link, Resource as CoreResource, Scope, SpanKind, SpanRecord, Status, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue as PKeyValue, any_value,
@@ -53,43 +55,68 @@ impl Encoder {
         &self.resource
     }
 
-    /// One export request holding `batch`, one `ScopeSpans` per distinct scope.
+    /// One export request holding `batch`: one `ResourceSpans` per resource (the pipeline's
+    /// own, and those of forwarded spans), one `ScopeSpans` per distinct scope within it.
     pub fn request(&self, batch: &[SpanRecord]) -> ExportTraceServiceRequest {
-        let mut scopes: Vec<(&Scope, Vec<PSpan>)> = Vec::new();
+        type Scopes<'a> = Vec<(&'a Scope, Vec<PSpan>)>;
+        let mut resources: Vec<(Option<&Arc<CoreResource>>, Scopes<'_>)> = Vec::new();
         for record in batch {
             let encoded = encode_span(record);
+            let key = record.resource.as_ref();
+            let same = |r: &Option<&Arc<CoreResource>>| match (r, key) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || ***a == **b,
+                _ => false,
+            };
+            let scopes = match resources.iter_mut().position(|(r, _)| same(r)) {
+                Some(i) => &mut resources[i].1,
+                None => {
+                    resources.push((key, Vec::new()));
+                    let last = resources.len() - 1;
+                    &mut resources[last].1
+                }
+            };
             match scopes.iter_mut().find(|(s, _)| **s == record.scope) {
                 Some((_, spans)) => spans.push(encoded),
                 None => scopes.push((&record.scope, vec![encoded])),
             }
         }
         ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(self.resource.clone()),
-                scope_spans: scopes
-                    .into_iter()
-                    .map(|(scope, spans)| ScopeSpans {
-                        schema_url: scope
-                            .schema_url
-                            .as_ref()
-                            .map(|s| s.to_string())
-                            .unwrap_or_default(),
-                        scope: Some(InstrumentationScope {
-                            name: scope.name.to_string(),
-                            version: scope
-                                .version
-                                .as_ref()
-                                .map(|v| v.to_string())
-                                .unwrap_or_default(),
-                            attributes: Vec::new(),
-                            dropped_attributes_count: 0,
-                        }),
-                        spans,
-                    })
-                    .collect(),
-                schema_url: inferscope_semconv::SCHEMA_URL.to_owned(),
-            }],
+            resource_spans: resources
+                .into_iter()
+                .map(|(resource, scopes)| {
+                    let (resource, schema_url) = match resource {
+                        None => (self.resource.clone(), inferscope_semconv::SCHEMA_URL.to_owned()),
+                        Some(r) => (
+                            Resource {
+                                attributes: r.attributes.iter().map(|a| kv(a.key.to_string(), any_value(&a.value))).collect(),
+                                dropped_attributes_count: r.dropped_attributes,
+                                entity_refs: Vec::new(),
+                            },
+                            r.schema_url.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                        ),
+                    };
+                    ResourceSpans {
+                        resource: Some(resource),
+                        scope_spans: scopes.into_iter().map(|(scope, spans)| scope_spans(scope, spans)).collect(),
+                        schema_url,
+                    }
+                })
+                .collect(),
         }
+    }
+}
+
+fn scope_spans(scope: &Scope, spans: Vec<PSpan>) -> ScopeSpans {
+    ScopeSpans {
+        schema_url: scope.schema_url.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+        scope: Some(InstrumentationScope {
+            name: scope.name.to_string(),
+            version: scope.version.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+        }),
+        spans,
     }
 }
 
