@@ -32,6 +32,8 @@ use inferscope_export::{ConfigErrors, ExporterConfig, ExporterSettings};
 use inferscope_semconv::dialect::Dialect;
 use serde::Deserialize;
 
+use crate::ingest::IngestConfig;
+
 /// Gateway settings as a person writes them (flags, `[gateway]` in a file, the environment).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +68,24 @@ pub struct GatewaySettings {
     pub max_parse_bytes: Option<usize>,
     /// Request headers recorded on the SERVER span (an allowlist; secrets are refused).
     pub captured_headers: Option<Vec<String>>,
+    /// Where OTLP/gRPC from vLLM is accepted, or `off`.
+    pub otlp_ingest_grpc: Option<String>,
+    /// Where OTLP/HTTP (`/v1/traces`) from vLLM is accepted, or `off`.
+    pub otlp_ingest_http: Option<String>,
+    /// Largest OTLP request accepted, bytes.
+    pub ingest_max_bytes: Option<usize>,
+    /// Drop vLLM's start-up spans instead of forwarding them.
+    pub ingest_drop_startup_spans: Option<bool>,
+    /// Drop received spans with these names.
+    pub ingest_drop_span_names: Option<Vec<String>>,
+    /// The model named on engine spans the gateway has no record of.
+    pub engine_model: Option<String>,
+    /// Most CLIENT spans remembered for joining engine spans.
+    pub join_capacity: Option<usize>,
+    /// How long one is remembered, milliseconds.
+    pub join_ttl_ms: Option<u64>,
+    /// How long an engine span waits for its exchange to end, milliseconds.
+    pub join_wait_ms: Option<u64>,
 }
 
 /// Content capture settings (`[capture]`).
@@ -160,6 +180,24 @@ pub mod vars {
     pub const MAX_PARSE_BYTES: &str = "INFERSCOPE_MAX_PARSE_BYTES";
     /// `captured_headers`, comma-separated.
     pub const CAPTURED_HEADERS: &str = "INFERSCOPE_CAPTURED_HEADERS";
+    /// `otlp_ingest_grpc`.
+    pub const OTLP_INGEST_GRPC: &str = "INFERSCOPE_OTLP_INGEST_GRPC";
+    /// `otlp_ingest_http`.
+    pub const OTLP_INGEST_HTTP: &str = "INFERSCOPE_OTLP_INGEST_HTTP";
+    /// `ingest_max_bytes`.
+    pub const INGEST_MAX_BYTES: &str = "INFERSCOPE_INGEST_MAX_BYTES";
+    /// `ingest_drop_startup_spans`.
+    pub const INGEST_DROP_STARTUP_SPANS: &str = "INFERSCOPE_INGEST_DROP_STARTUP_SPANS";
+    /// `ingest_drop_span_names`, comma-separated.
+    pub const INGEST_DROP_SPAN_NAMES: &str = "INFERSCOPE_INGEST_DROP_SPAN_NAMES";
+    /// `engine_model`.
+    pub const ENGINE_MODEL: &str = "INFERSCOPE_ENGINE_MODEL";
+    /// `join_capacity`.
+    pub const JOIN_CAPACITY: &str = "INFERSCOPE_JOIN_CAPACITY";
+    /// `join_ttl_ms`.
+    pub const JOIN_TTL_MS: &str = "INFERSCOPE_JOIN_TTL_MS";
+    /// `join_wait_ms`.
+    pub const JOIN_WAIT_MS: &str = "INFERSCOPE_JOIN_WAIT_MS";
     /// `capture.enabled`.
     pub const CAPTURE_CONTENT: &str = "INFERSCOPE_CAPTURE_CONTENT";
     /// `capture.enabled`, the name OpenTelemetry's GenAI instrumentations read.
@@ -259,6 +297,8 @@ pub struct GatewayConfig {
     pub captured_headers: Vec<HeaderName>,
     /// Content capture.
     pub capture: CapturePolicy,
+    /// Engine-span ingest.
+    pub ingest: IngestConfig,
     /// Where each setting came from.
     pub origins: Vec<(&'static str, Origin)>,
 }
@@ -270,6 +310,8 @@ impl GatewayConfig {
             upstream: Some(upstream.to_owned()),
             listen: Some("127.0.0.1:0".into()),
             admin: Some("127.0.0.1:0".into()),
+            otlp_ingest_grpc: Some("127.0.0.1:0".into()),
+            otlp_ingest_http: Some("127.0.0.1:0".into()),
             ..GatewaySettings::default()
         };
         resolve_gateway(
@@ -294,6 +336,7 @@ impl fmt::Display for GatewayConfig {
         let ms = |d: Option<Duration>| {
             d.map_or_else(|| "none".to_owned(), |d| d.as_millis().to_string())
         };
+        let addr = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
         let c = &self.capture;
         let rows: Vec<(&str, String)> = vec![
             ("upstream", redact_userinfo(&self.upstream.base)),
@@ -358,6 +401,27 @@ impl fmt::Display for GatewayConfig {
                 c.hide_system_instructions.to_string(),
             ),
             ("capture.redact", format!("{} rule(s)", c.redactions.len())),
+            ("otlp_ingest_grpc", addr(self.ingest.grpc)),
+            ("otlp_ingest_http", addr(self.ingest.http)),
+            ("ingest_max_bytes", self.ingest.max_bytes.to_string()),
+            (
+                "ingest_drop_startup_spans",
+                self.ingest.drop_startup_spans.to_string(),
+            ),
+            (
+                "ingest_drop_span_names",
+                self.ingest.drop_span_names.join(","),
+            ),
+            (
+                "engine_model",
+                self.ingest
+                    .engine_model
+                    .clone()
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            ("join_capacity", self.ingest.join_capacity.to_string()),
+            ("join_ttl_ms", ms(Some(self.ingest.join_ttl))),
+            ("join_wait_ms", ms(Some(self.ingest.join_wait))),
         ];
         for (name, value) in rows {
             writeln!(f, "{name:<32} = {value:<30} # {}", self.origin(name))?;
@@ -391,7 +455,12 @@ pub fn load(
         file: &file.exporter,
     });
     match (gateway, exporter) {
-        (Ok(gateway), Ok(exporter)) => Ok(Loaded { gateway, exporter }),
+        (Ok(gateway), Ok(exporter)) => {
+            if let Some(e) = export_loop(&gateway, &exporter) {
+                return Err(ConfigErrors(vec![e]));
+            }
+            Ok(Loaded { gateway, exporter })
+        }
         (g, e) => {
             let mut errors = Vec::new();
             if let Err(ConfigErrors(es)) = g {
@@ -403,6 +472,41 @@ pub fn load(
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// An exporter endpoint that is one of the gateway's own ingest listeners would send every span
+/// round in a loop.
+fn export_loop(gateway: &GatewayConfig, exporter: &ExporterConfig) -> Option<ConfigError> {
+    if !exporter
+        .exporters
+        .contains(&inferscope_export::config::ExporterKind::Otlp)
+    {
+        return None;
+    }
+    let endpoint = &exporter.otlp.endpoint;
+    let uri: http::Uri = endpoint.parse().ok()?;
+    let port = uri.port_u16()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let local = matches!(host, "localhost" | "127.0.0.1" | "::1" | "0.0.0.0");
+    for (name, a) in [
+        ("otlp_ingest_grpc", gateway.ingest.grpc),
+        ("otlp_ingest_http", gateway.ingest.http),
+    ] {
+        if let Some(a) = a
+            && a.port() == port
+            && (local || a.ip().to_string() == host)
+        {
+            return Some(ConfigError {
+                origin: Origin::Explicit(name),
+                value: a.to_string(),
+                reason: format!(
+                    "the exporter endpoint {} is this ingest listener: spans would loop",
+                    redact_userinfo(endpoint)
+                ),
+            });
+        }
+    }
+    None
 }
 
 /// One layer's value of a setting, with where it came from.
@@ -804,6 +908,131 @@ fn resolve_gateway(
         default_headers,
     );
 
+    // Engine-span ingest.
+    let di = IngestConfig::default();
+    let optional_addr = |v: &String| {
+        if v == "off" {
+            Ok(None)
+        } else {
+            socket(v).map(Some)
+        }
+    };
+    let ingest_grpc = layer!(
+        r,
+        flags,
+        f,
+        otlp_ingest_grpc,
+        OTLP_INGEST_GRPC,
+        parse_string,
+        optional_addr,
+        di.grpc
+    );
+    let ingest_http = layer!(
+        r,
+        flags,
+        f,
+        otlp_ingest_http,
+        OTLP_INGEST_HTTP,
+        parse_string,
+        optional_addr,
+        di.http
+    );
+    let ingest_max_bytes = layer!(
+        r,
+        flags,
+        f,
+        ingest_max_bytes,
+        INGEST_MAX_BYTES,
+        parse_num,
+        |v: &usize| if *v < 1024 {
+            Err("must be at least 1024".to_owned())
+        } else {
+            Ok(*v)
+        },
+        di.max_bytes
+    );
+    let drop_startup_spans = layer!(
+        r,
+        flags,
+        f,
+        ingest_drop_startup_spans,
+        INGEST_DROP_STARTUP_SPANS,
+        parse_bool,
+        ok,
+        false
+    );
+    let drop_span_names = layer!(
+        r,
+        flags,
+        f,
+        ingest_drop_span_names,
+        INGEST_DROP_SPAN_NAMES,
+        parse_list,
+        ok,
+        Vec::new()
+    );
+    let engine_model = layer!(
+        r,
+        flags,
+        f,
+        engine_model,
+        ENGINE_MODEL,
+        parse_string,
+        |v: &String| Ok(Some(v.clone())),
+        None
+    );
+    let join_capacity = layer!(
+        r,
+        flags,
+        f,
+        join_capacity,
+        JOIN_CAPACITY,
+        parse_num,
+        |v: &usize| if *v == 0 {
+            Err("must be above 0".to_owned())
+        } else {
+            Ok(*v)
+        },
+        di.join_capacity
+    );
+    let join_ttl = layer!(
+        r,
+        flags,
+        f,
+        join_ttl_ms,
+        JOIN_TTL_MS,
+        parse_num,
+        millis,
+        di.join_ttl
+    );
+    let join_wait = layer!(
+        r,
+        flags,
+        f,
+        join_wait_ms,
+        JOIN_WAIT_MS,
+        parse_num,
+        millis,
+        di.join_wait
+    );
+    let mut ports = std::collections::HashSet::new();
+    for (name, a) in [
+        ("listen", Some(listen)),
+        ("admin", admin),
+        ("otlp_ingest_grpc", ingest_grpc),
+        ("otlp_ingest_http", ingest_http),
+    ] {
+        if let Some(a) = a.filter(|a| a.port() != 0)
+            && !ports.insert(a.port())
+        {
+            r.errors.push(ConfigError {
+                origin: Origin::Explicit(name),
+                value: a.to_string(),
+                reason: "this port is already used by another of the gateway's listeners".into(),
+            });
+        }
+    }
+
     // Content capture. OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT is read when
     // INFERSCOPE_CAPTURE_CONTENT is not set.
     let d = CapturePolicy::default();
@@ -966,6 +1195,17 @@ fn resolve_gateway(
             hide_tool_definitions,
             hide_system_instructions,
             redactions,
+        },
+        ingest: IngestConfig {
+            grpc: ingest_grpc,
+            http: ingest_http,
+            max_bytes: ingest_max_bytes,
+            drop_startup_spans,
+            drop_span_names,
+            engine_model,
+            join_capacity,
+            join_ttl,
+            join_wait,
         },
         origins: r.origins,
     })

@@ -224,6 +224,13 @@ impl Exchange {
             }
             record::dialects(r, inf.route, &inf.request, Some(&facts), opts);
         }
+        if inf.span.is_recording() {
+            shared.join.finish(inf.span.context().span_id, |j| {
+                j.response_model = facts.model.clone();
+                j.finish_reasons = facts.finish_reasons();
+                j.time_to_first_chunk = timing.time_to_first_chunk;
+            });
+        }
         if let Some(f) = failure {
             inf.span.set_status(Status::Error(f.message().into()));
         } else if let Some(e) = &error_type {

@@ -11,6 +11,8 @@
 //! - Streams are never buffered: chunks are observed as they pass ([`body`]). Telemetry never
 //!   fails a request.
 //! - An admin listener serves Prometheus metrics, `/healthz` and `/readyz` ([`admin`]).
+//! - vLLM's own spans come in over OTLP ([`ingest`]): normalised, joined with the gateway's
+//!   CLIENT span ([`join`]), split into queue/prefill/decode child spans, and forwarded.
 //!
 //! The request path is [`proxy`] → [`exchange`] → [`body`]; failures are classified once in
 //! [`failure`]; configuration layers resolve in [`config`].
@@ -31,6 +33,8 @@ pub mod config;
 mod exchange;
 pub mod failure;
 pub mod headers;
+pub mod ingest;
+pub mod join;
 pub mod metrics;
 mod proxy;
 
@@ -73,12 +77,18 @@ pub(crate) struct Shared {
     pub(crate) client: Client<HttpConnector, RequestBody>,
     pub(crate) local_addr: SocketAddr,
     pub(crate) stopping: AtomicBool,
+    pub(crate) join: join::JoinTable,
+    pub(crate) export_stats: Option<Arc<ExportStats>>,
+    pub(crate) ingest_stats: Arc<ingest::IngestStats>,
 }
 
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    ingest_grpc_addr: Option<SocketAddr>,
+    ingest_http_addr: Option<SocketAddr>,
+    ingest_tasks: Vec<tokio::task::JoinHandle<()>>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<bool>>,
@@ -118,6 +128,16 @@ impl Gateway {
             None => None,
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let ingest_grpc = match config.ingest.grpc {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let ingest_http = match config.ingest.http {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let ingest_grpc_addr = ingest_grpc.as_ref().and_then(|l| l.local_addr().ok());
+        let ingest_http_addr = ingest_http.as_ref().and_then(|l| l.local_addr().ok());
 
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -131,22 +151,52 @@ impl Gateway {
             .http2_initial_stream_window_size(Some(4 << 20))
             .http2_initial_connection_window_size(Some(8 << 20))
             .build(connector);
+        let ingest_stats = Arc::new(ingest::IngestStats::default());
+        let join = join::JoinTable::new(config.ingest.join_capacity, config.ingest.join_ttl);
         let shared = Arc::new(Shared {
             config,
             tracer,
-            metrics: Metrics::new(export),
+            metrics: Metrics::new(export.clone(), Some(ingest_stats.clone())),
             client,
             local_addr: addr,
             stopping: AtomicBool::new(false),
+            join,
+            export_stats: export,
+            ingest_stats,
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
         let admin_task =
-            admin_listener.map(|l| tokio::spawn(admin::serve(l, shared.clone(), stopped)));
-        tracing::info!(listen = %addr, admin = ?admin_addr, upstream = %shared.config.upstream.base, "gateway serving");
+            admin_listener.map(|l| tokio::spawn(admin::serve(l, shared.clone(), stopped.clone())));
+        let mut ingest_tasks = Vec::new();
+        if let Some(l) = ingest_grpc {
+            ingest_tasks.push(tokio::spawn(ingest::grpc::serve(
+                l,
+                shared.clone(),
+                stopped.clone(),
+            )));
+        }
+        if let Some(l) = ingest_http {
+            ingest_tasks.push(tokio::spawn(ingest::http::serve(
+                l,
+                shared.clone(),
+                stopped,
+            )));
+        }
+        tracing::info!(
+            listen = %addr,
+            admin = ?admin_addr,
+            otlp_ingest_grpc = ?ingest_grpc_addr,
+            otlp_ingest_http = ?ingest_http_addr,
+            upstream = %shared.config.upstream.base,
+            "gateway serving"
+        );
         Ok(Gateway {
             addr,
             admin_addr,
+            ingest_grpc_addr,
+            ingest_http_addr,
+            ingest_tasks,
             shared,
             stop,
             task: Some(task),
@@ -167,6 +217,26 @@ impl Gateway {
     /// The admin listener's address, if it runs.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// The OTLP/gRPC ingest listener's address, if it runs.
+    pub fn ingest_grpc_addr(&self) -> Option<SocketAddr> {
+        self.ingest_grpc_addr
+    }
+
+    /// The OTLP/HTTP ingest listener's address, if it runs.
+    pub fn ingest_http_addr(&self) -> Option<SocketAddr> {
+        self.ingest_http_addr
+    }
+
+    /// The ingest counters.
+    pub fn ingest_stats(&self) -> &ingest::IngestStats {
+        &self.shared.ingest_stats
+    }
+
+    /// CLIENT spans remembered for joining engine spans.
+    pub fn join_entries(&self) -> usize {
+        self.shared.join.len()
     }
 
     /// The metrics in Prometheus text format (what `/metrics` serves).
@@ -191,6 +261,10 @@ impl Gateway {
         if let Some(task) = self.admin_task.take() {
             let _ = task.await;
         }
+        // vLLM exports its last spans after its requests end; ingest stops last.
+        for task in self.ingest_tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         clean
     }
 }
@@ -202,6 +276,9 @@ impl Drop for Gateway {
             t.abort();
         }
         if let Some(t) = self.admin_task.take() {
+            t.abort();
+        }
+        for t in self.ingest_tasks.drain(..) {
             t.abort();
         }
     }

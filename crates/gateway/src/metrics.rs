@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use inferscope_export::ExportStats;
+
+use crate::ingest::IngestStats;
 use inferscope_semconv::metric::{self, Histogram as Semconv};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -56,7 +58,7 @@ fn histograms(registry: &mut Registry, h: &Semconv) -> Histograms {
 
 impl Metrics {
     /// Registers every metric; `export` adds the exporter's counters when tracing is on.
-    pub fn new(export: Option<Arc<ExportStats>>) -> Metrics {
+    pub fn new(export: Option<Arc<ExportStats>>, ingest: Option<Arc<IngestStats>>) -> Metrics {
         let mut registry = Registry::default();
         let duration = histograms(&mut registry, &metric::CLIENT_OPERATION_DURATION);
         let time_to_first_chunk = histograms(&mut registry, &metric::CLIENT_TIME_TO_FIRST_CHUNK);
@@ -84,6 +86,9 @@ impl Metrics {
         if let Some(stats) = export {
             registry.register_collector(Box::new(ExportCollector(stats)));
         }
+        if let Some(stats) = ingest {
+            registry.register_collector(Box::new(IngestCollector(stats)));
+        }
         Metrics {
             registry,
             duration,
@@ -103,6 +108,53 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// Reads the ingest counters at scrape time.
+#[derive(Debug)]
+struct IngestCollector(Arc<IngestStats>);
+
+impl Collector for IngestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.0;
+        for (name, help, v) in [
+            (
+                "inferscope_ingest_forwarded_spans",
+                "Spans received over OTLP and forwarded (phases included).",
+                &s.forwarded,
+            ),
+            (
+                "inferscope_ingest_filtered_spans",
+                "Received spans a filter dropped.",
+                &s.filtered,
+            ),
+            (
+                "inferscope_ingest_rejected_spans",
+                "Received spans refused for invalid ids.",
+                &s.rejected,
+            ),
+            (
+                "inferscope_ingest_refused_requests",
+                "OTLP requests refused (malformed, too large, queue full).",
+                &s.refused_requests,
+            ),
+            (
+                "inferscope_ingest_joined_spans",
+                "vLLM llm_request spans joined with a gateway CLIENT span.",
+                &s.joined,
+            ),
+            (
+                "inferscope_ingest_phase_spans",
+                "Phase spans derived from llm_request.",
+                &s.phases,
+            ),
+        ] {
+            let c = ConstCounter::new(v.load(Relaxed));
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 
@@ -178,7 +230,10 @@ mod tests {
 
     #[test]
     fn text_names_and_buckets() {
-        let m = Metrics::new(Some(Arc::new(ExportStats::default())));
+        let m = Metrics::new(
+            Some(Arc::new(ExportStats::default())),
+            Some(Arc::new(IngestStats::default())),
+        );
         m.duration
             .get_or_create(&vec![("gen_ai_operation_name", "chat".into())])
             .observe(0.05);

@@ -35,6 +35,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::exchange::{Exchange, Inference};
 use crate::failure::{Failure, describe};
 use crate::headers::remove_hop_by_hop;
+use crate::join::JoinInfo;
 
 /// Serves one request. Never fails: every failure becomes a response and a span.
 pub(crate) async fn handle(
@@ -123,6 +124,19 @@ pub(crate) async fn handle(
                 }
                 record::request(r, route, &facts);
                 r.push(own::UPSTREAM, config.upstream.base.clone());
+            }
+            if span.is_recording() {
+                shared.join.start(
+                    span.context().span_id,
+                    JoinInfo {
+                        trace_id: span.context().trace_id,
+                        operation: route.operation,
+                        request_model: facts.model.clone(),
+                        temperature: facts.temperature,
+                        choice_count: facts.choice_count,
+                        ..JoinInfo::default()
+                    },
+                );
             }
             exchange.inference = Some(Inference {
                 route,

@@ -43,4 +43,7 @@ consts! {
     GATEWAY_TTFT_OVERHEAD = "inferscope.gateway.ttft_overhead";
     /// On vLLM's `llm_request`: whether the gateway's record of the parent CLIENT span was found.
     GATEWAY_JOINED = "inferscope.gateway.joined";
+    /// On a derived engine phase span: its duration as vLLM reported it, seconds (before
+    /// clamping into the parent).
+    ENGINE_PHASE_SECONDS = "inferscope.engine.phase.seconds";
 }

@@ -103,12 +103,24 @@ pub mod renamed {
     /// (vLLM's key, where it goes when the `vllm` dialect is off).
     pub const MAP: &[(&str, &str)] = &[
         (super::attr::REQUEST_ID, REQUEST_ID),
-        (super::attr::LATENCY_TIME_TO_FIRST_TOKEN, LATENCY_TIME_TO_FIRST_TOKEN),
+        (
+            super::attr::LATENCY_TIME_TO_FIRST_TOKEN,
+            LATENCY_TIME_TO_FIRST_TOKEN,
+        ),
         (super::attr::LATENCY_E2E, LATENCY_E2E),
         (super::attr::LATENCY_TIME_IN_QUEUE, LATENCY_TIME_IN_QUEUE),
-        (super::attr::LATENCY_TIME_IN_MODEL_PREFILL, LATENCY_TIME_IN_MODEL_PREFILL),
-        (super::attr::LATENCY_TIME_IN_MODEL_DECODE, LATENCY_TIME_IN_MODEL_DECODE),
-        (super::attr::LATENCY_TIME_IN_MODEL_INFERENCE, LATENCY_TIME_IN_MODEL_INFERENCE),
+        (
+            super::attr::LATENCY_TIME_IN_MODEL_PREFILL,
+            LATENCY_TIME_IN_MODEL_PREFILL,
+        ),
+        (
+            super::attr::LATENCY_TIME_IN_MODEL_DECODE,
+            LATENCY_TIME_IN_MODEL_DECODE,
+        ),
+        (
+            super::attr::LATENCY_TIME_IN_MODEL_INFERENCE,
+            LATENCY_TIME_IN_MODEL_INFERENCE,
+        ),
     ];
 }
 

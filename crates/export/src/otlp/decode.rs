@@ -12,7 +12,9 @@
 use std::io::Read as _;
 use std::sync::Arc;
 
-use inferscope_core::span::{Event, KeyValue, Link, Resource, Scope, SpanKind, SpanRecord, Status, Str, Value};
+use inferscope_core::span::{
+    Event, KeyValue, Link, Resource, Scope, SpanKind, SpanRecord, Status, Str, Value,
+};
 use inferscope_core::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as PKeyValue, any_value};
@@ -57,7 +59,12 @@ pub enum DecodeError {
 }
 
 /// Reads a body: inflates it if `gzip` (to at most `limit` bytes), then decodes it.
-pub fn decode_body(body: &[u8], format: Format, gzip: bool, limit: usize) -> Result<ExportTraceServiceRequest, DecodeError> {
+pub fn decode_body(
+    body: &[u8],
+    format: Format,
+    gzip: bool,
+    limit: usize,
+) -> Result<ExportTraceServiceRequest, DecodeError> {
     if body.len() > limit {
         return Err(DecodeError::TooLarge { limit });
     }
@@ -77,10 +84,12 @@ pub fn decode_body(body: &[u8], format: Format, gzip: bool, limit: usize) -> Res
         body
     };
     match format {
-        Format::Protobuf => ExportTraceServiceRequest::decode(bytes).map_err(|e| DecodeError::Invalid {
-            format: "protobuf",
-            reason: e.to_string(),
-        }),
+        Format::Protobuf => {
+            ExportTraceServiceRequest::decode(bytes).map_err(|e| DecodeError::Invalid {
+                format: "protobuf",
+                reason: e.to_string(),
+            })
+        }
         Format::Json => serde_json::from_slice(bytes).map_err(|e| DecodeError::Invalid {
             format: "JSON",
             reason: e.to_string(),
@@ -105,13 +114,24 @@ pub fn spans(request: ExportTraceServiceRequest) -> Decoded {
     let mut out = Decoded::default();
     for rs in request.resource_spans {
         let resource = Arc::new(Resource {
-            attributes: rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default(),
-            dropped_attributes: rs.resource.as_ref().map_or(0, |r| r.dropped_attributes_count),
+            attributes: rs
+                .resource
+                .as_ref()
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default(),
+            dropped_attributes: rs
+                .resource
+                .as_ref()
+                .map_or(0, |r| r.dropped_attributes_count),
             schema_url: non_empty(rs.schema_url),
         });
         for ss in rs.scope_spans {
             let scope = Scope {
-                name: ss.scope.as_ref().map(|s| Str::from(s.name.clone())).unwrap_or(Str::Static("")),
+                name: ss
+                    .scope
+                    .as_ref()
+                    .map(|s| Str::from(s.name.clone()))
+                    .unwrap_or(Str::Static("")),
                 version: ss.scope.as_ref().and_then(|s| non_empty(s.version.clone())),
                 schema_url: non_empty(ss.schema_url),
             };
@@ -140,10 +160,15 @@ fn ids(trace: &[u8], span: &[u8]) -> Option<(TraceId, SpanId)> {
 }
 
 fn span(s: PSpan, scope: &Scope, resource: &Arc<Resource>) -> Result<SpanRecord, String> {
-    let (trace_id, span_id) = ids(&s.trace_id, &s.span_id).ok_or_else(|| "a span has an invalid trace or span id".to_owned())?;
+    let (trace_id, span_id) = ids(&s.trace_id, &s.span_id)
+        .ok_or_else(|| "a span has an invalid trace or span id".to_owned())?;
     let parent_span_id = match s.parent_span_id.len() {
         0 => None,
-        _ => Some(SpanId(s.parent_span_id.as_slice().try_into().map_err(|_| "a span has an invalid parent span id".to_owned())?)),
+        _ => {
+            Some(SpanId(s.parent_span_id.as_slice().try_into().map_err(
+                |_| "a span has an invalid parent span id".to_owned(),
+            )?))
+        }
     }
     .filter(SpanId::is_valid);
     let kind = match span::SpanKind::try_from(s.kind).unwrap_or(span::SpanKind::Unspecified) {
@@ -154,11 +179,13 @@ fn span(s: PSpan, scope: &Scope, resource: &Arc<Resource>) -> Result<SpanRecord,
         _ => SpanKind::Internal,
     };
     let status = match s.status {
-        Some(st) => match status::StatusCode::try_from(st.code).unwrap_or(status::StatusCode::Unset) {
-            status::StatusCode::Ok => Status::Ok,
-            status::StatusCode::Error => Status::Error(Str::from(st.message)),
-            status::StatusCode::Unset => Status::Unset,
-        },
+        Some(st) => {
+            match status::StatusCode::try_from(st.code).unwrap_or(status::StatusCode::Unset) {
+                status::StatusCode::Ok => Status::Ok,
+                status::StatusCode::Error => Status::Error(Str::from(st.message)),
+                status::StatusCode::Unset => Status::Unset,
+            }
+        }
         None => Status::Unset,
     };
     Ok(SpanRecord {
@@ -226,7 +253,9 @@ fn value(v: &AnyValue) -> Option<Value> {
         any_value::Value::IntValue(i) => Value::I64(*i),
         any_value::Value::DoubleValue(d) => Value::F64(*d),
         any_value::Value::ArrayValue(a)
-            if a.values.iter().all(|v| matches!(v.value, Some(any_value::Value::StringValue(_)))) =>
+            if a.values
+                .iter()
+                .all(|v| matches!(v.value, Some(any_value::Value::StringValue(_)))) =>
         {
             Value::from(
                 a.values
@@ -249,15 +278,26 @@ fn json_text(v: &AnyValue) -> serde_json::Value {
         Some(any_value::Value::StringValue(s)) => s.clone().into(),
         Some(any_value::Value::BoolValue(b)) => (*b).into(),
         Some(any_value::Value::IntValue(i)) => (*i).into(),
-        Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or(serde_json::Value::Null, Into::into),
+        Some(any_value::Value::DoubleValue(d)) => {
+            serde_json::Number::from_f64(*d).map_or(serde_json::Value::Null, Into::into)
+        }
         Some(any_value::Value::ArrayValue(a)) => a.values.iter().map(json_text).collect(),
         Some(any_value::Value::KvlistValue(l)) => l
             .values
             .iter()
-            .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(serde_json::Value::Null, json_text)))
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    kv.value.as_ref().map_or(serde_json::Value::Null, json_text),
+                )
+            })
             .collect::<serde_json::Map<_, _>>()
             .into(),
-        Some(any_value::Value::BytesValue(b)) => b.iter().map(|x| format!("{x:02x}")).collect::<String>().into(),
+        Some(any_value::Value::BytesValue(b)) => b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+            .into(),
         #[allow(unreachable_patterns, reason = "newer OTLP versions add value kinds")]
         Some(_) => serde_json::Value::Null,
     }
@@ -268,7 +308,11 @@ fn json_text(v: &AnyValue) -> serde_json::Value {
 /// whatever decodes.
 pub fn fuzz_check(data: &[u8]) {
     let limit = 1 << 16;
-    for (format, gzip) in [(Format::Protobuf, false), (Format::Json, false), (Format::Protobuf, true)] {
+    for (format, gzip) in [
+        (Format::Protobuf, false),
+        (Format::Json, false),
+        (Format::Protobuf, true),
+    ] {
         if let Ok(req) = decode_body(data, format, gzip, limit) {
             let decoded = spans(req);
             if !decoded.spans.is_empty() {
@@ -294,8 +338,19 @@ mod tests {
             state: TraceState::parse(["a=b"]),
             remote: false,
         };
-        let parent = SpanContext { span_id: SpanId([3; 8]), remote: true, ..ctx.clone() };
-        let mut r = SpanRecord::new(ctx, Some(&parent), name, SpanKind::Server, std::time::SystemTime::now(), Scope::new("vllm.tracing.otel"));
+        let parent = SpanContext {
+            span_id: SpanId([3; 8]),
+            remote: true,
+            ..ctx.clone()
+        };
+        let mut r = SpanRecord::new(
+            ctx,
+            Some(&parent),
+            name,
+            SpanKind::Server,
+            std::time::SystemTime::now(),
+            Scope::new("vllm.tracing.otel"),
+        );
         r.end_unix_nanos = unix_nanos(std::time::SystemTime::now()) + 5;
         r.push("gen_ai.usage.prompt_tokens", 7i64);
         r.push("gen_ai.latency.e2e", 0.25);
@@ -314,32 +369,62 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &proto).unwrap();
         let gz = gz.finish().unwrap();
-        for (body, format, gzip) in [(&proto, Format::Protobuf, false), (&json, Format::Json, false), (&gz, Format::Protobuf, true)] {
+        for (body, format, gzip) in [
+            (&proto, Format::Protobuf, false),
+            (&json, Format::Json, false),
+            (&gz, Format::Protobuf, true),
+        ] {
             let d = spans(decode_body(body, format, gzip, 1 << 20).unwrap());
             assert_eq!(d.rejected, 0);
             let s = &d.spans[0];
             let want = record("llm_request");
-            assert_eq!((s.context.trace_id, s.context.span_id, s.parent_span_id), (want.context.trace_id, want.context.span_id, want.parent_span_id));
+            assert_eq!(
+                (s.context.trace_id, s.context.span_id, s.parent_span_id),
+                (
+                    want.context.trace_id,
+                    want.context.span_id,
+                    want.parent_span_id
+                )
+            );
             assert!(s.parent_is_remote);
             assert_eq!(s.context.state.header_value(), Some("a=b"));
             assert_eq!(s.attributes, want.attributes);
             assert_eq!(s.status, want.status);
             assert_eq!(s.scope.name.as_str(), "vllm.tracing.otel");
             let resource = s.resource.as_ref().unwrap();
-            assert!(resource.attributes.iter().any(|kv| kv.key.as_str() == "service.name" && kv.value.as_str() == Some("vllm")));
+            assert!(
+                resource.attributes.iter().any(
+                    |kv| kv.key.as_str() == "service.name" && kv.value.as_str() == Some("vllm")
+                )
+            );
         }
     }
 
     #[test]
     fn refuses_what_it_must() {
-        assert_eq!(decode_body(&[0; 100], Format::Protobuf, false, 10), Err(DecodeError::TooLarge { limit: 10 }));
+        assert_eq!(
+            decode_body(&[0; 100], Format::Protobuf, false, 10),
+            Err(DecodeError::TooLarge { limit: 10 })
+        );
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         std::io::Write::write_all(&mut gz, &vec![0u8; 1 << 20]).unwrap();
         let bomb = gz.finish().unwrap();
-        assert_eq!(decode_body(&bomb, Format::Protobuf, true, 1 << 16), Err(DecodeError::TooLarge { limit: 1 << 16 }));
-        assert!(matches!(decode_body(b"\xff\xff", Format::Protobuf, false, 100), Err(DecodeError::Invalid { .. })));
-        assert!(matches!(decode_body(b"{", Format::Json, false, 100), Err(DecodeError::Invalid { .. })));
-        assert!(matches!(decode_body(b"nope", Format::Protobuf, true, 100), Err(DecodeError::Gzip(_))));
+        assert_eq!(
+            decode_body(&bomb, Format::Protobuf, true, 1 << 16),
+            Err(DecodeError::TooLarge { limit: 1 << 16 })
+        );
+        assert!(matches!(
+            decode_body(b"\xff\xff", Format::Protobuf, false, 100),
+            Err(DecodeError::Invalid { .. })
+        ));
+        assert!(matches!(
+            decode_body(b"{", Format::Json, false, 100),
+            Err(DecodeError::Invalid { .. })
+        ));
+        assert!(matches!(
+            decode_body(b"nope", Format::Protobuf, true, 100),
+            Err(DecodeError::Gzip(_))
+        ));
         // A span with a short id is rejected alone.
         let encoder = Encoder::new(&[]);
         let mut req = encoder.request(&[record("a"), record("b")]);
@@ -352,7 +437,9 @@ mod tests {
     #[test]
     fn replays_generated_inputs() {
         let encoder = Encoder::new(&[("service.name".into(), "vllm".into())]);
-        let seed = encoder.request(&[record("llm_request"), record("Worker init")]).encode_to_vec();
+        let seed = encoder
+            .request(&[record("llm_request"), record("Worker init")])
+            .encode_to_vec();
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..20_000 {
             let mut data = seed.clone();

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use inferscope_core::span::{Event, KeyValue, Link, Resource as CoreResource, Scope, SpanKind, SpanRecord, Status, Value};
+use inferscope_core::span::{
+    Event, KeyValue, Link, Resource as CoreResource, Scope, SpanKind, SpanRecord, Status, Value,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue as PKeyValue, any_value,
@@ -86,19 +88,32 @@ impl Encoder {
                 .into_iter()
                 .map(|(resource, scopes)| {
                     let (resource, schema_url) = match resource {
-                        None => (self.resource.clone(), inferscope_semconv::SCHEMA_URL.to_owned()),
+                        None => (
+                            self.resource.clone(),
+                            inferscope_semconv::SCHEMA_URL.to_owned(),
+                        ),
                         Some(r) => (
                             Resource {
-                                attributes: r.attributes.iter().map(|a| kv(a.key.to_string(), any_value(&a.value))).collect(),
+                                attributes: r
+                                    .attributes
+                                    .iter()
+                                    .map(|a| kv(a.key.to_string(), any_value(&a.value)))
+                                    .collect(),
                                 dropped_attributes_count: r.dropped_attributes,
                                 entity_refs: Vec::new(),
                             },
-                            r.schema_url.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                            r.schema_url
+                                .as_ref()
+                                .map(|s| s.to_string())
+                                .unwrap_or_default(),
                         ),
                     };
                     ResourceSpans {
                         resource: Some(resource),
-                        scope_spans: scopes.into_iter().map(|(scope, spans)| scope_spans(scope, spans)).collect(),
+                        scope_spans: scopes
+                            .into_iter()
+                            .map(|(scope, spans)| scope_spans(scope, spans))
+                            .collect(),
                         schema_url,
                     }
                 })
@@ -109,10 +124,18 @@ impl Encoder {
 
 fn scope_spans(scope: &Scope, spans: Vec<PSpan>) -> ScopeSpans {
     ScopeSpans {
-        schema_url: scope.schema_url.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+        schema_url: scope
+            .schema_url
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
         scope: Some(InstrumentationScope {
             name: scope.name.to_string(),
-            version: scope.version.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+            version: scope
+                .version
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             attributes: Vec::new(),
             dropped_attributes_count: 0,
         }),

@@ -19,7 +19,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use inferscope_core::{InMemoryProcessor, Sampler, Scope, SpanKind, SpanRecord, Tracer, Value};
+use inferscope_core::{
+    InMemoryProcessor, Sampler, Scope, SpanKind, SpanProcessor as _, SpanRecord, Tracer, Value,
+};
 use inferscope_gateway::Gateway;
 use inferscope_gateway::config::GatewayConfig;
 use inferscope_sim::{Sim, SimConfig};
@@ -260,4 +262,45 @@ pub fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A gateway in front of a simulator whose `llm_request` spans go to the gateway's OTLP/gRPC
+/// ingest, as `vllm serve --otlp-traces-endpoint` would.
+pub async fn stack_with_ingest(
+    tune_sim: impl FnOnce(&mut SimConfig),
+    tune_gw: impl FnOnce(&mut GatewayConfig),
+) -> Stack {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (gw, spans) = gateway(
+        &format!("http://127.0.0.1:{port}"),
+        tune_gw,
+        Sampler::default(),
+    )
+    .await;
+    let mut c = sim_config();
+    c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    c.otlp_traces_endpoint = Some(format!("http://{}", gw.ingest_grpc_addr().unwrap()));
+    tune_sim(&mut c);
+    let sim = Sim::start(c).await.unwrap();
+    Stack { sim, gw, spans }
+}
+
+/// Waits until a span named `name` was recorded `n` times, without taking anything.
+pub async fn wait_named(spans: &InMemoryProcessor, name: &str, n: usize) {
+    for _ in 0..500 {
+        let all = spans.take();
+        let count = all.iter().filter(|s| s.name.as_str() == name).count();
+        for s in all {
+            spans.on_end(Box::new(s));
+        }
+        if count >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no {n} {name} spans");
 }

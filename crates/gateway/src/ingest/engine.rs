@@ -1,0 +1,384 @@
+//! vLLM's `llm_request` span, made whole: current semantic-convention keys, the model, the
+//! gateway's own view of the call joined in, and the engine's phases as child spans.
+//!
+//! ## The phase arithmetic
+//!
+//! vLLM records, per request: arrival `A` (wall clock; the span's start), the span's end `E`,
+//! and four durations taken on the engine's monotonic clock: `ttft` (first token − arrival),
+//! `queue` (scheduled − queued), `prefill` (first token − scheduled), `decode` (last token −
+//! first token). What happens between arrival and queueing (tokenisation, input processing) is
+//! `pre = ttft − queue − prefill`. The children are laid end to end from `A`:
+//!
+//! ```text
+//! preprocess [A, A+pre]            only when pre > 0
+//! queue      [A+pre, A+pre+queue]
+//! prefill    [.., +prefill]        ends at A+ttft when pre ≥ 0
+//! decode     [.., +decode]
+//! ```
+//!
+//! Every bound is clamped to `[A, E]`, so the children are ordered, never overlap and stay
+//! inside the parent even when the two clocks disagree by a few microseconds (a negative `pre`
+//! is treated as 0). Preemption time lands inside prefill or decode, as in vLLM's own numbers.
+
+use inferscope_core::span::{KeyValue, Scope, SpanKind, SpanRecord, Value};
+use inferscope_core::{SpanContext, SpanId};
+use inferscope_semconv::dialect::Dialect;
+use inferscope_semconv::value::operation;
+use inferscope_semconv::{attr, inferscope as own, vllm};
+
+use crate::join::JoinInfo;
+
+/// What normalisation needs from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions<'a> {
+    /// `gen_ai.provider.name`.
+    pub provider: &'a str,
+    /// The model, when the gateway has no record of the call.
+    pub engine_model: Option<&'a str>,
+    /// Dialects: with [`Dialect::Vllm`] vLLM's own keys stay as they are.
+    pub dialects: &'a [Dialect],
+}
+
+fn f64_attr(r: &SpanRecord, key: &str) -> Option<f64> {
+    r.get(key).and_then(Value::as_f64)
+}
+
+/// The operation a vLLM request id implies (`chatcmpl-…` chat, `cmpl-…` completions).
+fn operation_of(request_id: Option<&str>) -> Option<&'static str> {
+    let id = request_id?;
+    if id.starts_with("chatcmpl-") {
+        Some(operation::CHAT)
+    } else if id.starts_with("cmpl-") {
+        Some(operation::TEXT_COMPLETION)
+    } else if id.starts_with("resp") {
+        Some(operation::CHAT)
+    } else {
+        None
+    }
+}
+
+/// Adds the current keys to an `llm_request` span, joins the gateway's view, and handles the
+/// legacy keys per the dialects.
+pub fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: EngineOptions<'_>) {
+    r.dedup_attributes();
+    let keep_legacy = opts.dialects.contains(&Dialect::Vllm);
+    let request_id = r
+        .get(vllm::attr::REQUEST_ID)
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let op = join
+        .map(|j| j.operation)
+        .or_else(|| operation_of(request_id.as_deref()));
+    if let Some(op) = op {
+        r.set(attr::OPERATION_NAME, op);
+    }
+    r.set(attr::PROVIDER_NAME, opts.provider.to_owned());
+    let request_model = join
+        .and_then(|j| j.request_model.clone())
+        .or_else(|| opts.engine_model.map(str::to_owned));
+    let response_model = join
+        .and_then(|j| j.response_model.clone())
+        .or_else(|| opts.engine_model.map(str::to_owned));
+    if let Some(m) = request_model {
+        r.set(attr::REQUEST_MODEL, m);
+    }
+    if let Some(m) = response_model {
+        r.set(attr::RESPONSE_MODEL, m);
+    }
+    if let Some(v) = r.get(vllm::attr::USAGE_PROMPT_TOKENS).cloned() {
+        r.set(attr::USAGE_INPUT_TOKENS, v);
+    }
+    if let Some(v) = r.get(vllm::attr::USAGE_COMPLETION_TOKENS).cloned() {
+        r.set(attr::USAGE_OUTPUT_TOKENS, v);
+    }
+    // vLLM splits `n` > 1 into sequences whose spans each say n=1; the client's `n` is the
+    // request's choice count.
+    let n = join
+        .and_then(|j| j.choice_count)
+        .or_else(|| r.get(vllm::attr::REQUEST_N).and_then(Value::as_i64));
+    if let Some(n) = n.filter(|n| *n != 1) {
+        r.set(attr::REQUEST_CHOICE_COUNT, n);
+    }
+    // vLLM drops a temperature of 0 from its span; the gateway saw the request.
+    if r.get(attr::REQUEST_TEMPERATURE).is_none()
+        && let Some(t) = join.and_then(|j| j.temperature)
+    {
+        r.set(attr::REQUEST_TEMPERATURE, t);
+    }
+    r.set(own::GATEWAY_JOINED, join.is_some());
+    if let Some(j) = join {
+        if !j.finish_reasons.is_empty() {
+            r.set(attr::RESPONSE_FINISH_REASONS, j.finish_reasons.clone());
+        }
+        if let Some(client) = j.time_to_first_chunk {
+            r.set(own::GATEWAY_TIME_TO_FIRST_CHUNK, client);
+            if let Some(engine) = f64_attr(r, vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN) {
+                r.set(own::GATEWAY_TTFT_OVERHEAD, client - engine);
+            }
+        }
+    }
+    if !keep_legacy {
+        let legacy = [
+            vllm::attr::USAGE_PROMPT_TOKENS,
+            vllm::attr::USAGE_COMPLETION_TOKENS,
+            vllm::attr::REQUEST_N,
+            vllm::attr::USAGE_NUM_SEQUENCES,
+        ];
+        r.attributes.retain(|kv| !legacy.contains(&kv.key.as_str()));
+        for kv in &mut r.attributes {
+            if let Some((_, to)) = vllm::renamed::MAP
+                .iter()
+                .find(|(from, _)| *from == kv.key.as_str())
+            {
+                kv.key = (*to).into();
+            }
+        }
+    }
+}
+
+/// The phases of an `llm_request` span as INTERNAL child spans (see the module docs), or none
+/// when its latencies are missing. Call before [`normalise`], which may rename them.
+pub fn phases(r: &SpanRecord) -> Vec<SpanRecord> {
+    let (Some(ttft), Some(queue), Some(prefill), Some(decode)) = (
+        f64_attr(r, vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN),
+        f64_attr(r, vllm::attr::LATENCY_TIME_IN_QUEUE),
+        f64_attr(r, vllm::attr::LATENCY_TIME_IN_MODEL_PREFILL),
+        f64_attr(r, vllm::attr::LATENCY_TIME_IN_MODEL_DECODE),
+    ) else {
+        return Vec::new();
+    };
+    let ns = |s: f64| {
+        if s.is_finite() && s > 0.0 {
+            (s * 1e9).round() as u64
+        } else {
+            0
+        }
+    };
+    let (a, e) = (r.start_unix_nanos, r.end_unix_nanos.max(r.start_unix_nanos));
+    let pre = ns(ttft - queue - prefill);
+    let scope = Scope::new(vllm::phase::SCOPE);
+    let mut out = Vec::with_capacity(4);
+    let mut t = a;
+    for (name, d) in [
+        (vllm::phase::PREPROCESS, pre),
+        (vllm::phase::QUEUE, ns(queue)),
+        (vllm::phase::PREFILL, ns(prefill)),
+        (vllm::phase::DECODE, ns(decode)),
+    ] {
+        let (start, end) = (t.min(e), t.saturating_add(d).min(e));
+        t = t.saturating_add(d);
+        if name == vllm::phase::PREPROCESS && d == 0 {
+            continue;
+        }
+        let ctx = SpanContext {
+            span_id: SpanId::random(),
+            remote: false,
+            ..r.context.clone()
+        };
+        let mut child = SpanRecord::new(
+            ctx,
+            Some(&r.context),
+            name,
+            SpanKind::Internal,
+            std::time::UNIX_EPOCH,
+            scope.clone(),
+        );
+        child.start_unix_nanos = start;
+        child.end_unix_nanos = end;
+        child.resource = r.resource.clone();
+        child
+            .attributes
+            .push(KeyValue::new(own::ENGINE_PHASE_SECONDS, d as f64 / 1e9));
+        out.push(child);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inferscope_core::{Scope, TraceFlags, TraceId, TraceState};
+
+    fn llm_request(
+        start: u64,
+        e2e: f64,
+        ttft: f64,
+        queue: f64,
+        prefill: f64,
+        decode: f64,
+    ) -> SpanRecord {
+        let ctx = SpanContext {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([2; 8]),
+            flags: TraceFlags(1),
+            state: TraceState::default(),
+            remote: false,
+        };
+        let mut r = SpanRecord::new(
+            ctx,
+            None,
+            vllm::LLM_REQUEST_SPAN,
+            SpanKind::Server,
+            std::time::UNIX_EPOCH,
+            Scope::new(vllm::TRACING_SCOPE),
+        );
+        r.start_unix_nanos = start;
+        r.end_unix_nanos = start + (e2e * 1e9) as u64;
+        r.push(vllm::attr::REQUEST_ID, "chatcmpl-abc");
+        r.push(vllm::attr::USAGE_PROMPT_TOKENS, 26i64);
+        r.push(vllm::attr::USAGE_COMPLETION_TOKENS, 8i64);
+        r.push(vllm::attr::REQUEST_N, 1i64);
+        r.push(vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN, ttft);
+        r.push(vllm::attr::LATENCY_E2E, e2e);
+        r.push(vllm::attr::LATENCY_TIME_IN_QUEUE, queue);
+        r.push(vllm::attr::LATENCY_TIME_IN_MODEL_PREFILL, prefill);
+        r.push(vllm::attr::LATENCY_TIME_IN_MODEL_DECODE, decode);
+        r
+    }
+
+    fn check_layout(parent: &SpanRecord, kids: &[SpanRecord]) {
+        let mut t = parent.start_unix_nanos;
+        for k in kids {
+            assert_eq!(k.parent_span_id, Some(parent.context.span_id));
+            assert_eq!(k.context.trace_id, parent.context.trace_id);
+            assert!(
+                k.start_unix_nanos >= t,
+                "{} overlaps its predecessor",
+                k.name
+            );
+            assert!(k.end_unix_nanos >= k.start_unix_nanos);
+            assert!(
+                k.end_unix_nanos <= parent.end_unix_nanos,
+                "{} ends after the parent",
+                k.name
+            );
+            t = k.end_unix_nanos;
+        }
+    }
+
+    #[test]
+    fn phases_add_up_from_the_real_fixture_numbers() {
+        // Span 57e58a5fcbee905d of ../shared/fixtures/vllm-0.32-cpu/spans-for-http-fixtures.jsonl.
+        let r = llm_request(
+            1_000_000_000,
+            0.032194629,
+            0.011130809783935547,
+            4.805100002158724e-05,
+            0.007926183000108722,
+            0.02109351199987941,
+        );
+        let kids = phases(&r);
+        let names: Vec<&str> = kids.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["preprocess", "queue", "prefill", "decode"]);
+        check_layout(&r, &kids);
+        // prefill ends at arrival + ttft. ttft + decode overshoots the span by 30 µs (two
+        // clocks), so decode is clamped to end with its parent.
+        assert_eq!(kids[2].end_unix_nanos, 1_000_000_000 + 11_130_810);
+        assert_eq!(kids[3].end_unix_nanos, r.end_unix_nanos);
+        assert_eq!(
+            kids[3].end_unix_nanos - kids[3].start_unix_nanos,
+            21_063_819
+        );
+    }
+
+    #[test]
+    fn clocks_that_disagree_still_give_a_consistent_layout() {
+        // queue + prefill > ttft (no preprocess), decode runs past the end.
+        let r = llm_request(5, 0.010, 0.004, 0.003, 0.002, 0.009);
+        let kids = phases(&r);
+        assert_eq!(kids.len(), 3);
+        check_layout(&r, &kids);
+        assert_eq!(kids[2].end_unix_nanos, r.end_unix_nanos);
+        // Garbage numbers: no panic, still inside.
+        let r = llm_request(5, 0.001, f64::NAN, -1.0, f64::INFINITY, 1e300);
+        check_layout(&r, &phases(&r));
+    }
+
+    #[test]
+    fn normalise_current_keys_join_and_dialects() {
+        let opts = EngineOptions {
+            provider: "vllm",
+            engine_model: Some("cfg-model"),
+            dialects: &[Dialect::OTel],
+        };
+        let mut r = llm_request(0, 0.1, 0.03, 0.001, 0.01, 0.05);
+        normalise(&mut r, None, opts);
+        assert_eq!(
+            r.get(attr::OPERATION_NAME).and_then(Value::as_str),
+            Some("chat")
+        );
+        assert_eq!(
+            r.get(attr::REQUEST_MODEL).and_then(Value::as_str),
+            Some("cfg-model")
+        );
+        assert_eq!(
+            r.get(attr::USAGE_INPUT_TOKENS).and_then(Value::as_i64),
+            Some(26)
+        );
+        assert_eq!(
+            r.get(attr::USAGE_OUTPUT_TOKENS).and_then(Value::as_i64),
+            Some(8)
+        );
+        assert!(r.get(vllm::attr::USAGE_PROMPT_TOKENS).is_none());
+        assert!(r.get(vllm::attr::LATENCY_E2E).is_none());
+        assert_eq!(
+            r.get(vllm::renamed::LATENCY_E2E).and_then(Value::as_f64),
+            Some(0.1)
+        );
+        assert_eq!(
+            r.get(vllm::renamed::REQUEST_ID).and_then(Value::as_str),
+            Some("chatcmpl-abc")
+        );
+        assert_eq!(r.get(own::GATEWAY_JOINED), Some(&Value::Bool(false)));
+
+        let join = JoinInfo {
+            operation: "chat",
+            request_model: Some("asked".into()),
+            response_model: Some("served".into()),
+            finish_reasons: vec!["length".into()],
+            time_to_first_chunk: Some(0.035),
+            temperature: Some(0.0),
+            done: true,
+            ..JoinInfo::default()
+        };
+        let mut r = llm_request(0, 0.1, 0.03, 0.001, 0.01, 0.05);
+        normalise(
+            &mut r,
+            Some(&join),
+            EngineOptions {
+                dialects: &[Dialect::OTel, Dialect::Vllm],
+                ..opts
+            },
+        );
+        assert_eq!(
+            r.get(attr::REQUEST_MODEL).and_then(Value::as_str),
+            Some("asked")
+        );
+        assert_eq!(
+            r.get(attr::RESPONSE_MODEL).and_then(Value::as_str),
+            Some("served")
+        );
+        assert_eq!(
+            r.get(attr::REQUEST_TEMPERATURE).and_then(Value::as_f64),
+            Some(0.0)
+        );
+        assert!(
+            (r.get(own::GATEWAY_TTFT_OVERHEAD)
+                .and_then(Value::as_f64)
+                .unwrap()
+                - 0.005)
+                .abs()
+                < 1e-12
+        );
+        // The vllm dialect keeps the legacy keys beside the new ones.
+        assert_eq!(
+            r.get(vllm::attr::USAGE_PROMPT_TOKENS)
+                .and_then(Value::as_i64),
+            Some(26)
+        );
+        assert_eq!(
+            r.get(vllm::attr::LATENCY_E2E).and_then(Value::as_f64),
+            Some(0.1)
+        );
+    }
+}

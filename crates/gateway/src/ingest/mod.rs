@@ -1,0 +1,178 @@
+//! Engine-span ingest: the gateway accepts OTLP (gRPC, and HTTP with protobuf or JSON bodies,
+//! gzip included), so `vllm serve --otlp-traces-endpoint` can point at it. Everything received
+//! is forwarded to the gateway's exporter with its resource and scope intact (unless a filter
+//! drops it); vLLM's `llm_request` spans are normalised, joined with the gateway's view of the
+//! same call ([`crate::join`]) and given their phases as child spans ([`engine`]).
+//!
+//! - [`grpc`] and [`http`]: the two receivers; both hand decoded requests to [`accept`].
+//! - Refusals follow OTLP: too large → gRPC `OUT_OF_RANGE` / HTTP 413; malformed →
+//!   `INVALID_ARGUMENT` / 400; the export queue is full → `RESOURCE_EXHAUSTED` with a retry
+//!   delay / 429 with `Retry-After`, so the sender retries instead of losing spans. Spans with
+//!   invalid ids are refused alone, as a partial success.
+
+pub mod engine;
+pub mod grpc;
+pub mod http;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use inferscope_core::span::SpanRecord;
+use inferscope_export::otlp::decode::{self, Decoded};
+use inferscope_semconv::vllm;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use crate::Shared;
+
+/// Ingest settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// The OTLP/gRPC listener, if any.
+    pub grpc: Option<SocketAddr>,
+    /// The OTLP/HTTP listener (`POST /v1/traces`), if any.
+    pub http: Option<SocketAddr>,
+    /// Largest request accepted, compressed or not.
+    pub max_bytes: usize,
+    /// Drop vLLM's start-up spans instead of forwarding them.
+    pub drop_startup_spans: bool,
+    /// Drop spans with these names.
+    pub drop_span_names: Vec<String>,
+    /// The model named on engine spans the gateway has no record of.
+    pub engine_model: Option<String>,
+    /// Most CLIENT spans remembered for joining.
+    pub join_capacity: usize,
+    /// How long one is remembered.
+    pub join_ttl: Duration,
+    /// How long an engine span waits for its exchange to end before it is forwarded anyway.
+    pub join_wait: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> IngestConfig {
+        IngestConfig {
+            grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4327))),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 4328))),
+            max_bytes: 8 << 20,
+            drop_startup_spans: false,
+            drop_span_names: Vec::new(),
+            engine_model: None,
+            join_capacity: 65_536,
+            join_ttl: Duration::from_secs(120),
+            join_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Counters of the ingest path.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Spans received and forwarded.
+    pub forwarded: AtomicU64,
+    /// Spans dropped by a filter.
+    pub filtered: AtomicU64,
+    /// Spans refused (invalid ids).
+    pub rejected: AtomicU64,
+    /// Requests refused (malformed, too large, or the queue full).
+    pub refused_requests: AtomicU64,
+    /// `llm_request` spans joined with a gateway CLIENT span.
+    pub joined: AtomicU64,
+    /// Phase spans derived.
+    pub phases: AtomicU64,
+}
+
+/// Why a request was refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The export queue cannot take the spans now; retry after the delay.
+    Busy(Duration),
+    /// The body is not OTLP, or too large.
+    Invalid(decode::DecodeError),
+}
+
+/// The outcome of one accepted request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Spans refused within it.
+    pub rejected: u64,
+    /// Why (first refusal).
+    pub message: Option<String>,
+}
+
+/// Takes one decoded request: filters, normalises, joins, derives phases, and hands every span
+/// to the exporter.
+pub(crate) async fn accept(
+    shared: &Shared,
+    request: ExportTraceServiceRequest,
+) -> Result<Accepted, Refusal> {
+    let stats = &shared.ingest_stats;
+    let Decoded {
+        spans,
+        rejected,
+        error,
+    } = decode::spans(request);
+    if let Some(export) = &shared.export_stats {
+        let s = export.snapshot();
+        // Room for the spans and their phases.
+        if s.queue_capacity > 0 && s.queued + spans.len() as u64 * 2 > s.queue_capacity {
+            stats.refused_requests.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::Busy(Duration::from_secs(1)));
+        }
+    }
+    stats.rejected.fetch_add(rejected, Ordering::Relaxed);
+    let config = &shared.config;
+    let opts = engine::EngineOptions {
+        provider: &config.provider,
+        engine_model: config.ingest.engine_model.as_deref(),
+        dialects: &config.dialects,
+    };
+    for mut span in spans {
+        if dropped(&config.ingest, &span) {
+            stats.filtered.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if span.name.as_str() == vllm::LLM_REQUEST_SPAN {
+            let join = match span.parent_span_id {
+                Some(parent) => {
+                    shared
+                        .join
+                        .lookup(span.context.trace_id, parent, config.ingest.join_wait)
+                        .await
+                }
+                None => None,
+            };
+            if join.is_some() {
+                stats.joined.fetch_add(1, Ordering::Relaxed);
+            }
+            let children = engine::phases(&span);
+            engine::normalise(&mut span, join.as_ref(), opts);
+            stats
+                .phases
+                .fetch_add(children.len() as u64, Ordering::Relaxed);
+            forward(shared, span);
+            for child in children {
+                forward(shared, child);
+            }
+        } else {
+            forward(shared, span);
+        }
+    }
+    Ok(Accepted {
+        rejected,
+        message: error,
+    })
+}
+
+fn forward(shared: &Shared, span: SpanRecord) {
+    shared
+        .ingest_stats
+        .forwarded
+        .fetch_add(1, Ordering::Relaxed);
+    shared.tracer.export(span);
+}
+
+fn dropped(config: &IngestConfig, span: &SpanRecord) -> bool {
+    let name = span.name.as_str();
+    (config.drop_startup_spans && vllm::STARTUP_SPANS.contains(&name))
+        || config.drop_span_names.iter().any(|n| n == name)
+}

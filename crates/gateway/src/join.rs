@@ -1,0 +1,206 @@
+//! What the gateway remembers of its CLIENT spans until vLLM's `llm_request` for the same call
+//! arrives over OTLP: bounded in entries and in age, so nothing grows when engine spans never
+//! come (tracing off in vLLM, aborted requests, a failed upstream).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use inferscope_core::{SpanId, TraceId};
+use tokio::sync::Notify;
+
+/// The gateway's view of one inference call, for the engine span that nests under it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinInfo {
+    /// The trace (a span id alone could collide across traces).
+    pub trace_id: TraceId,
+    /// `gen_ai.operation.name`.
+    pub operation: &'static str,
+    /// The model the client asked for.
+    pub request_model: Option<String>,
+    /// The model the response named.
+    pub response_model: Option<String>,
+    /// Finish reasons of all choices.
+    pub finish_reasons: Vec<String>,
+    /// The gateway's time to first chunk, seconds.
+    pub time_to_first_chunk: Option<f64>,
+    /// The request's temperature (vLLM drops it from its span when it is 0).
+    pub temperature: Option<f64>,
+    /// The request's `n`.
+    pub choice_count: Option<i64>,
+    /// The exchange has ended (the facts above are final).
+    pub done: bool,
+}
+
+struct Inner {
+    map: HashMap<SpanId, JoinInfo>,
+    /// Insertion order, for eviction by age and by count.
+    order: VecDeque<(Instant, SpanId)>,
+}
+
+/// A bounded table of [`JoinInfo`] by CLIENT span id.
+pub struct JoinTable {
+    inner: Mutex<Inner>,
+    finished: Notify,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for JoinTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinTable")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl JoinTable {
+    /// A table of at most `capacity` entries, each kept at most `ttl`.
+    pub fn new(capacity: usize, ttl: Duration) -> JoinTable {
+        JoinTable {
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+            finished: Notify::new(),
+            capacity: capacity.max(1),
+            ttl,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Remembers a CLIENT span as it starts, evicting what is too old or too many.
+    pub fn start(&self, span: SpanId, info: JoinInfo) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        while let Some(&(at, id)) = inner.order.front() {
+            if now.saturating_duration_since(at) > self.ttl || inner.map.len() >= self.capacity {
+                inner.order.pop_front();
+                inner.map.remove(&id);
+            } else {
+                break;
+            }
+        }
+        if inner.map.insert(span, info).is_none() {
+            inner.order.push_back((now, span));
+        }
+    }
+
+    /// Completes an entry when its exchange ends.
+    pub fn finish(&self, span: SpanId, update: impl FnOnce(&mut JoinInfo)) {
+        {
+            let mut inner = self.lock();
+            if let Some(info) = inner.map.get_mut(&span) {
+                update(info);
+                info.done = true;
+            }
+        }
+        self.finished.notify_waiters();
+    }
+
+    /// The gateway's view of `span` in `trace`. If the exchange is still running (vLLM can
+    /// export its span before the gateway has sent the last byte), waits up to `wait` for it
+    /// to end. `None` when the span is not one of ours (or was evicted).
+    pub async fn lookup(&self, trace: TraceId, span: SpanId, wait: Duration) -> Option<JoinInfo> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.finished.notified();
+            let current = self
+                .lock()
+                .map
+                .get(&span)
+                .filter(|i| i.trace_id == trace)
+                .cloned();
+            match current {
+                None => return None,
+                Some(info) if info.done => return Some(info),
+                Some(info) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Some(info);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(trace: u8) -> JoinInfo {
+        JoinInfo {
+            trace_id: TraceId([trace; 16]),
+            operation: "chat",
+            ..JoinInfo::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn bounded_by_count_and_age() {
+        let t = JoinTable::new(3, Duration::from_secs(60));
+        for i in 1..=10u8 {
+            t.start(SpanId([i; 8]), info(1));
+        }
+        assert_eq!(t.len(), 3);
+        assert!(
+            t.lookup(TraceId([1; 16]), SpanId([1; 8]), Duration::ZERO)
+                .await
+                .is_none()
+        );
+        assert!(
+            t.lookup(TraceId([1; 16]), SpanId([10; 8]), Duration::ZERO)
+                .await
+                .is_some()
+        );
+        // Wrong trace: not ours.
+        assert!(
+            t.lookup(TraceId([2; 16]), SpanId([10; 8]), Duration::ZERO)
+                .await
+                .is_none()
+        );
+
+        let t = JoinTable::new(100, Duration::from_millis(1));
+        t.start(SpanId([1; 8]), info(1));
+        std::thread::park_timeout(Duration::from_millis(5));
+        t.start(SpanId([2; 8]), info(1));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn waits_for_a_running_exchange() {
+        let t = std::sync::Arc::new(JoinTable::new(10, Duration::from_secs(60)));
+        t.start(SpanId([1; 8]), info(1));
+        let t2 = t.clone();
+        let waiter = tokio::spawn(async move {
+            t2.lookup(TraceId([1; 16]), SpanId([1; 8]), Duration::from_secs(5))
+                .await
+        });
+        tokio::task::yield_now().await;
+        t.finish(SpanId([1; 8]), |i| i.finish_reasons = vec!["stop".into()]);
+        let got = waiter.await.unwrap().unwrap();
+        assert!(got.done);
+        assert_eq!(got.finish_reasons, vec!["stop".to_owned()]);
+        // Not finished in time: what is known so far.
+        t.start(SpanId([2; 8]), info(1));
+        let got = t
+            .lookup(TraceId([1; 16]), SpanId([2; 8]), Duration::from_millis(20))
+            .await
+            .unwrap();
+        assert!(!got.done);
+    }
+}
