@@ -5,8 +5,9 @@
 //! every span as OTLP-JSON lines to a file it names. `OTEL_TRACES_EXPORTER=otlp,console` also
 //! sends the spans to an OTLP receiver.
 //!
-//! The simulator's own `llm_request` spans (as vLLM exports them) join the same pipeline, so
-//! each trace shows the gateway's spans with vLLM's nested under them.
+//! The simulator exports its own `llm_request` spans over OTLP to the gateway's ingest listener,
+//! as `vllm serve --otlp-traces-endpoint` would, so each trace shows the gateway's spans, vLLM's
+//! nested under them, and the engine's phases as child spans.
 
 #![allow(
     clippy::print_stdout,
@@ -24,7 +25,6 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use inferscope_core::Tracer;
 use inferscope_core::span::SpanRecord;
 use inferscope_export::{Accepted, ExportError, ExporterSettings, SpanExporter, TracingBuilder};
 use inferscope_gateway::Gateway;
@@ -56,26 +56,6 @@ impl SpanExporter for Capture {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend_from_slice(batch);
-        Box::pin(async { Ok(Accepted::default()) })
-    }
-}
-
-/// Hands the simulator's `llm_request` spans to the demo's pipeline, as the gateway's engine
-/// ingest will for a real vLLM.
-struct Forward(Tracer);
-
-impl SpanExporter for Forward {
-    fn name(&self) -> &'static str {
-        "demo-forward"
-    }
-    fn export<'a>(
-        &'a self,
-        batch: &'a [SpanRecord],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<Accepted, ExportError>> {
-        for span in batch {
-            self.0.export(span.clone());
-        }
         Box::pin(async { Ok(Accepted::default()) })
     }
 }
@@ -173,19 +153,29 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the trace pipeline")?;
 
+    // The gateway first (its ingest address goes to the simulator), upstream of it a port the
+    // simulator then takes.
+    let sim_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let gateway_config = GatewayConfig::local(&format!("http://127.0.0.1:{sim_port}"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let gateway = Gateway::start(gateway_config, tracing.tracer(), tracing.stats_handle())
+        .await
+        .context("starting the gateway")?;
+    let ingest = gateway
+        .ingest_grpc_addr()
+        .context("the gateway's OTLP ingest is off")?;
     let mut sim_config = SimConfig {
-        listen: "127.0.0.1:0".parse()?,
+        listen: format!("127.0.0.1:{sim_port}").parse()?,
+        otlp_traces_endpoint: Some(format!("http://{ingest}")),
         ..SimConfig::default()
     };
     sim_config.engine.step_base_ms = 4.0;
     sim_config.engine.step_per_seq_ms = 0.2;
-    let sim = Sim::start_with_exporter(sim_config, Box::new(Forward(tracing.tracer())))
+    let sim = Sim::start(sim_config)
         .await
         .context("starting the simulated engine")?;
-    let gateway_config = GatewayConfig::local(&sim.url()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let gateway = Gateway::start(gateway_config, tracing.tracer(), tracing.stats_handle())
-        .await
-        .context("starting the gateway")?;
 
     println!(
         "inferscope demo: simulated vLLM at {}, gateway at {}\n",
@@ -207,8 +197,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Let the abandoned request's abort reach the engine before stopping it.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    gateway.shutdown().await;
+    // The engine exports its last spans as it stops; the gateway takes them in, then stops.
     sim.shutdown().await;
+    gateway.shutdown().await;
     tracing
         .shutdown(Duration::from_secs(10))
         .await

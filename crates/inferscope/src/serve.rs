@@ -83,6 +83,21 @@ pub(crate) struct ServeArgs {
     /// A regular expression whose matches are replaced by `__REDACTED__` (repeatable).
     #[arg(long)]
     redact: Vec<String>,
+    /// Accept vLLM's spans over OTLP/gRPC here, or `off` [default: 127.0.0.1:4327].
+    #[arg(long)]
+    otlp_ingest_grpc: Option<String>,
+    /// Accept vLLM's spans over OTLP/HTTP (`/v1/traces`) here, or `off` [default: 127.0.0.1:4328].
+    #[arg(long)]
+    otlp_ingest_http: Option<String>,
+    /// Drop vLLM's start-up spans instead of forwarding them.
+    #[arg(long)]
+    ingest_drop_startup_spans: bool,
+    /// Drop received spans with this name (repeatable).
+    #[arg(long = "ingest-drop-span")]
+    ingest_drop_span_names: Vec<String>,
+    /// The model named on engine spans the gateway has no record of.
+    #[arg(long)]
+    engine_model: Option<String>,
     /// The OTLP traces endpoint [env: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT].
     #[arg(long)]
     otlp_endpoint: Option<String>,
@@ -129,6 +144,15 @@ impl ServeArgs {
             shutdown_grace_ms: self.shutdown_grace_ms,
             max_parse_bytes: None,
             captured_headers: list(&self.captured_headers),
+            otlp_ingest_grpc: self.otlp_ingest_grpc.clone(),
+            otlp_ingest_http: self.otlp_ingest_http.clone(),
+            ingest_max_bytes: None,
+            ingest_drop_startup_spans: some(self.ingest_drop_startup_spans),
+            ingest_drop_span_names: list(&self.ingest_drop_span_names),
+            engine_model: self.engine_model.clone(),
+            join_capacity: None,
+            join_ttl_ms: None,
+            join_wait_ms: None,
         };
         let hidden = |h: Hide| self.hide.contains(&h).then_some(true);
         let capture = CaptureSettings {

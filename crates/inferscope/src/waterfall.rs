@@ -81,7 +81,10 @@ fn render_trace(out: &mut String, trace: TraceId, spans: &[&SpanRecord]) {
         } else {
             format!("{prefix}{}", if last { "  " } else { "│ " })
         };
-        phases(out, s, &child_prefix, start, end);
+        if !children.contains_key(&Some(s.context.span_id)) {
+            // No phase spans came with it (no engine ingest): draw them from vLLM's latencies.
+            phases(out, s, &child_prefix, start, end);
+        }
         if let Some(kids) = children.get(&Some(s.context.span_id)) {
             for (n, &k) in kids.iter().enumerate().rev() {
                 stack.push((k, child_prefix.clone(), n + 1 == kids.len()));
@@ -148,7 +151,10 @@ fn facts(out: &mut String, s: &SpanRecord) {
     if let Some(t) = get(attr::RESPONSE_TIME_TO_FIRST_CHUNK).and_then(Value::as_f64) {
         parts.push(format!("ttft {:.1} ms", t * 1e3));
     }
-    if let Some(t) = get(vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN).and_then(Value::as_f64) {
+    if let Some(t) = get(vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN)
+        .or_else(|| get(vllm::renamed::LATENCY_TIME_TO_FIRST_TOKEN))
+        .and_then(Value::as_f64)
+    {
         parts.push(format!("engine ttft {:.1} ms", t * 1e3));
     }
     let input = get(attr::USAGE_INPUT_TOKENS).or_else(|| get(vllm::attr::USAGE_PROMPT_TOKENS));
@@ -158,6 +164,9 @@ fn facts(out: &mut String, s: &SpanRecord) {
         (Some(i), Some(o)) => parts.push(format!("{i}→{o} tokens")),
         (Some(i), None) => parts.push(format!("{i} tokens in")),
         _ => {}
+    }
+    if let Some(o) = get(inferscope::GATEWAY_TTFT_OVERHEAD).and_then(Value::as_f64) {
+        parts.push(format!("gateway ttft +{:.1} ms", o * 1e3));
     }
     if let Some(n) = get(inferscope::STREAM_CHUNK_COUNT) {
         parts.push(format!("{n} chunks"));

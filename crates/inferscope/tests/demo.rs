@@ -49,7 +49,28 @@ fn demo_prints_a_waterfall_and_writes_otlp_json_lines() {
                 .find(|a| a["key"] == "service.name")
                 .unwrap()["value"]["stringValue"]
                 .clone();
-            assert_eq!(service, "inferscope-demo");
+            // The gateway's spans under its own resource; vLLM's (the simulator's) under theirs,
+            // forwarded intact by the gateway's ingest.
+            let scopes: Vec<&str> = rs["scopeSpans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["scope"]["name"].as_str().unwrap())
+                .collect();
+            if service == "inferscope-demo" {
+                assert!(
+                    scopes.iter().all(|s| *s == "inferscope.gateway"),
+                    "{scopes:?}"
+                );
+            } else {
+                assert_eq!(service, "unknown_service:inferscope-sim");
+                assert!(
+                    scopes
+                        .iter()
+                        .all(|s| *s == "vllm.tracing.otel" || *s == "inferscope.engine"),
+                    "{scopes:?}"
+                );
+            }
             for ss in rs["scopeSpans"].as_array().unwrap() {
                 for span in ss["spans"].as_array().unwrap() {
                     assert_eq!(
@@ -74,10 +95,15 @@ fn demo_prints_a_waterfall_and_writes_otlp_json_lines() {
     assert_eq!(count("text_completion tiny-llama"), 1);
     assert_eq!(count("embeddings tiny-llama"), 1);
     assert_eq!(count("llm_request"), 4);
+    // vLLM's phases, derived by the gateway's ingest from each llm_request.
+    for phase in ["queue", "prefill", "decode"] {
+        assert_eq!(count(phase), 4, "{phase}: {names:?}");
+    }
     assert!(stdout.contains("error.type client_aborted"), "{stdout}");
     assert!(stdout.contains("error.type NotFoundError"), "{stdout}");
     assert!(stdout.contains("tool call get_weather"), "{stdout}");
-    assert!(stdout.contains("· prefill"), "{stdout}");
+    assert!(stdout.contains("├ prefill"), "{stdout}");
+    assert!(stdout.contains("gateway ttft +"), "{stdout}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -83,15 +83,6 @@ impl Sim {
         Sim::start_with_spans(config, spans).await
     }
 
-    /// As [`Sim::start`], with the `llm_request` spans handed to `exporter` instead of OTLP.
-    pub async fn start_with_exporter(
-        config: SimConfig,
-        exporter: Box<dyn inferscope_export::SpanExporter>,
-    ) -> Result<Sim, StartError> {
-        let spans = Some(spans::EngineSpans::start_with(exporter)?);
-        Sim::start_with_spans(config, spans).await
-    }
-
     async fn start_with_spans(
         config: SimConfig,
         spans: Option<spans::EngineSpans>,

@@ -74,21 +74,6 @@ impl EngineSpans {
         Ok(EngineSpans { tracing })
     }
 
-    /// A pipeline that hands every span to `exporter` (for an in-process demo).
-    pub fn start_with(
-        exporter: Box<dyn inferscope_export::SpanExporter>,
-    ) -> Result<EngineSpans, InitError> {
-        let tracing = TracingBuilder::new(vllm::TRACING_SCOPE)
-            .with_settings(ExporterSettings {
-                exporters: Some(Vec::new()),
-                schedule_delay_ms: Some(100),
-                ..ExporterSettings::default()
-            })
-            .with_exporter(exporter)
-            .build()?;
-        Ok(EngineSpans { tracing })
-    }
-
     /// The pipeline (flush, shutdown, counters).
     pub fn tracing(&self) -> &Tracing {
         &self.tracing
