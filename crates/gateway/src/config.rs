@@ -1263,6 +1263,50 @@ mod tests {
     }
 
     #[test]
+    fn an_exporter_pointed_at_our_own_ingest_is_refused() {
+        let file = FileConfig {
+            gateway: GatewaySettings {
+                otlp_ingest_grpc: Some("127.0.0.1:4327".into()),
+                ..GatewaySettings::default()
+            },
+            ..FileConfig::default()
+        };
+        let exporter = ExporterSettings {
+            endpoint: Some("http://localhost:4327".into()),
+            ..ExporterSettings::default()
+        };
+        let errors = load(
+            &GatewaySettings::default(),
+            &CaptureSettings::default(),
+            &exporter,
+            &[("", "")],
+            &file,
+        )
+        .unwrap_err();
+        assert!(errors.to_string().contains("loop"), "{errors}");
+        let fine = ExporterSettings {
+            endpoint: Some("http://collector:4317".into()),
+            ..ExporterSettings::default()
+        };
+        assert!(
+            load(
+                &GatewaySettings::default(),
+                &CaptureSettings::default(),
+                &fine,
+                &[("", "")],
+                &file
+            )
+            .is_ok()
+        );
+        // Two listeners on one port.
+        let clash = GatewaySettings {
+            admin: Some("127.0.0.1:4327".into()),
+            ..GatewaySettings::default()
+        };
+        assert!(resolve_gateway(&clash, &CaptureSettings::default(), &[("", "")], &file).is_err());
+    }
+
+    #[test]
     fn capture_switches_and_otel_alias() {
         let c = resolve(
             GatewaySettings::default(),

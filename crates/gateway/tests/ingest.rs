@@ -484,3 +484,72 @@ async fn startup_spans_are_forwarded_unless_filtered() {
         }
     }
 }
+
+/// An exporter that never finishes, so the export queue fills.
+struct Stuck;
+
+impl inferscope_export::SpanExporter for Stuck {
+    fn name(&self) -> &'static str {
+        "stuck"
+    }
+    fn export<'a>(
+        &'a self,
+        _batch: &'a [SpanRecord],
+        _deadline: std::time::Instant,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<inferscope_export::Accepted, inferscope_export::ExportError>,
+    > {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_full_export_queue_asks_the_sender_to_retry() {
+    let tracing = inferscope_export::TracingBuilder::new("inferscope.gateway")
+        .with_settings(inferscope_export::ExporterSettings {
+            exporters: Some(Vec::new()),
+            max_queue_size: Some(8),
+            max_export_batch_size: Some(4),
+            schedule_delay_ms: Some(10),
+            ..Default::default()
+        })
+        .with_exporter(Box::new(Stuck))
+        .build()
+        .unwrap();
+    let config = inferscope_gateway::config::GatewayConfig::local("http://127.0.0.1:9").unwrap();
+    let gw = inferscope_gateway::Gateway::start(config, tracing.tracer(), tracing.stats_handle())
+        .await
+        .unwrap();
+    let base = format!("http://{}", gw.ingest_http_addr().unwrap());
+    let (record, _) = fixture_llm_request();
+    let body = Encoder::new(&[]).request(&[record]).encode_to_vec();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = post_raw(
+            &base,
+            body.clone(),
+            &[("content-type", "application/x-protobuf")],
+        )
+        .await;
+        statuses.push((r.status.as_u16(), r.headers.get("retry-after").is_some()));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(statuses[0], (200, false));
+    assert!(statuses.contains(&(429, true)), "{statuses:?}");
+    // gRPC says RESOURCE_EXHAUSTED with a retry delay.
+    let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(format!("http://{}", gw.ingest_grpc_addr().unwrap()))
+        .await
+        .unwrap();
+    let err = client
+        .export(Encoder::new(&[]).request(&[fixture_llm_request().0]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert!(tonic_types::StatusExt::get_details_retry_info(&err).is_some());
+    assert_eq!(
+        tracing.stats().dropped,
+        0,
+        "nothing was dropped: the sender was told to retry"
+    );
+}

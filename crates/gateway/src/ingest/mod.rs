@@ -113,8 +113,18 @@ pub(crate) async fn accept(
     } = decode::spans(request);
     if let Some(export) = &shared.export_stats {
         let s = export.snapshot();
-        // Room for the spans and their phases.
-        if s.queue_capacity > 0 && s.queued + spans.len() as u64 * 2 > s.queue_capacity {
+        // Room for the spans and the phases of each llm_request (at most four).
+        let needed: u64 = spans
+            .iter()
+            .map(|s| {
+                if s.name.as_str() == vllm::LLM_REQUEST_SPAN {
+                    5
+                } else {
+                    1
+                }
+            })
+            .sum();
+        if s.queue_capacity > 0 && s.queued + needed > s.queue_capacity {
             stats.refused_requests.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Busy(Duration::from_secs(1)));
         }
