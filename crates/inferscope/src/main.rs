@@ -1,6 +1,7 @@
 //! `inferscope`: the command-line entry point. Parsing, logging and dispatch only; the work
 //! lives in the library crates.
 
+mod bench;
 mod demo;
 mod serve;
 mod sim;
@@ -25,6 +26,8 @@ enum Command {
     /// Run the simulator and the gateway in one process, send a varied workload through them,
     /// print every trace as a waterfall, and write the spans as OTLP-JSON lines.
     Demo(demo::DemoArgs),
+    /// Drive load at OpenAI-compatible targets and report latency, throughput and process cost.
+    Bench(Box<bench::BenchArgs>),
     /// Run the tracing gateway in front of vLLM or any OpenAI-compatible server.
     Serve(Box<serve::ServeArgs>),
     /// Serve a simulated vLLM-compatible engine (for demos, tests and benchmarks).
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(*args).await,
+            Command::Bench(args) => bench::run(*args).await,
             Command::Sim(args) => sim::run(*args).await,
         }
     })

@@ -1,0 +1,459 @@
+//! Driving load: open loop (requests start on a fixed schedule, latency counted from the
+//! scheduled time, so a slow target cannot slow the load down and hide its queueing) or closed
+//! loop (a fixed number of requests in flight). Targets are interleaved: the run is cut into
+//! rounds, and each round gives every target one segment in turn (A B A B …), so drift of the
+//! machine affects them all alike.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::procstat::ProcessSet;
+use crate::stats::{Dist, Summary};
+
+/// Something to send load to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its name in the report.
+    pub name: String,
+    /// Base URL (`http://127.0.0.1:8000`).
+    pub url: String,
+    /// Processes whose CPU and memory are charged to it (and their descendants).
+    pub pids: Vec<u32>,
+}
+
+/// How load is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Load {
+    /// Requests per second, on a fixed schedule.
+    Open {
+        /// The rate.
+        rate: f64,
+    },
+    /// Requests in flight at all times.
+    Closed {
+        /// How many.
+        concurrency: usize,
+    },
+}
+
+/// One benchmark.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The targets, in order; the first is the baseline of the "added" figures.
+    pub targets: Vec<Target>,
+    /// Load.
+    pub load: Load,
+    /// Streamed chat (SSE) or not.
+    pub stream: bool,
+    /// Tokens per response (`max_tokens` with `ignore_eos`).
+    pub max_tokens: u32,
+    /// The model name sent.
+    pub model: String,
+    /// Measured time per target, split over the rounds.
+    pub duration: Duration,
+    /// Rounds of interleaving.
+    pub rounds: usize,
+    /// Unmeasured load per target before the first round.
+    pub warmup: Duration,
+    /// Longest a request may take.
+    pub timeout: Duration,
+    /// Draw progress bars (stderr).
+    pub progress: bool,
+}
+
+/// What one request saw.
+#[derive(Debug, Default)]
+struct Sample {
+    ttft: Option<u64>,
+    gaps: Vec<u64>,
+    e2e: u64,
+    chunks: u64,
+    error: Option<String>,
+}
+
+/// Everything measured for one target.
+#[derive(Debug, Default)]
+struct Recorder {
+    ttft: Dist,
+    gap: Dist,
+    e2e: Dist,
+    ok: u64,
+    chunks: u64,
+    errors: BTreeMap<String, u64>,
+    measured: Duration,
+    cpu_seconds: f64,
+    peak_rss_kib: u64,
+}
+
+impl Recorder {
+    fn add(&mut self, s: Sample) {
+        match s.error {
+            Some(e) => *self.errors.entry(e).or_default() += 1,
+            None => {
+                self.ok += 1;
+                self.chunks += s.chunks;
+                self.e2e.record(s.e2e);
+                if let Some(t) = s.ttft {
+                    self.ttft.record(t);
+                }
+                for g in s.gaps {
+                    self.gap.record(g);
+                }
+            }
+        }
+    }
+}
+
+/// The results of one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    /// The target's name.
+    pub name: String,
+    /// Successful requests measured.
+    pub requests: u64,
+    /// Failed requests, by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Successful requests per second.
+    pub requests_per_second: f64,
+    /// Body chunks received per second.
+    pub chunks_per_second: f64,
+    /// Time to the first body chunk (streams) or the whole response (non-streamed).
+    pub ttft: Summary,
+    /// Gaps between body chunks (streams).
+    pub gap: Summary,
+    /// Whole request.
+    pub e2e: Summary,
+    /// CPU seconds of the target's processes while measured.
+    pub cpu_seconds: f64,
+    /// CPU seconds per 1,000 successful requests.
+    pub cpu_seconds_per_1000: Option<f64>,
+    /// Peak resident memory while measured, MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// A finished benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Load.
+    pub load: Load,
+    /// Streamed or not.
+    pub stream: bool,
+    /// Tokens per response.
+    pub max_tokens: u32,
+    /// Rounds.
+    pub rounds: usize,
+    /// Per target, in plan order.
+    pub targets: Vec<TargetResult>,
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(c)
+}
+
+fn body(plan: &Plan) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "model": plan.model,
+            "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+            "max_tokens": plan.max_tokens,
+            "ignore_eos": true,
+            "stream": plan.stream,
+        })
+        .to_string(),
+    )
+}
+
+async fn one(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    body: Bytes,
+    start: Instant,
+    timeout: Duration,
+    stream: bool,
+) -> Sample {
+    let work = async {
+        let req = http::Request::post(url)
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|_| "connect_or_send".to_owned())?;
+        if !resp.status().is_success() {
+            return Err(format!("http_{}", resp.status().as_u16()));
+        }
+        let mut s = Sample::default();
+        let mut body = resp.into_body();
+        let mut last: Option<Instant> = None;
+        let mut tail: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| "body_cut".to_owned())?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            let now = Instant::now();
+            match last {
+                None => s.ttft = Some(now.saturating_duration_since(start).as_nanos() as u64),
+                Some(l) => s
+                    .gaps
+                    .push(now.saturating_duration_since(l).as_nanos() as u64),
+            }
+            last = Some(now);
+            s.chunks += 1;
+            tail.extend_from_slice(&data[data.len().saturating_sub(32)..]);
+            if tail.len() > 64 {
+                tail.drain(..tail.len() - 32);
+            }
+        }
+        if stream && tail.windows(6).all(|w| w != b"[DONE]") {
+            return Err("incomplete_body".to_owned());
+        }
+        s.e2e = start.elapsed().as_nanos() as u64;
+        Ok(s)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => Sample {
+            error: Some(e),
+            ..Sample::default()
+        },
+        Err(_) => Sample {
+            error: Some("timeout".into()),
+            ..Sample::default()
+        },
+    }
+}
+
+/// Runs load against one target for `length`, recording into `rec` when given.
+async fn segment(
+    plan: &Plan,
+    target: &Target,
+    length: Duration,
+    rec: Option<&mut Recorder>,
+    label: &str,
+) {
+    let url = format!("{}/v1/chat/completions", target.url.trim_end_matches('/'));
+    let client = client();
+    let body = body(plan);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let procs = ProcessSet::new(target.pids.clone());
+    let before = procs.read();
+    let (stop_rss, stop_rss_rx) = tokio::sync::oneshot::channel();
+    let sampler = {
+        let procs = procs.clone();
+        tokio::spawn(async move {
+            procs
+                .peak_rss(Duration::from_millis(100), stop_rss_rx)
+                .await
+        })
+    };
+    let bar = progress(plan.progress, label, length);
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    match plan.load {
+        Load::Closed { concurrency } => {
+            for _ in 0..concurrency {
+                let (client, url, body, tx, stop, timeout, stream) = (
+                    client.clone(),
+                    url.clone(),
+                    body.clone(),
+                    tx.clone(),
+                    stop.clone(),
+                    plan.timeout,
+                    plan.stream,
+                );
+                tasks.push(tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let s =
+                            one(&client, &url, body.clone(), Instant::now(), timeout, stream).await;
+                        if tx.send(s).is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+        }
+        Load::Open { rate } => {
+            let (client, url, body, tx, stop, in_flight, timeout, stream) = (
+                client.clone(),
+                url.clone(),
+                body.clone(),
+                tx.clone(),
+                stop.clone(),
+                in_flight.clone(),
+                plan.timeout,
+                plan.stream,
+            );
+            tasks.push(tokio::spawn(async move {
+                let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep_until(next.into()).await;
+                    let scheduled = next;
+                    next += period;
+                    if in_flight.load(Ordering::Relaxed) > 50_000 {
+                        let _ = tx.send(Sample {
+                            error: Some("client_overloaded".into()),
+                            ..Sample::default()
+                        });
+                        continue;
+                    }
+                    in_flight.fetch_add(1, Ordering::Relaxed);
+                    let (client, url, body, tx, in_flight) = (
+                        client.clone(),
+                        url.clone(),
+                        body.clone(),
+                        tx.clone(),
+                        in_flight.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let s = one(&client, &url, body, scheduled, timeout, stream).await;
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                        let _ = tx.send(s);
+                    });
+                }
+            }));
+        }
+    }
+    drop(tx);
+    let mut local = Recorder::default();
+    let deadline = tokio::time::Instant::from_std(began + length);
+    loop {
+        tokio::select! {
+            s = rx.recv() => match s {
+                Some(s) => local.add(s),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if let Some(b) = &bar {
+            b.set_position(began.elapsed().as_millis().min(length.as_millis()) as u64);
+            b.set_message(format!(
+                "{label}: {} ok, {} errors",
+                local.ok,
+                local.errors.values().sum::<u64>()
+            ));
+        }
+    }
+    // Stop offering load; requests in flight finish and count (they were offered in time).
+    stop.store(true, Ordering::Relaxed);
+    let measured = began.elapsed();
+    let drain = tokio::time::Instant::now() + plan.timeout;
+    while let Ok(Some(s)) = tokio::time::timeout_at(drain, rx.recv()).await {
+        local.add(s);
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let after = procs.read();
+    let _ = stop_rss.send(());
+    let peak = sampler.await.unwrap_or(0);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(rec) = rec {
+        rec.ttft.merge(&local.ttft);
+        rec.gap.merge(&local.gap);
+        rec.e2e.merge(&local.e2e);
+        rec.ok += local.ok;
+        rec.chunks += local.chunks;
+        for (k, v) in local.errors {
+            *rec.errors.entry(k).or_default() += v;
+        }
+        rec.measured += measured;
+        rec.cpu_seconds += (after.cpu_seconds - before.cpu_seconds).max(0.0);
+        rec.peak_rss_kib = rec.peak_rss_kib.max(peak);
+    }
+}
+
+fn progress(on: bool, label: &str, length: Duration) -> Option<indicatif::ProgressBar> {
+    if !on {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(length.as_millis() as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {elapsed:>4}/{duration:4} {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_owned());
+    Some(bar)
+}
+
+/// Runs the plan: warm-up, then `rounds` rounds of one segment per target.
+pub async fn run(plan: &Plan) -> Report {
+    let mut recorders: Vec<Recorder> = plan.targets.iter().map(|_| Recorder::default()).collect();
+    for t in &plan.targets {
+        if !plan.warmup.is_zero() {
+            segment(plan, t, plan.warmup, None, &format!("{} warm-up", t.name)).await;
+        }
+    }
+    let rounds = plan.rounds.max(1);
+    let each = plan.duration / rounds as u32;
+    for r in 0..rounds {
+        for (t, rec) in plan.targets.iter().zip(recorders.iter_mut()) {
+            segment(
+                plan,
+                t,
+                each,
+                Some(rec),
+                &format!("{} round {}/{}", t.name, r + 1, rounds),
+            )
+            .await;
+        }
+    }
+    Report {
+        load: plan.load,
+        stream: plan.stream,
+        max_tokens: plan.max_tokens,
+        rounds,
+        targets: plan
+            .targets
+            .iter()
+            .zip(recorders)
+            .map(|(t, rec)| {
+                let secs = rec.measured.as_secs_f64().max(1e-9);
+                TargetResult {
+                    name: t.name.clone(),
+                    requests: rec.ok,
+                    errors: rec.errors,
+                    seconds: secs,
+                    requests_per_second: rec.ok as f64 / secs,
+                    chunks_per_second: rec.chunks as f64 / secs,
+                    ttft: rec.ttft.summary(),
+                    gap: rec.gap.summary(),
+                    e2e: rec.e2e.summary(),
+                    cpu_seconds: rec.cpu_seconds,
+                    cpu_seconds_per_1000: (!t.pids.is_empty() && rec.ok > 0)
+                        .then(|| rec.cpu_seconds / rec.ok as f64 * 1000.0),
+                    peak_rss_mib: (!t.pids.is_empty()).then(|| rec.peak_rss_kib as f64 / 1024.0),
+                }
+            })
+            .collect(),
+    }
+}
