@@ -18,7 +18,14 @@ fn ms(us: f64) -> String {
 pub fn markdown(r: &Report, title: &str) -> String {
     let mut out = String::new();
     let load = match r.load {
-        Load::Open { rate } => format!("open loop at {rate} req/s"),
+        Load::Open {
+            rate,
+            poisson: false,
+        } => format!("open loop at {rate} req/s"),
+        Load::Open {
+            rate,
+            poisson: true,
+        } => format!("open loop, Poisson arrivals at {rate} req/s"),
         Load::Closed { concurrency } => format!("closed loop, {concurrency} in flight"),
     };
     let kind = if r.stream {

@@ -35,10 +35,13 @@ pub struct Target {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Load {
-    /// Requests per second, on a fixed schedule.
+    /// Requests per second, on a fixed schedule (or with exponential gaps of that mean).
     Open {
         /// The rate.
         rate: f64,
+        /// Poisson arrivals instead of evenly spaced ones (avoids locking onto an engine's
+        /// step period).
+        poisson: bool,
     },
     /// Requests in flight at all times.
     Closed {
@@ -297,7 +300,7 @@ async fn segment(
                 }));
             }
         }
-        Load::Open { rate } => {
+        Load::Open { rate, poisson } => {
             let (client, url, body, tx, stop, in_flight, timeout, stream) = (
                 client.clone(),
                 url.clone(),
@@ -309,12 +312,18 @@ async fn segment(
                 plan.stream,
             );
             tasks.push(tokio::spawn(async move {
-                let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+                let mean = 1.0 / rate.max(0.001);
+                let mut rng = fastrand::Rng::with_seed(0x5eed);
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     tokio::time::sleep_until(next.into()).await;
                     let scheduled = next;
-                    next += period;
+                    let gap = if poisson {
+                        -mean * (1.0 - rng.f64()).ln()
+                    } else {
+                        mean
+                    };
+                    next += Duration::from_secs_f64(gap);
                     if in_flight.load(Ordering::Relaxed) > 50_000 {
                         let _ = tx.send(Sample {
                             error: Some("client_overloaded".into()),

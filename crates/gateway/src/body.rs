@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,7 +81,10 @@ pub struct ResponseBody {
     exchange: Option<Exchange>,
     /// Bytes to send before (or instead of) the upstream's.
     tail: Option<Bytes>,
-    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// The idle timeout: its length, a timer, and when the body last moved. The timer is not
+    /// reset per chunk (a timer-wheel update per token); when it fires early it is re-armed
+    /// from the last activity.
+    idle: Option<(Duration, Pin<Box<Sleep>>, Instant)>,
     total: Option<Pin<Box<Sleep>>>,
 }
 
@@ -116,7 +119,7 @@ impl ResponseBody {
             inner: Some(inner),
             exchange: Some(exchange),
             tail: None,
-            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)), Instant::now())),
             total: total_deadline.map(|t| Box::pin(tokio::time::sleep_until(t))),
         }
     }
@@ -149,8 +152,8 @@ impl Body for ResponseBody {
             };
             match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    if let Some((d, sleep)) = &mut this.idle {
-                        sleep.as_mut().reset(Instant::now() + *d);
+                    if let Some((_, _, last)) = &mut this.idle {
+                        *last = Instant::now();
                     }
                     let data = match frame.into_data() {
                         Ok(data) => data,
@@ -197,9 +200,14 @@ impl Body for ResponseBody {
                     {
                         return this.fail(Failure::TotalTimeout);
                     }
-                    if let Some((_, idle)) = &mut this.idle {
-                        ready!(idle.as_mut().poll(cx));
-                        return this.fail(Failure::IdleTimeout);
+                    if let Some((d, idle, last)) = &mut this.idle {
+                        while idle.as_mut().poll(cx).is_ready() {
+                            let due = *last + *d;
+                            if due <= Instant::now() {
+                                return this.fail(Failure::IdleTimeout);
+                            }
+                            idle.as_mut().reset(due);
+                        }
                     }
                     return Poll::Pending;
                 }

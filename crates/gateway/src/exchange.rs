@@ -15,7 +15,28 @@ use inferscope_semconv::{attr, http as http_attr, inferscope as own, value::toke
 
 use crate::Shared;
 use crate::failure::Failure;
-use crate::metrics::Labels;
+use crate::metrics::{Label, Labels};
+
+/// The status-code label: constants for the common codes, no allocation.
+fn status_label(code: Option<u16>) -> Label {
+    Label::Static(match code {
+        None => "",
+        Some(200) => "200",
+        Some(400) => "400",
+        Some(404) => "404",
+        Some(429) => "429",
+        Some(499) => "499",
+        Some(500) => "500",
+        Some(502) => "502",
+        Some(503) => "503",
+        Some(504) => "504",
+        Some(c) if c < 200 => "1xx",
+        Some(c) if c < 300 => "2xx",
+        Some(c) if c < 400 => "3xx",
+        Some(c) if c < 500 => "4xx",
+        Some(_) => "5xx",
+    })
+}
 
 /// The inference part of an exchange: the CLIENT span and the observer.
 pub(crate) struct Inference {
@@ -99,7 +120,7 @@ impl Exchange {
                 shared
                     .metrics
                     .upstream_errors
-                    .get_or_create(&vec![("error_type", f.error_type().to_owned())])
+                    .get_or_create(&vec![("error_type", Label::Static(f.error_type()))])
                     .inc();
             }
         }
@@ -115,11 +136,8 @@ impl Exchange {
             .metrics
             .requests
             .get_or_create(&vec![
-                ("route_kind", kind.to_owned()),
-                (
-                    "http_response_status_code",
-                    code.map_or_else(String::new, |c| c.to_string()),
-                ),
+                ("route_kind", Label::Static(kind)),
+                ("http_response_status_code", status_label(code)),
             ])
             .inc();
 
@@ -160,24 +178,22 @@ impl Exchange {
             .or_else(|| self.status.filter(|s| *s >= 400).map(|s| s.to_string()));
 
         // Metrics, for every request, sampled or not.
-        let mut labels: Labels = vec![
-            ("gen_ai_operation_name", inf.route.operation.to_owned()),
-            ("gen_ai_provider_name", config.provider.clone()),
+        let m = &shared.metrics;
+        let mut labels: Labels = Vec::with_capacity(8);
+        labels.extend([
+            ("gen_ai_operation_name", Label::Static(inf.route.operation)),
+            ("gen_ai_provider_name", shared.labels.provider.clone()),
             (
                 "gen_ai_request_model",
-                inf.request.model.clone().unwrap_or_default(),
+                m.model(inf.request.model.as_deref()),
             ),
-            (
-                "gen_ai_response_model",
-                facts.model.clone().unwrap_or_default(),
-            ),
-            ("server_address", config.upstream.host.clone()),
-            ("server_port", config.upstream.port.to_string()),
-        ];
+            ("gen_ai_response_model", m.model(facts.model.as_deref())),
+            ("server_address", shared.labels.server_address.clone()),
+            ("server_port", shared.labels.server_port.clone()),
+        ]);
         if let Some(e) = &error_type {
-            labels.push(("error_type", e.clone()));
+            labels.push(("error_type", m.error_type(e)));
         }
-        let m = &shared.metrics;
         m.duration
             .get_or_create(&labels)
             .observe(now.saturating_duration_since(inf.sent).as_secs_f64());
@@ -196,7 +212,7 @@ impl Exchange {
             ] {
                 if let Some(n) = n {
                     let mut l = labels.clone();
-                    l.push(("gen_ai_token_type", kind.to_owned()));
+                    l.push(("gen_ai_token_type", Label::Static(kind)));
                     m.token_usage.get_or_create(&l).observe(n as f64);
                 }
             }

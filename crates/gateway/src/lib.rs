@@ -80,6 +80,14 @@ pub(crate) struct Shared {
     pub(crate) join: join::JoinTable,
     pub(crate) export_stats: Option<Arc<ExportStats>>,
     pub(crate) ingest_stats: Arc<ingest::IngestStats>,
+    pub(crate) labels: ConstLabels,
+}
+
+/// Metric label values fixed at start.
+pub(crate) struct ConstLabels {
+    pub(crate) provider: metrics::Label,
+    pub(crate) server_address: metrics::Label,
+    pub(crate) server_port: metrics::Label,
 }
 
 /// A running gateway.
@@ -153,6 +161,11 @@ impl Gateway {
             .build(connector);
         let ingest_stats = Arc::new(ingest::IngestStats::default());
         let join = join::JoinTable::new(config.ingest.join_capacity, config.ingest.join_ttl);
+        let labels = ConstLabels {
+            provider: metrics::Label::Shared(Arc::from(config.provider.as_str())),
+            server_address: metrics::Label::Shared(Arc::from(config.upstream.host.as_str())),
+            server_port: metrics::Label::Shared(Arc::from(config.upstream.port.to_string())),
+        };
         let shared = Arc::new(Shared {
             config,
             tracer,
@@ -163,6 +176,7 @@ impl Gateway {
             join,
             export_stats: export,
             ingest_stats,
+            labels,
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, shared.clone(), stopped.clone()));

@@ -8,15 +8,83 @@ use inferscope_export::ExportStats;
 use crate::ingest::IngestStats;
 use inferscope_semconv::metric::{self, Histogram as Semconv};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// A label value that is cheap to clone: a constant or a shared string.
+#[derive(Debug, Clone)]
+pub enum Label {
+    /// A constant.
+    Static(&'static str),
+    /// A shared string.
+    Shared(Arc<str>),
+}
+
+impl Label {
+    fn as_str(&self) -> &str {
+        match self {
+            Label::Static(s) => s,
+            Label::Shared(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Label {
+    fn eq(&self, other: &Label) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Label {}
+
+impl std::hash::Hash for Label {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
 /// A metric's labels: semantic-convention attribute names with dots as underscores.
-pub type Labels = Vec<(&'static str, String)>;
+pub type Labels = Vec<(&'static str, Label)>;
+
+/// Distinct values one label may take before further ones are reported as `_OTHER`: model
+/// names and error types come from clients and upstreams, and every new value is a new series.
+const MAX_LABEL_VALUES: usize = 128;
+
+/// Shares label strings and bounds their cardinality.
+#[derive(Debug, Default)]
+struct Interner(std::sync::Mutex<std::collections::HashMap<Box<str>, Arc<str>>>);
+
+impl Interner {
+    fn get(&self, value: &str) -> Label {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = map.get(value) {
+            return Label::Shared(v.clone());
+        }
+        if map.len() >= MAX_LABEL_VALUES {
+            return Label::Static("_OTHER");
+        }
+        let shared: Arc<str> = Arc::from(value);
+        map.insert(value.into(), shared.clone());
+        Label::Shared(shared)
+    }
+}
 
 /// Builds a histogram with a convention's bucket boundaries.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +116,8 @@ pub struct Metrics {
     pub upstream_errors: Family<Labels, Counter>,
     /// Requests by route kind and status code.
     pub requests: Family<Labels, Counter>,
+    models: Interner,
+    errors: Interner,
 }
 
 fn histograms(registry: &mut Registry, h: &Semconv) -> Histograms {
@@ -98,7 +168,22 @@ impl Metrics {
             in_flight,
             upstream_errors,
             requests,
+            models: Interner::default(),
+            errors: Interner::default(),
         }
+    }
+
+    /// A model name as a label (bounded cardinality).
+    pub fn model(&self, name: Option<&str>) -> Label {
+        match name {
+            None | Some("") => Label::Static(""),
+            Some(n) => self.models.get(n),
+        }
+    }
+
+    /// An `error.type` as a label (bounded cardinality).
+    pub fn error_type(&self, e: &str) -> Label {
+        self.errors.get(e)
     }
 
     /// The Prometheus text exposition.
@@ -235,8 +320,13 @@ mod tests {
             Some(Arc::new(IngestStats::default())),
         );
         m.duration
-            .get_or_create(&vec![("gen_ai_operation_name", "chat".into())])
+            .get_or_create(&vec![("gen_ai_operation_name", Label::Static("chat"))])
             .observe(0.05);
+        for i in 0..500 {
+            let _ = m.model(Some(&format!("model-{i}")));
+        }
+        assert_eq!(m.model(Some("model-499")), Label::Static("_OTHER"));
+        assert_eq!(m.model(Some("model-1")), Label::Static("model-1"));
         m.in_flight.inc();
         let text = m.encode();
         assert!(text.contains("gen_ai_client_operation_duration_seconds_bucket{le=\"0.08\",gen_ai_operation_name=\"chat\"} 1"), "{text}");

@@ -18,6 +18,9 @@ pub(crate) struct BenchArgs {
     /// Open loop: requests per second, on a fixed schedule.
     #[arg(long, conflicts_with = "concurrency")]
     rate: Option<f64>,
+    /// With --rate: Poisson arrivals (exponential gaps) instead of evenly spaced ones.
+    #[arg(long, requires = "rate")]
+    poisson: bool,
     /// Closed loop: requests in flight [default: 64].
     #[arg(long)]
     concurrency: Option<usize>,
@@ -82,7 +85,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         target.pids.push(pid);
     }
     let load = match args.rate {
-        Some(rate) if rate > 0.0 => Load::Open { rate },
+        Some(rate) if rate > 0.0 => Load::Open {
+            rate,
+            poisson: args.poisson,
+        },
         Some(_) => anyhow::bail!("--rate must be above 0"),
         None => Load::Closed {
             concurrency: args.concurrency.unwrap_or(64).max(1),

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The gateway's overhead, side by side with nginx, the vLLM router and the LiteLLM proxy, all in
+# front of the same simulator, in zero-delay and in realistic-timing mode; then 1,000 concurrent
+# streams (memory) and a run with the OTLP receiver down. Writes bench/results/*.json and the
+# "Gateway overhead" section of BENCHMARKS.md.
+#
+#   bash bench/compare.sh [SECONDS_PER_TARGET]      (default 20; about 20 minutes in all)
+#
+# Layout on this 2-core machine: the simulator and the proxy under test share CPU 0; the load
+# generator and the OTLP receiver run on CPU 1. Targets are interleaved (4 rounds), every
+# process is fresh for each mode, CPU and peak RSS are read from /proc per target.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+secs=${1:-20}
+out=$root/bench/results
+work=$(mktemp -d)
+mkdir -p "$out"
+cargo build --release -q --manifest-path "$root/Cargo.toml" -p inferscope
+bin=$root/target/release/inferscope
+py=$(bash "$root/scripts/python-env.sh")
+pids=()
+receiver=
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+  # The receiver last: the gateway flushes its spans to it as it stops.
+  if [ -n "$receiver" ]; then kill -TERM "$receiver" 2>/dev/null || true; wait "$receiver" 2>/dev/null || true; receiver=; fi
+}
+trap 'stop_all; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 300); do curl -fs -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not up: $1" >&2; return 1; }
+
+# Installs (once) before anything is timed.
+bash "$root/bench/peers/vllm-router.sh" --help >/dev/null 2>&1 || true
+command -v nginx >/dev/null || (apt-get install -y -qq nginx || sudo -n apt-get install -y -qq nginx) >/dev/null
+
+start_targets() { # mode: zero-delay | realistic
+  local simargs=(--zero-delay)
+  if [ "$1" = realistic ]; then simargs=(--step-base-ms 20 --step-per-seq-ms 0.05 --prefill-per-token-ms 0.02 --max-num-seqs 2048 --kv-cache-tokens 4000000); fi
+  sim_port=$(free_port); ngx_port=$(free_port); gw_port=$(free_port); gwoff_port=$(free_port)
+  vr_port=$(free_port); ll_port=$(free_port); otlp_port=$(free_port)
+  taskset -c 1 "$py" "$root/bench/peers/otlp_receiver.py" "$otlp_port" > "$work/receiver-$1.json" 2>/dev/null &
+  receiver=$!
+  taskset -c 0 "$bin" sim "${simargs[@]}" --listen "127.0.0.1:$sim_port" --log warn & sim=$!; pids+=($sim)
+  wait_http "http://127.0.0.1:$sim_port/health"
+  up=http://127.0.0.1:$sim_port
+  mkdir -p "$work/nginx-$1"
+  taskset -c 0 bash "$root/bench/peers/nginx.sh" "$ngx_port" "127.0.0.1:$sim_port" "$work/nginx-$1" & ngx=$!; pids+=($ngx)
+  OTEL_BSP_MAX_QUEUE_SIZE=65536 taskset -c 0 "$bin" serve --upstream "$up" --listen "127.0.0.1:$gw_port" --admin off \
+    --otlp-ingest-grpc off --otlp-ingest-http off --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-protocol grpc --log warn & gw=$!; pids+=($gw)
+  OTEL_SDK_DISABLED=true taskset -c 0 "$bin" serve --upstream "$up" --listen "127.0.0.1:$gwoff_port" --admin off \
+    --otlp-ingest-grpc off --otlp-ingest-http off --log warn & gwoff=$!; pids+=($gwoff)
+  taskset -c 0 bash "$root/bench/peers/vllm-router.sh" "$vr_port" "$up" >/dev/null 2>&1 & vr=$!; pids+=($vr)
+  taskset -c 0 bash "$root/bench/peers/litellm.sh" "$ll_port" "$up" "$work/litellm-$1" >/dev/null 2>&1 & ll=$!; pids+=($ll)
+  for p in $ngx_port $gw_port $gwoff_port; do wait_http "http://127.0.0.1:$p/health"; done
+  wait_http "http://127.0.0.1:$vr_port/health"
+  wait_http "http://127.0.0.1:$ll_port/health/liveliness"
+  targets=(--target "direct=$up" --pid "direct=$sim"
+           --target "nginx=http://127.0.0.1:$ngx_port" --pid "nginx=$ngx"
+           --target "inferscope=http://127.0.0.1:$gw_port" --pid "inferscope=$gw"
+           --target "inferscope-untraced=http://127.0.0.1:$gwoff_port" --pid "inferscope-untraced=$gwoff"
+           --target "vllm-router=http://127.0.0.1:$vr_port" --pid "vllm-router=$vr"
+           --target "litellm=http://127.0.0.1:$ll_port" --pid "litellm=$ll")
+}
+
+bench() { # name, bench args...
+  local name=$1; shift
+  echo "== $name" >&2
+  taskset -c 1 "$bin" bench "${targets[@]}" --duration "$secs" --rounds 4 --warmup 2 --title "$name" \
+    --json "$out/$name.json" --markdown "$out/$name.md" "$@" >/dev/null
+}
+
+for mode in zero-delay realistic; do
+  start_targets $mode
+  if [ $mode = zero-delay ]; then
+    bench "$mode-stream-c64" --concurrency 64 --stream --max-tokens 256
+    bench "$mode-nonstream-c64" --concurrency 64 --max-tokens 16
+    bench "$mode-stream-open50" --rate 50 --stream --max-tokens 256
+  else
+    bench "$mode-stream-c64" --concurrency 64 --stream --max-tokens 256
+    # TTFT and gaps at ~64 streams in flight (64 tokens at ~20 ms = 1.3 s each), arrivals
+    # spread at random so they do not lock onto the engine's step period.
+    bench "$mode-stream-poisson50" --rate 50 --poisson --stream --max-tokens 64
+    bench "$mode-nonstream-c64" --concurrency 64 --max-tokens 16
+  fi
+  stop_all
+done
+
+# 1,000 concurrent streams, realistic timing: memory.
+start_targets realistic
+targets=("${targets[@]:0:12}")   # direct, nginx, inferscope
+bench "realistic-stream-c1000" --concurrency 1000 --stream --max-tokens 128
+stop_all
+
+# The OTLP receiver down: the gateway exports to a closed port for two consecutive runs.
+sim_port=$(free_port); gw_port=$(free_port); dead=$(free_port)
+taskset -c 0 "$bin" sim --zero-delay --listen "127.0.0.1:$sim_port" --log warn & sim=$!; pids+=($sim)
+wait_http "http://127.0.0.1:$sim_port/health"
+taskset -c 0 "$bin" serve --upstream "http://127.0.0.1:$sim_port" --listen "127.0.0.1:$gw_port" --admin off \
+  --otlp-ingest-grpc off --otlp-ingest-http off --otlp-endpoint "http://127.0.0.1:$dead" --log error & gw=$!; pids+=($gw)
+wait_http "http://127.0.0.1:$gw_port/health"
+targets=(--target "inferscope-receiver-down=http://127.0.0.1:$gw_port" --pid "inferscope-receiver-down=$gw")
+bench "receiver-down-1" --concurrency 64 --stream --max-tokens 64
+bench "receiver-down-2" --concurrency 64 --stream --max-tokens 64
+stop_all
+
+cp "$work"/receiver-*.json "$out/" 2>/dev/null || true
+python3 "$root/bench/summarize.py" "$out" "$root/BENCHMARKS.md"
+echo "results in $out; BENCHMARKS.md updated" >&2
