@@ -29,10 +29,11 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -fs -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not up: $1" >&2; return 1; }
+wait_http() { for _ in $(seq 1 600); do curl -fs -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not up: $1" >&2; return 1; }
 
 # Installs (once) before anything is timed.
-bash "$root/bench/peers/vllm-router.sh" --help >/dev/null 2>&1 || true
+bash "$root/bench/peers/vllm-router.sh" --install
+bash "$root/bench/peers/litellm.sh" --install
 command -v nginx >/dev/null || (apt-get install -y -qq nginx || sudo -n apt-get install -y -qq nginx) >/dev/null
 
 start_targets() { # mode: zero-delay | realistic

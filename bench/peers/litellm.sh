@@ -2,7 +2,7 @@
 # Starts the LiteLLM proxy (PyPI `litellm[proxy]` 1.100.0, every package pinned with hashes in
 # litellm-requirements.txt) in front of one upstream as a `hosted_vllm` model, one worker, no
 # database, telemetry off, in a venv of its own (target/bench-venvs/litellm, created once).
-#   bash bench/peers/litellm.sh LISTEN_PORT UPSTREAM_URL WORKDIR
+#   bash bench/peers/litellm.sh LISTEN_PORT UPSTREAM_URL WORKDIR (or --install: only install)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -11,6 +11,7 @@ if [ ! -x "$venv/bin/litellm" ]; then
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$here/litellm-requirements.txt" >&2
 fi
+[ "${1:-}" = --install ] && exit 0
 mkdir -p "$3"
 cat > "$3/litellm.yaml" <<YAML
 model_list:
@@ -22,4 +23,4 @@ model_list:
 litellm_settings:
   telemetry: false
 YAML
-LITELLM_LOG=ERROR exec "$venv/bin/litellm" --config "$3/litellm.yaml" --host 127.0.0.1 --port "$1" --num_workers 1
+LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR exec "$venv/bin/litellm" --config "$3/litellm.yaml" --host 127.0.0.1 --port "$1" --num_workers 1

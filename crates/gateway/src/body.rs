@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
 use crate::failure::{Failure, describe};
+use crate::upstream::{Conn, Pool};
 
 /// Errors of a body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -74,11 +76,18 @@ impl Body for RequestBody {
 }
 
 /// A response body on its way to the client. The exchange ends when the body ends, fails,
-/// times out, or is dropped because the client went away; dropping `inner` then drops the
-/// upstream request, so the engine aborts it.
+/// times out, or is dropped because the client went away; dropping `inner` (and the upstream
+/// connection) then drops the upstream request, so the engine aborts it.
+///
+/// The upstream connection is driven from here ([`crate::upstream`]): each poll lets it decode
+/// whatever bytes it has already read, and every chunk available now leaves as one frame (one
+/// write to the client), up to [`COALESCE`] bytes; the first chunk leaves alone, at once.
+/// Nothing waits for bytes not yet arrived.
 pub struct ResponseBody {
     inner: Option<Incoming>,
     exchange: Option<Exchange>,
+    /// The upstream connection, driven while the body streams; back to the pool at the end.
+    conn: Option<(Conn, Arc<Pool>)>,
     /// Bytes to send before (or instead of) the upstream's.
     tail: Option<Bytes>,
     /// The idle timeout: its length, a timer, and when the body last moved. The timer is not
@@ -86,6 +95,14 @@ pub struct ResponseBody {
     /// from the last activity.
     idle: Option<(Duration, Pin<Box<Sleep>>, Instant)>,
     total: Option<Pin<Box<Sleep>>>,
+    /// A frame (trailers) or an error to return after the data gathered with it.
+    next: Option<Result<Frame<Bytes>, BoxError>>,
+    /// Whether the first chunk has gone out: it leaves alone, at once (time to first token).
+    started: bool,
+    /// A frame just went out: before the next one, the server must get the chance to flush it.
+    just_sent: bool,
+    /// Data gathered while letting the server flush.
+    held: Option<Bytes>,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -96,31 +113,99 @@ impl std::fmt::Debug for ResponseBody {
     }
 }
 
+/// Most bytes gathered into one frame for the client (nginx reads 4 to 8 KiB at a time).
+const COALESCE: usize = 16 * 1024;
+
+/// Chunks gathered in one poll, copied into one buffer only when there is more than one.
+#[derive(Default)]
+struct Gathered {
+    first: Option<Bytes>,
+    rest: Option<bytes::BytesMut>,
+}
+
+impl Gathered {
+    fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        match (&self.first, &mut self.rest) {
+            (None, _) => self.first = Some(data),
+            (Some(_), Some(rest)) => rest.extend_from_slice(&data),
+            (Some(first), None) => {
+                let mut b = bytes::BytesMut::with_capacity((first.len() + data.len()) * 4);
+                b.extend_from_slice(first);
+                b.extend_from_slice(&data);
+                self.rest = Some(b);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match (&self.first, &self.rest) {
+            (_, Some(r)) => r.len(),
+            (Some(f), None) => f.len(),
+            (None, None) => 0,
+        }
+    }
+
+    fn take(self) -> Option<Bytes> {
+        match (self.first, self.rest) {
+            (_, Some(r)) => Some(r.freeze()),
+            (f, None) => f,
+        }
+    }
+}
+
 impl ResponseBody {
     /// A body the gateway wrote itself.
     pub fn full(bytes: Bytes) -> ResponseBody {
         ResponseBody {
             inner: None,
             exchange: None,
+            conn: None,
             tail: Some(bytes),
             idle: None,
             total: None,
+            next: None,
+            started: false,
+            just_sent: false,
+            held: None,
         }
     }
 
-    /// The upstream's body, observed.
+    /// The upstream's body, observed; `conn` is the connection it arrives on, when the gateway
+    /// drives it (HTTP/1.1 upstreams).
     pub(crate) fn observed(
         inner: Incoming,
         exchange: Exchange,
+        conn: Option<(Conn, Arc<Pool>)>,
         idle: Option<Duration>,
         total_deadline: Option<Instant>,
     ) -> ResponseBody {
         ResponseBody {
             inner: Some(inner),
             exchange: Some(exchange),
+            conn,
             tail: None,
             idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)), Instant::now())),
             total: total_deadline.map(|t| Box::pin(tokio::time::sleep_until(t))),
+            next: None,
+            started: false,
+            just_sent: false,
+            held: None,
+        }
+    }
+
+    /// The upstream body ended: the exchange ends (bytes still held go to `tail`) and the
+    /// connection returns to the pool.
+    fn end(&mut self) {
+        self.inner = None;
+        if let Some(mut e) = self.exchange.take() {
+            self.tail = e.on_end();
+            e.finish(None);
+        }
+        if let Some((conn, pool)) = self.conn.take() {
+            pool.put_back(conn);
         }
     }
 
@@ -130,6 +215,7 @@ impl ResponseBody {
             e.finish(Some(failure));
         }
         self.inner = None;
+        self.conn = None;
         Poll::Ready(Some(Err(message.into())))
     }
 }
@@ -143,58 +229,75 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(tail) = this.tail.take() {
+            return Poll::Ready(Some(Ok(Frame::data(tail))));
+        }
+        if let Some(data) = this.held.take() {
+            this.just_sent = true;
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if let Some(next) = this.next.take() {
+            return Poll::Ready(Some(next));
+        }
+        let mut gathered = Gathered::default();
         loop {
-            if let Some(tail) = this.tail.take() {
-                return Poll::Ready(Some(Ok(Frame::data(tail))));
+            if let Some((conn, _)) = &mut this.conn {
+                let _ = conn.drive(cx);
             }
             let Some(inner) = this.inner.as_mut() else {
-                return Poll::Ready(None);
+                break;
             };
             match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some((_, _, last)) = &mut this.idle {
                         *last = Instant::now();
                     }
-                    let data = match frame.into_data() {
-                        Ok(data) => data,
-                        Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-                    };
-                    let mut out = match &mut this.exchange {
-                        Some(e) => e.on_chunk(data),
-                        None => data,
-                    };
+                    match frame.into_data() {
+                        Ok(data) => gathered.push(match &mut this.exchange {
+                            Some(e) => e.on_chunk(data),
+                            None => data,
+                        }),
+                        Err(trailers) => {
+                            this.next = Some(Ok(trailers));
+                            break;
+                        }
+                    }
                     // A body of known length is over once its last byte arrived: the server
                     // may never poll again, so the exchange ends here.
                     if this.inner.as_ref().is_some_and(Body::is_end_stream) {
-                        this.inner = None;
-                        if let Some(mut e) = this.exchange.take() {
-                            if let Some(rest) = e.on_end() {
-                                out = if out.is_empty() {
-                                    rest
-                                } else {
-                                    [out, rest].concat().into()
-                                };
-                            }
-                            e.finish(None);
+                        this.end();
+                        if let Some(rest) = this.tail.take() {
+                            gathered.push(rest);
                         }
+                        break;
                     }
-                    if out.is_empty() {
-                        continue;
+                    if gathered.len() >= COALESCE || (!this.started && gathered.len() > 0) {
+                        this.started = true;
+                        break;
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    return this.fail(Failure::UpstreamBroken(describe(&e)));
+                    let failure = Failure::UpstreamBroken(describe(&e));
+                    this.next = Some(Err(failure.message().into()));
+                    if let Some(mut ex) = this.exchange.take() {
+                        ex.finish(Some(failure));
+                    }
+                    this.inner = None;
+                    this.conn = None;
+                    break;
                 }
                 Poll::Ready(None) => {
-                    this.inner = None;
-                    if let Some(mut e) = this.exchange.take() {
-                        this.tail = e.on_end();
-                        e.finish(None);
+                    this.end();
+                    if let Some(rest) = this.tail.take() {
+                        gathered.push(rest);
                     }
-                    continue;
+                    break;
                 }
                 Poll::Pending => {
+                    if gathered.len() > 0 {
+                        break;
+                    }
+                    this.just_sent = false;
                     if let Some(total) = &mut this.total
                         && total.as_mut().poll(cx).is_ready()
                     {
@@ -213,16 +316,30 @@ impl Body for ResponseBody {
                 }
             }
         }
+        if let Some(data) = gathered.take() {
+            // hyper's server keeps buffering while the body returns frames, and writes when it
+            // returns Pending: after a frame, yield once before the next so the first token
+            // (and every later batch) is written at once instead of with the whole stream.
+            if std::mem::take(&mut this.just_sent) {
+                this.held = Some(data);
+                let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+                return Poll::Pending;
+            }
+            this.just_sent = true;
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        this.just_sent = false;
+        Poll::Ready(this.next.take())
     }
 
     fn is_end_stream(&self) -> bool {
-        self.tail.is_none() && self.inner.is_none()
+        self.tail.is_none() && self.inner.is_none() && self.next.is_none() && self.held.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
         match (&self.inner, &self.tail) {
-            (None, Some(t)) => SizeHint::with_exact(t.len() as u64),
-            (None, None) => SizeHint::with_exact(0),
+            (None, Some(t)) if self.next.is_none() => SizeHint::with_exact(t.len() as u64),
+            (None, None) if self.next.is_none() => SizeHint::with_exact(0),
             (Some(inner), None)
                 if self
                     .exchange

@@ -37,6 +37,7 @@ pub mod ingest;
 pub mod join;
 pub mod metrics;
 mod proxy;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub(crate) struct Shared {
     pub(crate) tracer: Tracer,
     pub(crate) metrics: Metrics,
     pub(crate) client: Client<HttpConnector, RequestBody>,
+    pub(crate) pool: Arc<upstream::Pool>,
     pub(crate) local_addr: SocketAddr,
     pub(crate) stopping: AtomicBool,
     pub(crate) join: join::JoinTable,
@@ -160,6 +162,10 @@ impl Gateway {
             .http2_initial_connection_window_size(Some(8 << 20))
             .build(connector);
         let ingest_stats = Arc::new(ingest::IngestStats::default());
+        let pool = Arc::new(upstream::Pool::new(
+            config.upstream.authority.clone(),
+            config.timeouts.connect,
+        ));
         let join = join::JoinTable::new(config.ingest.join_capacity, config.ingest.join_ttl);
         let labels = ConstLabels {
             provider: metrics::Label::Shared(Arc::from(config.provider.as_str())),
@@ -170,6 +176,7 @@ impl Gateway {
             config,
             tracer,
             metrics: Metrics::new(export.clone(), Some(ingest_stats.clone())),
+            pool,
             client,
             local_addr: addr,
             stopping: AtomicBool::new(false),

@@ -185,19 +185,28 @@ pub(crate) async fn handle(
         Some(d) => d.min(tokio::time::Instant::now() + config.timeouts.first_byte),
         None => tokio::time::Instant::now() + config.timeouts.first_byte,
     };
-    let response =
-        match tokio::time::timeout_at(first_byte, shared.client.request(upstream_req)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                let failure = if e.is_connect() {
-                    Failure::Connect(describe(&e))
-                } else {
-                    Failure::UpstreamBroken(describe(&e))
-                };
-                return Ok(answer(&shared, exchange, failure));
+    let sent = if config.upstream_h2c {
+        // h2c: hyper's pooled client (HTTP/2 streams buffer their data frames anyway).
+        let request = async {
+            match shared.client.request(upstream_req).await {
+                Ok(r) => Ok((r, None)),
+                Err(e) if e.is_connect() => Err(Failure::Connect(describe(&e))),
+                Err(e) => Err(Failure::UpstreamBroken(describe(&e))),
             }
-            Err(_) => return Ok(answer(&shared, exchange, Failure::FirstByteTimeout)),
         };
+        tokio::time::timeout_at(first_byte, request).await
+    } else {
+        let request = async {
+            let (r, conn) = shared.pool.send(upstream_req).await?;
+            Ok((r, Some((conn, shared.pool.clone()))))
+        };
+        tokio::time::timeout_at(first_byte, request).await
+    };
+    let (response, conn) = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(failure)) => return Ok(answer(&shared, exchange, failure)),
+        Err(_) => return Ok(answer(&shared, exchange, Failure::FirstByteTimeout)),
+    };
 
     // 4. the response
     let (mut rparts, rbody) = response.into_parts();
@@ -227,12 +236,15 @@ pub(crate) async fn handle(
     exchange.response_started(rparts.status.as_u16(), observer);
     if rbody.is_end_stream() {
         exchange.finish(None);
+        if let Some((conn, pool)) = conn {
+            pool.put_back(conn);
+        }
         return Ok(Response::from_parts(
             rparts,
             ResponseBody::full(Bytes::new()),
         ));
     }
-    let body = ResponseBody::observed(rbody, exchange, config.timeouts.idle, total_deadline);
+    let body = ResponseBody::observed(rbody, exchange, conn, config.timeouts.idle, total_deadline);
     Ok(Response::from_parts(rparts, body))
 }
 

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Soak: the gateway (tracing on, exporting to a real OTLP receiver) in front of the simulator at
+# a fixed rate for a long time, its RSS sampled every 10 s; reports the slope of RSS over time
+# (a leak shows as a steady positive slope). Not part of CI.
+#
+#   bash bench/soak.sh [MINUTES] [RATE]        (default 30 minutes at 200 streamed req/s)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+minutes=${1:-30}
+rate=${2:-200}
+out=$root/bench/results
+mkdir -p "$out"
+cargo build --release -q --manifest-path "$root/Cargo.toml" -p inferscope
+bin=$root/target/release/inferscope
+py=$(bash "$root/scripts/python-env.sh")
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sim_port=$(free_port); gw_port=$(free_port); otlp_port=$(free_port)
+taskset -c 1 "$py" "$root/bench/peers/otlp_receiver.py" "$otlp_port" > "$out/soak-receiver.json" 2>/dev/null & receiver=$!
+taskset -c 0 "$bin" sim --listen "127.0.0.1:$sim_port" --step-base-ms 10 --max-num-seqs 1024 --log warn & sim=$!
+taskset -c 0 "$bin" serve --upstream "http://127.0.0.1:$sim_port" --listen "127.0.0.1:$gw_port" --admin off \
+  --otlp-ingest-grpc off --otlp-ingest-http off --otlp-endpoint "http://127.0.0.1:$otlp_port" --log warn & gw=$!
+trap 'kill $sim $gw 2>/dev/null; wait $gw 2>/dev/null; kill -TERM $receiver 2>/dev/null; wait $receiver 2>/dev/null' EXIT
+for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$gw_port/health" && break; sleep 0.2; done
+echo "seconds,rss_kib" > "$out/soak-rss.csv"
+(
+  start=$(date +%s)
+  while kill -0 $gw 2>/dev/null; do
+    echo "$(( $(date +%s) - start )),$(awk '/VmRSS/ {print $2}' /proc/$gw/status)" >> "$out/soak-rss.csv"
+    sleep 10
+  done
+) & sampler=$!
+taskset -c 1 "$bin" bench --target "inferscope=http://127.0.0.1:$gw_port" --pid "inferscope=$gw" \
+  --rate "$rate" --poisson --stream --max-tokens 32 --duration $((minutes * 60)) --rounds 1 --warmup 0 \
+  --title "soak, $minutes min" --json "$out/soak.json" --markdown "$out/soak.md" --no-progress >/dev/null
+kill $sampler 2>/dev/null || true
+python3 - "$out/soak-rss.csv" "$out/soak.md" <<'PY'
+import csv, sys
+rows = [(float(r["seconds"]), float(r["rss_kib"])) for r in csv.DictReader(open(sys.argv[1])) if r["rss_kib"]]
+n = len(rows)
+# Least-squares slope over the second half (after warm-up allocation settles).
+half = rows[n // 2:] if n >= 4 else rows
+mx = sum(x for x, _ in half) / len(half); my = sum(y for _, y in half) / len(half)
+slope = sum((x - mx) * (y - my) for x, y in half) / max(sum((x - mx) ** 2 for x, _ in half), 1e-9)
+line = (f"\nRSS sampled every 10 s: {n} samples, from {rows[0][1]/1024:.1f} MiB to {rows[-1][1]/1024:.1f} MiB "
+        f"(max {max(y for _, y in rows)/1024:.1f} MiB); slope over the second half {slope*3600/1024:.2f} MiB per hour.\n")
+open(sys.argv[2], "a").write(line)
+print(line)
+PY
+cat "$out/soak.md"
