@@ -57,8 +57,8 @@ impl Default for IngestConfig {
             drop_startup_spans: false,
             drop_span_names: Vec::new(),
             engine_model: None,
-            join_capacity: 65_536,
-            join_ttl: Duration::from_secs(120),
+            join_capacity: 16_384,
+            join_ttl: Duration::from_secs(30),
             join_wait: Duration::from_secs(2),
         }
     }
