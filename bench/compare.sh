@@ -36,19 +36,19 @@ bash "$root/bench/peers/vllm-router.sh" --install
 bash "$root/bench/peers/litellm.sh" --install
 command -v nginx >/dev/null || (apt-get install -y -qq nginx || sudo -n apt-get install -y -qq nginx) >/dev/null
 
-start_targets() { # mode: zero-delay | realistic
-  local simargs=(--zero-delay)
+start_targets() { # mode: zero-delay | realistic; label for the receiver's count
+  local simargs=(--zero-delay) label=${2:-$1}
   if [ "$1" = realistic ]; then simargs=(--step-base-ms 20 --step-per-seq-ms 0.05 --prefill-per-token-ms 0.02 --max-num-seqs 2048 --kv-cache-tokens 4000000); fi
   sim_port=$(free_port); ngx_port=$(free_port); gw_port=$(free_port); gwoff_port=$(free_port)
-  vr_port=$(free_port); ll_port=$(free_port); otlp_port=$(free_port)
-  taskset -c 1 "$py" "$root/bench/peers/otlp_receiver.py" "$otlp_port" > "$work/receiver-$1.json" 2>/dev/null &
+  vr_port=$(free_port); ll_port=$(free_port); otlp_port=$(free_port); adm_port=$(free_port)
+  taskset -c 1 "$py" "$root/bench/peers/otlp_receiver.py" "$otlp_port" > "$work/receiver-$label.json" 2>/dev/null &
   receiver=$!
   taskset -c 0 "$bin" sim "${simargs[@]}" --listen "127.0.0.1:$sim_port" --log warn & sim=$!; pids+=($sim)
   wait_http "http://127.0.0.1:$sim_port/health"
   up=http://127.0.0.1:$sim_port
   mkdir -p "$work/nginx-$1"
   taskset -c 0 bash "$root/bench/peers/nginx.sh" "$ngx_port" "127.0.0.1:$sim_port" "$work/nginx-$1" & ngx=$!; pids+=($ngx)
-  OTEL_BSP_MAX_QUEUE_SIZE=65536 taskset -c 0 "$bin" serve --upstream "$up" --listen "127.0.0.1:$gw_port" --admin off \
+  OTEL_BSP_MAX_QUEUE_SIZE=65536 taskset -c 0 "$bin" serve --upstream "$up" --listen "127.0.0.1:$gw_port" --admin "127.0.0.1:$adm_port" \
     --otlp-ingest-grpc off --otlp-ingest-http off --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-protocol grpc --log warn & gw=$!; pids+=($gw)
   OTEL_SDK_DISABLED=true taskset -c 0 "$bin" serve --upstream "$up" --listen "127.0.0.1:$gwoff_port" --admin off \
     --otlp-ingest-grpc off --otlp-ingest-http off --log warn & gwoff=$!; pids+=($gwoff)
@@ -70,6 +70,21 @@ bench() { # name, bench args...
   echo "== $name" >&2
   taskset -c 1 "$bin" bench "${targets[@]}" --duration "$secs" --rounds 4 --warmup 2 --title "$name" \
     --json "$out/$name.json" --markdown "$out/$name.md" "$@" >/dev/null
+  exporter_counts "$name"
+}
+
+# The traced gateway's own exporter counters once its queue has drained (every span it made is
+# queued, then exported, failed or dropped): bench/results/NAME.exporter.json.
+exporter_counts() {
+  [ -n "${adm_port:-}" ] || return 0
+  local text=
+  for _ in $(seq 1 100); do
+    text=$(curl -fs "http://127.0.0.1:$adm_port/metrics" || true)
+    grep -q '^inferscope_exporter_queued_spans 0$' <<<"$text" && break
+    sleep 0.2
+  done
+  awk 'BEGIN { printf "{" } /^inferscope_exporter_[a-z_]+ [0-9]+$/ { sub(/^inferscope_exporter_/, "", $1); printf "%s\"%s\": %s", sep, $1, $2; sep=", " } END { print "}" }' \
+    <<<"$text" > "$out/$1.exporter.json"
 }
 
 for mode in zero-delay realistic; do
@@ -89,12 +104,13 @@ for mode in zero-delay realistic; do
 done
 
 # 1,000 concurrent streams, realistic timing: memory.
-start_targets realistic
+start_targets realistic realistic-c1000
 targets=("${targets[@]:0:12}")   # direct, nginx, inferscope
 bench "realistic-stream-c1000" --concurrency 1000 --stream --max-tokens 128
 stop_all
 
 # The OTLP receiver down: the gateway exports to a closed port for two consecutive runs.
+adm_port=
 sim_port=$(free_port); gw_port=$(free_port); dead=$(free_port)
 taskset -c 0 "$bin" sim --zero-delay --listen "127.0.0.1:$sim_port" --log warn & sim=$!; pids+=($sim)
 wait_http "http://127.0.0.1:$sim_port/health"

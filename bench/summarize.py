@@ -88,6 +88,25 @@ if d1 and d2:
     goal("OTLP receiver down: memory stays flat", f"peak RSS {t1['peak_rss_mib']:.1f} MiB, then {t2['peak_rss_mib']:.1f} MiB",
          t2["peak_rss_mib"] <= t1["peak_rss_mib"] * 1.1 + 1)
 
+# Every span exported: the traced gateway's own counters after the last run on each instance
+# (queue drained), against what the receiver counted when it stopped.
+exported = []
+for label, last in [("zero-delay", "zero-delay-stream-open50"), ("realistic", "realistic-nonstream-c64"),
+                    ("realistic-c1000", "realistic-stream-c1000")]:
+    e = load(last + ".exporter")
+    c = load(f"receiver-{label}")
+    if e is None:
+        continue
+    got = e.get("exported_spans_total", 0)
+    lost = e.get("dropped_spans_total", 0) + e.get("failed_spans_total", 0) + e.get("rejected_spans_total", 0)
+    left = e.get("queued_spans", 0)
+    recv = c.get("spans") if c else None
+    exported.append((label, got, lost, left, recv))
+if exported:
+    ok = all(lost == 0 and left == 0 and recv == got for _, got, lost, left, recv in exported)
+    goal("every span exported (gateway's counters: none dropped or failed; receiver's count equal)",
+         "; ".join(f"{label}: {got} exported, {lost} lost, receiver {recv}" for label, got, lost, left, recv in exported), ok)
+
 lines = [START, "## Gateway overhead: direct, nginx, inferscope, vLLM router, LiteLLM", ""]
 lines.append(f"Recorded {datetime.date.today()} with `bash bench/compare.sh` on {os.cpu_count()} cores ({cpu_model()}), "
              f"{nginx_version()}, vllm-router 0.1.17, litellm[proxy] 1.100.0. The simulator and the proxy under test share "
@@ -104,7 +123,7 @@ for name in ["realistic-stream-poisson50", "realistic-stream-c64", "realistic-no
     if os.path.exists(p):
         lines += ["", open(p).read().strip()]
 spans = []
-for mode in ["zero-delay", "realistic"]:
+for mode in ["zero-delay", "realistic", "realistic-c1000"]:
     p = os.path.join(res, f"receiver-{mode}.json")
     if os.path.exists(p):
         try:

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -184,23 +186,85 @@ fn body(plan: &Plan) -> Bytes {
     )
 }
 
-async fn one(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    url: &str,
-    body: Bytes,
-    start: Instant,
-    timeout: Duration,
-    stream: bool,
-) -> Sample {
-    let work = async {
-        let req = http::Request::post(url)
+/// The one keep-alive connection of a closed-loop worker, as wrk keeps one per connection
+/// slot: N requests in flight hold N connections, and the next request waits for the previous
+/// response's end rather than opening another connection (a pooled client opens extra ones
+/// when a finished connection has not yet gone back to its pool). Reopened after a failure.
+struct OwnConn {
+    authority: String,
+    path: String,
+    sender: Option<http1::SendRequest<Full<Bytes>>>,
+}
+
+impl OwnConn {
+    fn new(url: &str) -> Result<OwnConn, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{url}: no host"))?
+            .to_string();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        Ok(OwnConn {
+            authority,
+            path,
+            sender: None,
+        })
+    }
+
+    async fn send(&mut self, body: Bytes) -> Result<http::Response<Incoming>, String> {
+        let reused = match self.sender.take() {
+            Some(mut s) => s.ready().await.is_ok().then_some(s),
+            None => None,
+        };
+        let mut sender = match reused {
+            Some(s) => s,
+            None => {
+                let tcp = tokio::net::TcpStream::connect(&self.authority)
+                    .await
+                    .map_err(|_| "connect_or_send".to_owned())?;
+                let _ = tcp.set_nodelay(true);
+                let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .map_err(|_| "connect_or_send".to_owned())?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
+        let req = http::Request::post(self.path.as_str())
+            .header(http::header::HOST, self.authority.as_str())
             .header("content-type", "application/json")
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
-        let resp = client
-            .request(req)
+        let resp = sender
+            .send_request(req)
             .await
             .map_err(|_| "connect_or_send".to_owned())?;
+        self.sender = Some(sender);
+        Ok(resp)
+    }
+}
+
+/// How a request goes out: through the pooled client (open loop) or a worker's own connection.
+enum Via<'a> {
+    Pool(&'a Client<HttpConnector, Full<Bytes>>, &'a str),
+    Own(&'a mut OwnConn),
+}
+
+async fn one(via: Via<'_>, body: Bytes, start: Instant, timeout: Duration, stream: bool) -> Sample {
+    let work = async {
+        let resp = match via {
+            Via::Pool(client, url) => {
+                let req = http::Request::post(url)
+                    .header("content-type", "application/json")
+                    .body(Full::new(body))
+                    .map_err(|e| e.to_string())?;
+                client
+                    .request(req)
+                    .await
+                    .map_err(|_| "connect_or_send".to_owned())?
+            }
+            Via::Own(conn) => conn.send(body).await?,
+        };
         if !resp.status().is_success() {
             return Err(format!("http_{}", resp.status().as_u16()));
         }
@@ -280,8 +344,7 @@ async fn segment(
     match plan.load {
         Load::Closed { concurrency } => {
             for _ in 0..concurrency {
-                let (client, url, body, tx, stop, timeout, stream) = (
-                    client.clone(),
+                let (url, body, tx, stop, timeout, stream) = (
                     url.clone(),
                     body.clone(),
                     tx.clone(),
@@ -290,9 +353,25 @@ async fn segment(
                     plan.stream,
                 );
                 tasks.push(tokio::spawn(async move {
+                    let mut conn = match OwnConn::new(&url) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = tx.send(Sample {
+                                error: Some(e),
+                                ..Sample::default()
+                            });
+                            return;
+                        }
+                    };
                     while !stop.load(Ordering::Relaxed) {
-                        let s =
-                            one(&client, &url, body.clone(), Instant::now(), timeout, stream).await;
+                        let s = one(
+                            Via::Own(&mut conn),
+                            body.clone(),
+                            Instant::now(),
+                            timeout,
+                            stream,
+                        )
+                        .await;
                         if tx.send(s).is_err() {
                             break;
                         }
@@ -340,7 +419,8 @@ async fn segment(
                         in_flight.clone(),
                     );
                     tokio::spawn(async move {
-                        let s = one(&client, &url, body, scheduled, timeout, stream).await;
+                        let s =
+                            one(Via::Pool(&client, &url), body, scheduled, timeout, stream).await;
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                         let _ = tx.send(s);
                     });

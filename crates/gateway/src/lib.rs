@@ -319,7 +319,7 @@ async fn serve(
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(8 << 20)
         .timer(TokioTimer::new());
-    builder.http1().timer(TokioTimer::new());
+    builder.http1().timer(TokioTimer::new()).writev(false);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
