@@ -166,7 +166,12 @@ impl Gateway {
             config.upstream.authority.clone(),
             config.timeouts.connect,
         ));
-        let join = join::JoinTable::new(config.ingest.join_capacity, config.ingest.join_ttl);
+        // CLIENT spans are remembered for joining only when engine spans can come in.
+        let join = if config.ingest.grpc.is_some() || config.ingest.http.is_some() {
+            join::JoinTable::new(config.ingest.join_capacity, config.ingest.join_ttl)
+        } else {
+            join::JoinTable::off()
+        };
         let labels = ConstLabels {
             provider: metrics::Label::Shared(Arc::from(config.provider.as_str())),
             server_address: metrics::Label::Shared(Arc::from(config.upstream.host.as_str())),

@@ -125,9 +125,7 @@ pub(crate) async fn handle(
                 record::request(r, route, &facts);
                 r.push(own::UPSTREAM, config.upstream.base.clone());
             }
-            // Remembered for joining vLLM's span only when engine spans can come in.
-            let ingest_on = config.ingest.grpc.is_some() || config.ingest.http.is_some();
-            if span.is_recording() && ingest_on {
+            if span.is_recording() {
                 shared.join.start(
                     span.context().span_id,
                     JoinInfo {

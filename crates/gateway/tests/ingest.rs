@@ -192,6 +192,26 @@ async fn failed_and_aborted_requests_have_complete_traces_without_engine_spans()
     assert!(s.gw.join_entries() <= 1);
 }
 
+#[tokio::test]
+async fn without_an_ingest_listener_nothing_is_remembered_for_joining() {
+    for ingest in [false, true] {
+        let s = stack(
+            |_| {},
+            |c| {
+                if !ingest {
+                    c.ingest.grpc = None;
+                    c.ingest.http = None;
+                }
+            },
+        )
+        .await;
+        let r = post(&s.gw.url(), "/v1/chat/completions", CHAT, &[]).await;
+        assert_eq!(r.status, 200);
+        take_spans(&s.spans, 2).await;
+        assert_eq!(s.gw.join_entries(), usize::from(ingest), "ingest on: {ingest}");
+    }
+}
+
 fn fixture_llm_request() -> (SpanRecord, serde_json::Value) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/fixtures/vllm-0.32-cpu/spans-for-http-fixtures.jsonl");
