@@ -305,7 +305,8 @@ fn json_text(v: &AnyValue) -> serde_json::Value {
 
 /// Checks the decoder's invariants on arbitrary bytes (the `otlp_decode` fuzz target and its
 /// replay in the test suite): never a panic, a bounded result, and a protobuf round trip of
-/// whatever decodes.
+/// whatever decodes, written identically by the struct encoder with prost and by the direct
+/// protobuf writer.
 pub fn fuzz_check(data: &[u8]) {
     let limit = 1 << 16;
     for (format, gzip) in [
@@ -318,6 +319,12 @@ pub fn fuzz_check(data: &[u8]) {
             if !decoded.spans.is_empty() {
                 let encoder = super::Encoder::new(&[("service.name".into(), "fuzz".into())]);
                 let again = encoder.request(&decoded.spans);
+                let mut written = Vec::new();
+                encoder.write_protobuf(&decoded.spans, &mut written);
+                assert!(
+                    written == again.encode_to_vec(),
+                    "the direct protobuf writer and prost disagree"
+                );
                 let _ = spans(again);
             }
         }

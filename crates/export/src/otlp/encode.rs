@@ -1,8 +1,6 @@
 //! [`SpanRecord`]s → OTLP protobuf messages (`opentelemetry-proto`), grouped by resource and
 //! scope. Runs on the export thread, never on the request path.
 
-use std::sync::Arc;
-
 use inferscope_core::span::{
     Event, KeyValue, Link, Resource as CoreResource, Scope, SpanKind, SpanRecord, Status, Value,
 };
@@ -16,23 +14,57 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 
 /// `SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK`.
-const HAS_IS_REMOTE: u32 = 0x100;
+pub(crate) const HAS_IS_REMOTE: u32 = 0x100;
 /// `SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`.
-const IS_REMOTE: u32 = 0x200;
+pub(crate) const IS_REMOTE: u32 = 0x200;
 
 /// Encodes batches of spans under one resource.
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    resource: Resource,
+    attributes: Vec<KeyValue>,
+}
+
+/// A batch grouped for encoding: per resource (`None`: the pipeline's own), per scope, the
+/// spans in batch order.
+pub(crate) type Groups<'a> = Vec<(
+    Option<&'a CoreResource>,
+    Vec<(&'a Scope, Vec<&'a SpanRecord>)>,
+)>;
+
+/// Groups a batch: one group per resource (the pipeline's own, and those of forwarded spans),
+/// one per distinct scope within it, in order of first appearance.
+pub(crate) fn group(batch: &[SpanRecord]) -> Groups<'_> {
+    let mut resources: Groups<'_> = Vec::new();
+    for record in batch {
+        let key = record.resource.as_deref();
+        let same = |r: &Option<&CoreResource>| match (r, key) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::ptr::eq(*a, b) || **a == *b,
+            _ => false,
+        };
+        let scopes = match resources.iter_mut().position(|(r, _)| same(r)) {
+            Some(i) => &mut resources[i].1,
+            None => {
+                resources.push((key, Vec::new()));
+                let last = resources.len() - 1;
+                &mut resources[last].1
+            }
+        };
+        match scopes.iter_mut().find(|(s, _)| **s == record.scope) {
+            Some((_, spans)) => spans.push(record),
+            None => scopes.push((&record.scope, vec![record])),
+        }
+    }
+    resources
 }
 
 impl Encoder {
     /// An encoder for a resource made of `attributes` (`service.name` first) plus the
     /// `telemetry.sdk.*` attributes.
     pub fn new(attributes: &[(String, String)]) -> Encoder {
-        let mut attrs: Vec<PKeyValue> = attributes
+        let mut attrs: Vec<KeyValue> = attributes
             .iter()
-            .map(|(k, v)| kv(k.clone(), any_string(v.clone())))
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
             .collect();
         for (k, v) in [
             ("telemetry.sdk.name", "inferscope"),
@@ -40,71 +72,50 @@ impl Encoder {
             ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
         ] {
             if !attributes.iter().any(|(key, _)| key == k) {
-                attrs.push(kv(k.to_owned(), any_string(v.to_owned())));
+                attrs.push(KeyValue::new(k, v));
             }
         }
-        Encoder {
-            resource: Resource {
-                attributes: attrs,
-                dropped_attributes_count: 0,
-                entity_refs: Vec::new(),
-            },
-        }
+        Encoder { attributes: attrs }
+    }
+
+    /// The attributes of the resource spans are exported under.
+    pub fn resource_attributes(&self) -> &[KeyValue] {
+        &self.attributes
     }
 
     /// The resource spans are exported under.
-    pub fn resource(&self) -> &Resource {
-        &self.resource
+    pub fn resource(&self) -> Resource {
+        Resource {
+            attributes: attributes(&self.attributes),
+            dropped_attributes_count: 0,
+            entity_refs: Vec::new(),
+        }
+    }
+
+    /// The protobuf bytes of the export request holding `batch`, appended to `out`: the
+    /// bytes prost writes for [`Encoder::request`], without building its structs.
+    pub fn write_protobuf(&self, batch: &[SpanRecord], out: &mut Vec<u8>) {
+        super::wire::write_request(self, batch, out);
     }
 
     /// One export request holding `batch`: one `ResourceSpans` per resource (the pipeline's
     /// own, and those of forwarded spans), one `ScopeSpans` per distinct scope within it.
     pub fn request(&self, batch: &[SpanRecord]) -> ExportTraceServiceRequest {
-        type Scopes<'a> = Vec<(&'a Scope, Vec<PSpan>)>;
-        let mut resources: Vec<(Option<&Arc<CoreResource>>, Scopes<'_>)> = Vec::new();
-        for record in batch {
-            let encoded = encode_span(record);
-            let key = record.resource.as_ref();
-            let same = |r: &Option<&Arc<CoreResource>>| match (r, key) {
-                (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || ***a == **b,
-                _ => false,
-            };
-            let scopes = match resources.iter_mut().position(|(r, _)| same(r)) {
-                Some(i) => &mut resources[i].1,
-                None => {
-                    resources.push((key, Vec::new()));
-                    let last = resources.len() - 1;
-                    &mut resources[last].1
-                }
-            };
-            match scopes.iter_mut().find(|(s, _)| **s == record.scope) {
-                Some((_, spans)) => spans.push(encoded),
-                None => scopes.push((&record.scope, vec![encoded])),
-            }
-        }
         ExportTraceServiceRequest {
-            resource_spans: resources
+            resource_spans: group(batch)
                 .into_iter()
                 .map(|(resource, scopes)| {
                     let (resource, schema_url) = match resource {
-                        None => (
-                            self.resource.clone(),
-                            inferscope_semconv::SCHEMA_URL.to_owned(),
-                        ),
+                        None => (self.resource(), inferscope_semconv::SCHEMA_URL.to_owned()),
                         Some(r) => (
                             Resource {
-                                attributes: r
-                                    .attributes
-                                    .iter()
-                                    .map(|a| kv(a.key.to_string(), any_value(&a.value)))
-                                    .collect(),
+                                attributes: attributes(&r.attributes),
                                 dropped_attributes_count: r.dropped_attributes,
                                 entity_refs: Vec::new(),
                             },
                             r.schema_url
                                 .as_ref()
-                                .map(|s| s.to_string())
+                                .map(|s| s.as_str().to_owned())
                                 .unwrap_or_default(),
                         ),
                     };
@@ -112,7 +123,9 @@ impl Encoder {
                         resource: Some(resource),
                         scope_spans: scopes
                             .into_iter()
-                            .map(|(scope, spans)| scope_spans(scope, spans))
+                            .map(|(scope, spans)| {
+                                scope_spans(scope, spans.into_iter().map(encode_span).collect())
+                            })
                             .collect(),
                         schema_url,
                     }
@@ -127,14 +140,14 @@ fn scope_spans(scope: &Scope, spans: Vec<PSpan>) -> ScopeSpans {
         schema_url: scope
             .schema_url
             .as_ref()
-            .map(|s| s.to_string())
+            .map(|s| s.as_str().to_owned())
             .unwrap_or_default(),
         scope: Some(InstrumentationScope {
-            name: scope.name.to_string(),
+            name: scope.name.as_str().to_owned(),
             version: scope
                 .version
                 .as_ref()
-                .map(|v| v.to_string())
+                .map(|v| v.as_str().to_owned())
                 .unwrap_or_default(),
             attributes: Vec::new(),
             dropped_attributes_count: 0,
@@ -163,9 +176,12 @@ pub fn any_value(v: &Value) -> AnyValue {
         Value::Bool(b) => any_value::Value::BoolValue(*b),
         Value::I64(i) => any_value::Value::IntValue(*i),
         Value::F64(f) => any_value::Value::DoubleValue(*f),
-        Value::Str(s) => any_value::Value::StringValue(s.to_string()),
+        Value::Str(s) => any_value::Value::StringValue(s.as_str().to_owned()),
         Value::StrArray(a) => any_value::Value::ArrayValue(ArrayValue {
-            values: a.iter().map(|s| any_string(s.to_string())).collect(),
+            values: a
+                .iter()
+                .map(|s| any_string(s.as_str().to_owned()))
+                .collect(),
         }),
     };
     AnyValue { value: Some(value) }
@@ -174,8 +190,13 @@ pub fn any_value(v: &Value) -> AnyValue {
 /// Converts attributes, keeping only the last value of a repeated key (in first-set order).
 pub fn attributes(attrs: &[KeyValue]) -> Vec<PKeyValue> {
     inferscope_core::span::latest(attrs)
-        .map(|a| kv(a.key.to_string(), any_value(&a.value)))
+        .map(|a| kv(a.key.as_str().to_owned(), any_value(&a.value)))
         .collect()
+}
+
+/// The `SpanKind` enum's number.
+pub(crate) fn kind_number(k: SpanKind) -> u64 {
+    kind(k) as u64
 }
 
 fn kind(k: SpanKind) -> span::SpanKind {
@@ -191,7 +212,7 @@ fn kind(k: SpanKind) -> span::SpanKind {
 fn event(e: &Event) -> span::Event {
     span::Event {
         time_unix_nano: e.time_unix_nanos,
-        name: e.name.to_string(),
+        name: e.name.as_str().to_owned(),
         attributes: attributes(&e.attributes),
         dropped_attributes_count: 0,
     }
@@ -220,7 +241,7 @@ pub fn encode_span(r: &SpanRecord) -> PSpan {
     let (code, message) = match &r.status {
         Status::Unset => (status::StatusCode::Unset, String::new()),
         Status::Ok => (status::StatusCode::Ok, String::new()),
-        Status::Error(m) => (status::StatusCode::Error, m.to_string()),
+        Status::Error(m) => (status::StatusCode::Error, m.as_str().to_owned()),
     };
     PSpan {
         trace_id: r.context.trace_id.0.to_vec(),
@@ -235,7 +256,7 @@ pub fn encode_span(r: &SpanRecord) -> PSpan {
         flags: u32::from(r.context.flags.0)
             | HAS_IS_REMOTE
             | if r.parent_is_remote { IS_REMOTE } else { 0 },
-        name: r.name.to_string(),
+        name: r.name.as_str().to_owned(),
         kind: kind(r.kind) as i32,
         start_time_unix_nano: r.start_unix_nanos,
         end_time_unix_nano: r.end_unix_nanos,

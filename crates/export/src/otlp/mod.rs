@@ -13,13 +13,13 @@ pub mod encode;
 mod grpc;
 mod http;
 mod tls;
+mod wire;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use inferscope_core::SpanRecord;
-use prost::Message;
 
 use crate::config::{OtlpConfig, Protocol, redact_userinfo};
 use crate::exporter::{Accepted, ExportError, SpanExporter};
@@ -103,10 +103,13 @@ impl OtlpExporter {
     }
 
     fn encode(&self, batch: &[SpanRecord]) -> Result<Bytes, ExportError> {
-        let request = self.encoder.request(batch);
         match self.protocol {
-            Protocol::Grpc | Protocol::HttpProtobuf => Ok(Bytes::from(request.encode_to_vec())),
-            Protocol::HttpJson => serde_json::to_vec(&request)
+            Protocol::Grpc | Protocol::HttpProtobuf => {
+                let mut out = Vec::new();
+                self.encoder.write_protobuf(batch, &mut out);
+                Ok(Bytes::from(out))
+            }
+            Protocol::HttpJson => serde_json::to_vec(&self.encoder.request(batch))
                 .map(Bytes::from)
                 .map_err(|e| ExportError::permanent(format!("cannot encode OTLP/JSON: {e}"))),
         }
