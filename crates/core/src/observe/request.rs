@@ -1,11 +1,11 @@
 //! Reading an inference request body: the facts a span records, and the optional rewrite that
 //! asks the upstream for token usage on a stream.
 //!
-//! The body is parsed once into a map of borrowed raw values (no value is decoded unless a
-//! span attribute needs it), with JSON's last-duplicate-wins rule, as vLLM's own parser reads it.
+//! The body is parsed once, in one pass that keeps the fields tracing reads as borrowed raw
+//! values (no value is decoded unless a span attribute needs it), with JSON's
+//! last-duplicate-wins rule, as vLLM's own parser reads it.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -15,10 +15,8 @@ use super::route::Api;
 use crate::span::Value;
 
 /// A JSON object key, borrowed unless it holds escapes.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
-
-type Fields<'a> = BTreeMap<Key<'a>, &'a RawValue>;
 
 /// vLLM's sampling and request extras recorded under `vllm.request.<name>` (scalars typed,
 /// lists and objects as compact JSON). Content-bearing extras (`documents`, `chat_template`,
@@ -87,6 +85,8 @@ pub struct RequestFacts {
     pub output_type: Option<&'static str>,
     /// `stream_options.include_usage` as the client sent it.
     pub include_usage: bool,
+    /// Whether the body has a `stream_options` field at all.
+    pub has_stream_options: bool,
     /// Completions: how many prompts (a list of strings or of token-id lists is several).
     pub prompt_count: Option<usize>,
     /// Names of the tools offered.
@@ -97,6 +97,110 @@ pub struct RequestFacts {
     pub content: capture::InputContent,
     /// Why the body could not be read, if it could not.
     pub parse_error: Option<String>,
+}
+
+/// The top-level fields tracing reads, as raw JSON, found in one pass over the body (JSON's
+/// last duplicate wins, as vLLM's parser reads it). Every other field is skipped unread.
+#[derive(Default)]
+struct Fields<'a> {
+    model: Option<&'a RawValue>,
+    stream: Option<&'a RawValue>,
+    n: Option<&'a RawValue>,
+    seed: Option<&'a RawValue>,
+    max_completion_tokens: Option<&'a RawValue>,
+    max_tokens: Option<&'a RawValue>,
+    max_output_tokens: Option<&'a RawValue>,
+    temperature: Option<&'a RawValue>,
+    top_p: Option<&'a RawValue>,
+    top_k: Option<&'a RawValue>,
+    frequency_penalty: Option<&'a RawValue>,
+    presence_penalty: Option<&'a RawValue>,
+    encoding_format: Option<&'a RawValue>,
+    stop: Option<&'a RawValue>,
+    prompt: Option<&'a RawValue>,
+    stream_options: Option<&'a RawValue>,
+    response_format: Option<&'a RawValue>,
+    text: Option<&'a RawValue>,
+    tools: Option<&'a RawValue>,
+    messages: Option<&'a RawValue>,
+    input: Option<&'a RawValue>,
+    instructions: Option<&'a RawValue>,
+    extras: [Option<&'a RawValue>; VLLM_EXTRAS.len()],
+}
+
+impl<'a> Fields<'a> {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<&'a RawValue>> {
+        Some(match key {
+            "model" => &mut self.model,
+            "stream" => &mut self.stream,
+            "n" => &mut self.n,
+            "seed" => &mut self.seed,
+            "max_completion_tokens" => &mut self.max_completion_tokens,
+            "max_tokens" => &mut self.max_tokens,
+            "max_output_tokens" => &mut self.max_output_tokens,
+            "temperature" => &mut self.temperature,
+            "top_p" => &mut self.top_p,
+            "top_k" => &mut self.top_k,
+            "frequency_penalty" => &mut self.frequency_penalty,
+            "presence_penalty" => &mut self.presence_penalty,
+            "encoding_format" => &mut self.encoding_format,
+            "stop" => &mut self.stop,
+            "prompt" => &mut self.prompt,
+            "stream_options" => &mut self.stream_options,
+            "response_format" => &mut self.response_format,
+            "text" => &mut self.text,
+            "tools" => &mut self.tools,
+            "messages" => &mut self.messages,
+            "input" => &mut self.input,
+            "instructions" => &mut self.instructions,
+            other => {
+                let i = VLLM_EXTRAS.iter().position(|n| *n == other)?;
+                &mut self.extras[i]
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields<'de>, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Fields::default();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    if let Some(slot) = fields.slot(&key.0) {
+                        *slot = Some(value);
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+fn decode(raw: Option<&RawValue>) -> Option<serde_json::Value> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
+fn string(raw: Option<&RawValue>) -> Option<String> {
+    raw.and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+}
+
+fn int(raw: Option<&RawValue>) -> Option<i64> {
+    raw.and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok())
+}
+
+fn float(raw: Option<&RawValue>) -> Option<f64> {
+    raw.and_then(|raw| serde_json::from_str::<f64>(raw.get()).ok())
 }
 
 /// Reads `body` as a request of `api`. A body that is not a JSON object gives facts with only
@@ -111,31 +215,25 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
             };
         }
     };
-    let get = |k: &str| fields.get(&Key(Cow::Borrowed(k))).copied();
-    let decode = |k: &str| -> Option<serde_json::Value> {
-        get(k).and_then(|raw| serde_json::from_str(raw.get()).ok())
-    };
-    let string = |k: &str| get(k).and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
-    let int = |k: &str| get(k).and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok());
-    let float = |k: &str| get(k).and_then(|raw| serde_json::from_str::<f64>(raw.get()).ok());
-
+    let f = &fields;
     let mut facts = RequestFacts {
-        model: string("model"),
-        stream: get("stream").is_some_and(|raw| raw.get() == "true"),
-        choice_count: int("n"),
-        seed: int("seed"),
-        max_tokens: int("max_completion_tokens")
-            .or_else(|| int("max_tokens"))
-            .or_else(|| int("max_output_tokens")),
-        temperature: float("temperature"),
-        top_p: float("top_p"),
-        top_k: float("top_k"),
-        frequency_penalty: float("frequency_penalty"),
-        presence_penalty: float("presence_penalty"),
-        encoding_format: string("encoding_format"),
+        model: string(f.model),
+        stream: f.stream.is_some_and(|raw| raw.get() == "true"),
+        choice_count: int(f.n),
+        seed: int(f.seed),
+        max_tokens: int(f.max_completion_tokens)
+            .or_else(|| int(f.max_tokens))
+            .or_else(|| int(f.max_output_tokens)),
+        temperature: float(f.temperature),
+        top_p: float(f.top_p),
+        top_k: float(f.top_k),
+        frequency_penalty: float(f.frequency_penalty),
+        presence_penalty: float(f.presence_penalty),
+        encoding_format: string(f.encoding_format),
+        has_stream_options: f.stream_options.is_some(),
         ..RequestFacts::default()
     };
-    if let Some(stop) = decode("stop") {
+    if let Some(stop) = decode(f.stop) {
         facts.stop = match stop {
             serde_json::Value::String(s) => vec![s],
             serde_json::Value::Array(items) => items
@@ -146,17 +244,17 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
         };
     }
     if api == Api::Completions
-        && let Some(raw) = get("prompt")
+        && let Some(raw) = f.prompt
     {
         facts.prompt_count = Some(prompt_count(raw));
     }
-    if let Some(options) = decode("stream_options") {
+    if let Some(options) = decode(f.stream_options) {
         facts.include_usage = options
             .get("include_usage")
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false);
     }
-    if let Some(format) = decode("response_format").or_else(|| decode("text")) {
+    if let Some(format) = decode(f.response_format).or_else(|| decode(f.text)) {
         let kind = format
             .get("type")
             .or_else(|| format.get("format").and_then(|f| f.get("type")))
@@ -167,7 +265,7 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
             _ => None,
         };
     }
-    let tools = decode("tools");
+    let tools = decode(f.tools);
     if let Some(serde_json::Value::Array(tools)) = &tools {
         facts.tool_names = tools
             .iter()
@@ -180,12 +278,8 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
             })
             .collect();
     }
-    for &name in VLLM_EXTRAS {
-        if facts.extras.iter().any(|(n, _)| *n == name) {
-            continue;
-        }
-        let Some(raw) = get(name) else { continue };
-        if let Some(value) = extra_value(raw) {
+    for (&name, raw) in VLLM_EXTRAS.iter().zip(&f.extras) {
+        if let Some(value) = raw.and_then(extra_value) {
             facts.extras.push((name, value));
         }
     }
@@ -193,10 +287,10 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
         facts.content = capture::input_content(
             api,
             policy,
-            decode("messages").as_ref(),
-            decode("prompt").as_ref(),
-            decode("input").as_ref(),
-            decode("instructions").as_ref(),
+            decode(f.messages).as_ref(),
+            decode(f.prompt).as_ref(),
+            decode(f.input).as_ref(),
+            decode(f.instructions).as_ref(),
             tools.as_ref(),
         );
     }
@@ -264,9 +358,7 @@ pub fn with_include_usage(api: Api, body: &[u8], facts: &RequestFacts) -> Option
     {
         return None;
     }
-    let fields: Fields<'_> = serde_json::from_slice(body).ok()?;
-    let options = fields.get(&Key(Cow::Borrowed("stream_options")));
-    if options.is_none() {
+    if !facts.has_stream_options {
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
         if body[end] != b'}' {
             return None;

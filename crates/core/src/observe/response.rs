@@ -247,6 +247,11 @@ pub struct ResponseObserver {
     held: BytesMut,
     /// Strip mode: a complete event that finished a choice, waiting to see what follows.
     pending_finish: Option<BytesMut>,
+    /// Plain text deltas skip the full parse (see [`is_plain_delta`]); off only in tests that
+    /// compare the two.
+    shortcut: bool,
+    /// The last plain delta, to recognise the next ones by comparison.
+    template: PlainTemplate,
     facts: ResponseFacts,
 }
 
@@ -272,6 +277,8 @@ impl ResponseObserver {
             body_over: false,
             held: BytesMut::new(),
             pending_finish: None,
+            shortcut: true,
+            template: PlainTemplate::default(),
             facts: ResponseFacts::default(),
         }
     }
@@ -306,16 +313,24 @@ impl ResponseObserver {
         // Strip mode: forward whole events only, minus the added usage chunk. vLLM puts
         // `system_fingerprint` on the last chunk of a stream; with the usage chunk removed,
         // the last chunk left must carry it, as it would have without `include_usage`.
-        let quiet = self.held.is_empty() && self.pending_finish.is_none();
-        let mut out = BytesMut::new();
+        //
+        // `out` stays `None` while what goes out is exactly `chunk[..boundary]` (nothing held
+        // from before, nothing changed): then the chunk itself, or a slice of it, is sent, and
+        // nothing is copied.
+        let mut out: Option<BytesMut> =
+            (!self.held.is_empty() || self.pending_finish.is_some()).then(BytesMut::new);
         let mut boundary = 0;
-        let mut changed = false;
         let mut sse = std::mem::take(&mut self.sse);
         sse.feed(&chunk, |data, end| {
             let verdict = self.event(data, at);
-            let mut event = std::mem::take(&mut self.held);
-            event.extend_from_slice(&chunk[boundary..end]);
+            let start = boundary;
             boundary = end;
+            if verdict == Verdict::Keep && out.is_none() {
+                return;
+            }
+            let out = out.get_or_insert_with(|| BytesMut::from(&chunk[..start]));
+            let mut event = std::mem::take(&mut self.held);
+            event.extend_from_slice(&chunk[start..end]);
             match verdict {
                 Verdict::Keep => {
                     if let Some(p) = self.pending_finish.take() {
@@ -324,14 +339,12 @@ impl ResponseObserver {
                     out.extend_from_slice(&event);
                 }
                 Verdict::KeepFinish => {
-                    changed = true;
                     if let Some(p) = self.pending_finish.take() {
                         out.extend_from_slice(&p);
                     }
                     self.pending_finish = Some(event);
                 }
                 Verdict::Drop(fingerprint) => {
-                    changed = true;
                     if let Some(mut p) = self.pending_finish.take() {
                         if let Some(fp) = fingerprint {
                             insert_fingerprint(&mut p, &fp);
@@ -342,11 +355,12 @@ impl ResponseObserver {
             }
         });
         self.sse = sse;
-        if quiet && !changed && boundary == chunk.len() {
-            return chunk;
-        }
         self.held.extend_from_slice(&chunk[boundary..]);
-        out.freeze()
+        match out {
+            None if boundary == chunk.len() => chunk,
+            None => chunk.slice(..boundary),
+            Some(out) => out.freeze(),
+        }
     }
 
     /// The end of the body: bytes still held (an unfinished last event) to send on, if any.
@@ -395,6 +409,24 @@ impl ResponseObserver {
         if data == b"[DONE]" {
             self.facts.done = true;
             return Verdict::Keep;
+        }
+        // Most events of a stream carry one more piece of text and nothing else tracing
+        // uses: once the stream's id and model are known and no text is captured, such an
+        // event only marks the time. See [`is_plain_delta`].
+        if self.shortcut
+            && !self.capture_output
+            && self.facts.id.is_some()
+            && self.facts.model.is_some()
+        {
+            let plain = self.template.matches(data)
+                || (is_plain_delta(data) && {
+                    self.template.set(data);
+                    true
+                });
+            if plain {
+                self.facts.timeline.chunk(at);
+                return Verdict::Keep;
+            }
         }
         match serde_json::from_slice::<Message<'_>>(data) {
             Ok(m) => self.message(m, Some(at)),
@@ -557,6 +589,158 @@ impl ResponseObserver {
     }
 }
 
+/// Substring searchers for what decides whether an event needs the full parse. The needles
+/// are bare words where they can be: memchr picks its SIMD prefilter from a needle's rarest
+/// bytes, and in JSON the quote is anything but rare. A bare word that turns up in generated
+/// text only sends that event to the full parse.
+struct DeltaTokens {
+    choices: memchr::memmem::Finder<'static>,
+    finish_reason: memchr::memmem::Finder<'static>,
+    others: [memchr::memmem::Finder<'static>; 3],
+}
+
+static DELTA_TOKENS: std::sync::LazyLock<DeltaTokens> = std::sync::LazyLock::new(|| DeltaTokens {
+    choices: memchr::memmem::Finder::new(r#""choices":[{"#),
+    finish_reason: memchr::memmem::Finder::new("finish_reason"),
+    others: [
+        memchr::memmem::Finder::new("usage"),
+        memchr::memmem::Finder::new("tool_calls"),
+        memchr::memmem::Finder::new("error"),
+    ],
+});
+
+/// Whether an event is a chat or completions chunk with at least one choice, every choice's
+/// `finish_reason` null, and no usage, tool calls or error: the full parse of such an event
+/// would only note its arrival (events of the Responses API have no `choices`). Inside a JSON
+/// string a quote is always escaped, so `"finish_reason":null` in an event's bytes can only be
+/// that key and value. Compact JSON as vLLM writes it is recognised; anything else (spaces
+/// after colons, say) takes the full parse, which is always right, only slower.
+fn is_plain_delta(data: &[u8]) -> bool {
+    let t = &*DELTA_TOKENS;
+    if data.first() != Some(&b'{') || data.last() != Some(&b'}') {
+        return false;
+    }
+    if t.choices.find(data).is_none() {
+        return false;
+    }
+    let word = t.finish_reason.needle().len();
+    let mut reasons = 0;
+    for at in t.finish_reason.find_iter(data) {
+        if at == 0 || data[at - 1] != b'"' || !data[at + word..].starts_with(b"\":null") {
+            return false;
+        }
+        reasons += 1;
+    }
+    reasons > 0 && t.others.iter().all(|f| f.find(data).is_none())
+}
+
+/// The last event [`is_plain_delta`] accepted. The next event of a stream is usually the same
+/// bytes with only the generated text changed; checking that takes two comparisons of a few
+/// hundred bytes instead of a search for each token.
+#[derive(Debug, Default)]
+struct PlainTemplate {
+    bytes: Vec<u8>,
+    /// Offsets of its unescaped quotes.
+    quotes: Vec<usize>,
+}
+
+/// How many leading bytes `a` and `b` share, compared eight at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let (a8, _) = a.as_chunks::<8>();
+    let (b8, _) = b.as_chunks::<8>();
+    let whole = a8.iter().zip(b8).take_while(|(x, y)| x == y).count() * 8;
+    whole
+        + a[whole..]
+            .iter()
+            .zip(&b[whole..])
+            .take_while(|(x, y)| x == y)
+            .count()
+}
+
+/// How many trailing bytes `a` and `b` share, compared eight at a time.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let (_, a8) = a.as_rchunks::<8>();
+    let (_, b8) = b.as_rchunks::<8>();
+    let whole = a8
+        .iter()
+        .rev()
+        .zip(b8.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+        * 8;
+    whole
+        + a[..a.len() - whole]
+            .iter()
+            .rev()
+            .zip(b[..b.len() - whole].iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count()
+}
+
+/// The keys whose string value may differ from the template's: the generated text.
+const TEXT_KEYS: [&[u8]; 4] = [b"content", b"text", b"reasoning_content", b"reasoning"];
+
+impl PlainTemplate {
+    fn set(&mut self, data: &[u8]) {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(data);
+        self.quotes.clear();
+        let mut i = 0;
+        while i < data.len() {
+            let Some(off) = memchr::memchr2(b'"', b'\\', &data[i..]) else {
+                break;
+            };
+            let at = i + off;
+            if data[at] == b'\\' {
+                i = at + 2;
+            } else {
+                self.quotes.push(at);
+                i = at + 1;
+            }
+        }
+    }
+
+    /// Whether `data` is the template with the text of one `content`, `text` or `reasoning`
+    /// value changed, the old and the new text holding no quote and no backslash: then `data`
+    /// has the template's structure, so it is a plain delta too.
+    fn matches(&self, data: &[u8]) -> bool {
+        let t = &self.bytes;
+        if t.is_empty() {
+            return false;
+        }
+        let max = t.len().min(data.len());
+        let prefix = common_prefix(t, data);
+        if prefix == t.len() && prefix == data.len() {
+            return true;
+        }
+        let suffix = common_suffix(&t[prefix..], &data[prefix..]).min(max - prefix);
+        if prefix == 0 || t[prefix - 1] == b'\\' {
+            return false;
+        }
+        let old = &t[prefix..t.len() - suffix];
+        let new = &data[prefix..data.len() - suffix];
+        if memchr::memchr2(b'"', b'\\', old).is_some()
+            || memchr::memchr2(b'"', b'\\', new).is_some()
+        {
+            return false;
+        }
+        // The change lies inside a string (an odd number of quotes before it) that is the
+        // value of a text key: `"content":"…`, compact.
+        let before = self.quotes.partition_point(|&q| q < prefix);
+        if before % 2 == 0 || before < 3 {
+            return false;
+        }
+        let (key_open, key_close, value_open) = (
+            self.quotes[before - 3],
+            self.quotes[before - 2],
+            self.quotes[before - 1],
+        );
+        value_open == key_close + 2
+            && t[key_close + 1] == b':'
+            && TEXT_KEYS.contains(&&t[key_open + 1..key_close])
+    }
+}
+
 fn choice_mut(choices: &mut Vec<OutputChoice>, index: u32) -> &mut OutputChoice {
     let i = match choices.binary_search_by_key(&index, |c| c.index) {
         Ok(i) => i,
@@ -671,6 +855,162 @@ mod tests {
             let (out, _) = stream(&[&full[..i], &full[i..]], true, &CapturePolicy::default());
             assert_eq!(out, format!("{a}{b_fp}{done}"), "split {i}");
         }
+    }
+
+    #[test]
+    fn plain_deltas_are_recognised_conservatively() {
+        let plain = [
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" by"},"logprobs":null,"finish_reason":null,"token_ids":null}]}"#,
+            r#"{"id":"c","object":"text_completion","created":1,"model":"m","choices":[{"index":1,"text":" x","logprobs":null,"finish_reason":null,"stop_reason":null}]}"#,
+            // Text with quotes and JSON in it, escaped as JSON escapes it.
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"say \"hi\": {\"choices\":[{\"x\":1}]}"},"finish_reason":null}]}"#,
+        ];
+        for e in plain {
+            assert!(is_plain_delta(e.as_bytes()), "{e}");
+        }
+        let full = [
+            // Text that spells out the words: the full parse (which finds it plain).
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"\"usage\" \"error\" \"finish_reason\":\"stop\""},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason": null}]}"#,
+            r#"{"id":"c","choices":[],"usage":{"prompt_tokens":1}}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}],"usage":{"prompt_tokens":1}}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]},"finish_reason":null}]}"#,
+            r#"{"error":{"message":"x","type":"BadRequestError"}}"#,
+            r#"{"object":"error","message":"x","type":"x"}"#,
+            r#"{"type":"response.output_text.delta","delta":"x"}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"null"}]}"#,
+            r#"{"id":"c","choices": [{"index":0,"delta":{"content":"x"},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"finish_reason":null},{"index":1,"finish_reason":"length"}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"finish_reason":null}]"#,
+            "[DONE]",
+            "",
+        ];
+        for e in full {
+            assert!(!is_plain_delta(e.as_bytes()), "{e}");
+        }
+    }
+
+    #[test]
+    fn common_prefix_and_suffix() {
+        let cases: [(&[u8], &[u8], usize, usize); 6] = [
+            (b"", b"", 0, 0),
+            (b"abc", b"abc", 3, 3),
+            (b"0123456789abcdefXY", b"0123456789abcdefZY", 16, 1),
+            (b"0123456789abcdefghij", b"0123456789abcdefghijkl", 20, 0),
+            (b"xx0123456789abcdefgh", b"y0123456789abcdefgh", 0, 18),
+            (b"a", b"b", 0, 0),
+        ];
+        for (a, b, p, s) in cases {
+            assert_eq!(common_prefix(a, b), p, "{a:?} {b:?}");
+            assert_eq!(common_suffix(a, b), s, "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn the_template_accepts_only_a_changed_text() {
+        let base = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" by"},"logprobs":null,"finish_reason":null,"token_ids":null}]}"#;
+        let mut t = PlainTemplate::default();
+        t.set(base.as_bytes());
+        for same in [
+            base.to_owned(),
+            base.replace(" by", " kernel"),
+            base.replace(" by", ""),
+            base.replace(" by", " b"),
+            base.replace(" by", " é∂"),
+        ] {
+            assert!(t.matches(same.as_bytes()), "{same}");
+        }
+        for changed in [
+            base.replace("chat.completion.chunk", "error"),
+            base.replace("\"content\"", "\"tool_calls\""),
+            base.replace(" by", "x\"},\"usage\":{\"a\":\"1"),
+            base.replace(" by", " b\\"),
+            base.replace(" by", " \\\"b"),
+            base.replace(
+                ":null,\"finish_reason\":null",
+                ":null,\"finish_reason\":\"stop\"",
+            ),
+            base.replace("\"m\"", "\"other\""),
+            base.replace("\"c\"", "\"d\""),
+            base.replace("]}", "],\"usage\":null}"),
+            String::new(),
+        ] {
+            assert!(!t.matches(changed.as_bytes()), "{changed}");
+        }
+        // A template whose text ends in an escape: nothing next to it is trusted.
+        let escaped = base.replace(" by", " a\\n");
+        t.set(escaped.as_bytes());
+        assert!(!t.matches(base.replace(" by", " a\\t").as_bytes()));
+        assert!(t.matches(escaped.replace(" a\\n", " a\\nbc").as_bytes()));
+    }
+
+    /// The shortcut changes nothing a span or the client sees: every real vLLM stream in the
+    /// fixtures, whole and cut at every 11th byte, strip mode on and off, gives the same bytes
+    /// and facts with and without it.
+    #[test]
+    fn the_plain_delta_shortcut_changes_no_fact_and_no_byte() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/vllm-0.32-cpu/http");
+        let (mut streams, mut plain) = (0, 0);
+        let t0 = Instant::now();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "sse") {
+                continue;
+            }
+            streams += 1;
+            let body = std::fs::read(&path).unwrap();
+            // Continuous usage statistics put usage on every event: no shortcut there.
+            plain += body
+                .split(|&b| b == b'\n')
+                .filter_map(|l| l.strip_prefix(b"data: "))
+                .filter(|d| is_plain_delta(d))
+                .count();
+            for strip in [false, true] {
+                for step in [body.len(), 11] {
+                    let run = |shortcut: bool| {
+                        let mut o =
+                            ResponseObserver::new(true, strip, &CapturePolicy::default(), 1 << 20);
+                        o.shortcut = shortcut;
+                        let mut out = Vec::new();
+                        for (i, c) in body.chunks(step.max(1)).enumerate() {
+                            let at = t0 + std::time::Duration::from_micros(i as u64);
+                            out.extend_from_slice(&o.on_chunk(Bytes::copy_from_slice(c), at));
+                        }
+                        out.extend_from_slice(&o.on_end().unwrap_or_default());
+                        let f = o.into_facts();
+                        let summary = format!(
+                            "{:?} {:?} {:?} {:?} {:?} {} {} {:?} {}",
+                            f.id,
+                            f.model,
+                            f.usage,
+                            f.finish_reasons(),
+                            f.error_type,
+                            f.done,
+                            f.parse_errors,
+                            f.timeline.first(),
+                            f.timeline.chunks()
+                        );
+                        (out, summary)
+                    };
+                    let (fast, slow) = (run(true), run(false));
+                    assert_eq!(
+                        fast.1,
+                        slow.1,
+                        "{} strip={strip} step={step}",
+                        path.display()
+                    );
+                    assert!(
+                        fast.0 == slow.0,
+                        "bytes differ: {} strip={strip} step={step}",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(streams >= 4, "fixture streams found: {streams}");
+        assert!(plain >= 10, "plain deltas in the fixtures: {plain}");
     }
 
     #[test]

@@ -27,16 +27,22 @@ pub struct SseReader {
 impl SseReader {
     /// Feeds `chunk`; calls `on_event(data, end)` for each event completed in it, where `end`
     /// is the offset in `chunk` just after the event's terminating empty line.
+    ///
+    /// An event whose one `data:` line and terminating empty line both lie in `chunk` (the
+    /// usual case) is handed over as a slice of `chunk`, without being copied.
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(&[u8], usize)) {
         let mut pos = 0;
+        // The current event's data when it is one line of this chunk, not yet copied.
+        let mut here: Option<(usize, usize)> = None;
         while pos < chunk.len() {
-            let Some(nl) = chunk[pos..].iter().position(|&b| b == b'\n') else {
+            let Some(nl) = memchr::memchr(b'\n', &chunk[pos..]) else {
+                self.keep(chunk, &mut here);
                 self.carry(&chunk[pos..]);
                 return;
             };
             let end = pos + nl + 1;
             if self.line.is_empty() && !self.skipping {
-                self.line_complete(&chunk[pos..pos + nl], end, &mut on_event);
+                self.line_in_chunk(chunk, pos, pos + nl, end, &mut here, &mut on_event);
             } else {
                 self.carry(&chunk[pos..pos + nl]);
                 let line = std::mem::take(&mut self.line);
@@ -49,6 +55,54 @@ impl SseReader {
                 self.line.clear();
             }
             pos = end;
+        }
+        self.keep(chunk, &mut here);
+    }
+
+    /// Copies data still referring to `chunk` into the reader, before `chunk` goes away or more
+    /// data joins it.
+    fn keep(&mut self, chunk: &[u8], here: &mut Option<(usize, usize)>) {
+        if let Some((a, b)) = here.take() {
+            self.data.extend_from_slice(&chunk[a..b]);
+            self.has_data = true;
+        }
+    }
+
+    /// A line that lies whole in `chunk`, `chunk[start..stop]`, its newline ending at `end`.
+    fn line_in_chunk(
+        &mut self,
+        chunk: &[u8],
+        start: usize,
+        mut stop: usize,
+        end: usize,
+        here: &mut Option<(usize, usize)>,
+        on_event: &mut impl FnMut(&[u8], usize),
+    ) {
+        if stop > start && chunk[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        let line = &chunk[start..stop];
+        if line.is_empty() {
+            if let Some((a, b)) = here.take() {
+                on_event(&chunk[a..b], end);
+            } else if self.has_data {
+                on_event(&self.data, end);
+                self.data.clear();
+                self.has_data = false;
+            }
+            return;
+        }
+        if line.starts_with(b"data:") {
+            let mut a = start + 5;
+            if chunk.get(a) == Some(&b' ') && a < stop {
+                a += 1;
+            }
+            if !self.has_data && here.is_none() && stop - a <= MAX_LINE {
+                *here = Some((a, stop));
+                return;
+            }
+            self.keep(chunk, here);
+            self.line_complete(line, end, on_event);
         }
     }
 
