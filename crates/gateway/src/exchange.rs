@@ -11,15 +11,15 @@ use inferscope_core::observe::request::RequestFacts;
 use inferscope_core::observe::response::{ResponseFacts, ResponseObserver};
 use inferscope_core::observe::route::Route;
 use inferscope_core::{Span, Status};
-use inferscope_semconv::{attr, http as http_attr, inferscope as own, value::token_type};
+use inferscope_semconv::{attr, http as http_attr, inferscope as own};
 
 use crate::Shared;
 use crate::failure::Failure;
-use crate::metrics::{Label, Labels};
+use crate::metrics::{Label, SeriesKey};
 
 /// The status-code label: constants for the common codes, no allocation.
-fn status_label(code: Option<u16>) -> Label {
-    Label::Static(match code {
+fn status_label(code: Option<u16>) -> &'static str {
+    match code {
         None => "",
         Some(200) => "200",
         Some(400) => "400",
@@ -35,7 +35,7 @@ fn status_label(code: Option<u16>) -> Label {
         Some(c) if c < 400 => "3xx",
         Some(c) if c < 500 => "4xx",
         Some(_) => "5xx",
-    })
+    }
 }
 
 /// The inference part of an exchange: the CLIENT span and the observer.
@@ -80,11 +80,11 @@ impl Exchange {
         }
     }
 
-    /// A chunk of the response body; returns the bytes for the client.
-    pub(crate) fn on_chunk(&mut self, data: Bytes) -> Bytes {
+    /// A chunk of the response body that arrived `at`; returns the bytes for the client.
+    pub(crate) fn on_chunk(&mut self, data: Bytes, at: Instant) -> Bytes {
         self.response_bytes += data.len() as u64;
         match self.inference.as_mut().and_then(|i| i.observer.as_mut()) {
-            Some(o) => o.on_chunk(data, Instant::now()),
+            Some(o) => o.on_chunk(data, at),
             None => data,
         }
     }
@@ -132,14 +132,7 @@ impl Exchange {
             "other"
         };
         let code = status.or_else(|| failure.as_ref().map(|f| f.status().as_u16()));
-        shared
-            .metrics
-            .requests
-            .get_or_create(&vec![
-                ("route_kind", Label::Static(kind)),
-                ("http_response_status_code", status_label(code)),
-            ])
-            .inc();
+        shared.metrics.count_request(kind, status_label(code));
 
         let server = &mut self.server;
         if let Some(code) = code {
@@ -178,43 +171,34 @@ impl Exchange {
             .or_else(|| self.status.filter(|s| *s >= 400).map(|s| s.to_string()));
 
         // Metrics, for every request, sampled or not.
-        let m = &shared.metrics;
-        let mut labels: Labels = Vec::with_capacity(8);
-        labels.extend([
-            ("gen_ai_operation_name", Label::Static(inf.route.operation)),
-            ("gen_ai_provider_name", shared.labels.provider.clone()),
-            (
-                "gen_ai_request_model",
-                m.model(inf.request.model.as_deref()),
-            ),
-            ("gen_ai_response_model", m.model(facts.model.as_deref())),
-            ("server_address", shared.labels.server_address.clone()),
-            ("server_port", shared.labels.server_port.clone()),
-        ]);
-        if let Some(e) = &error_type {
-            labels.push(("error_type", m.error_type(e)));
-        }
-        m.duration
-            .get_or_create(&labels)
+        let series = shared.metrics.series(
+            &SeriesKey {
+                operation: inf.route.operation,
+                request_model: inf.request.model.as_deref(),
+                response_model: facts.model.as_deref(),
+                error_type: error_type.as_deref(),
+            },
+            [
+                ("gen_ai_provider_name", shared.labels.provider.clone()),
+                ("server_address", shared.labels.server_address.clone()),
+                ("server_port", shared.labels.server_port.clone()),
+            ],
+        );
+        series
+            .duration
             .observe(now.saturating_duration_since(inf.sent).as_secs_f64());
         if let Some(t) = timing.time_to_first_chunk {
-            m.time_to_first_chunk.get_or_create(&labels).observe(t);
+            series.time_to_first_chunk.observe(t);
         }
         if let Some(g) = timing.gaps {
-            m.time_per_output_chunk
-                .get_or_create(&labels)
-                .observe(g.mean);
+            series.time_per_output_chunk.observe(g.mean);
         }
         if let Some(u) = facts.usage {
-            for (kind, n) in [
-                (token_type::INPUT, u.input_tokens),
-                (token_type::OUTPUT, u.output_tokens),
-            ] {
-                if let Some(n) = n {
-                    let mut l = labels.clone();
-                    l.push(("gen_ai_token_type", Label::Static(kind)));
-                    m.token_usage.get_or_create(&l).observe(n as f64);
-                }
+            if let Some(n) = u.input_tokens {
+                series.input_tokens.observe(n as f64);
+            }
+            if let Some(n) = u.output_tokens {
+                series.output_tokens.observe(n as f64);
             }
         }
 

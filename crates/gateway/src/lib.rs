@@ -340,8 +340,10 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared_conn = shared.clone();
-        let service =
-            hyper::service::service_fn(move |req| proxy::handle(shared_conn.clone(), req, peer));
+        let peer = Arc::new(proxy::Peer::new(peer));
+        let service = hyper::service::service_fn(move |req| {
+            proxy::handle(shared_conn.clone(), req, peer.clone())
+        });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

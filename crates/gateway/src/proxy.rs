@@ -37,11 +37,28 @@ use crate::failure::{Failure, describe};
 use crate::headers::remove_hop_by_hop;
 use crate::join::JoinInfo;
 
+/// The client's end of a connection, as span attributes want it: formatted once per
+/// connection rather than once per request.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    ip: Arc<str>,
+    port: i64,
+}
+
+impl Peer {
+    pub(crate) fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            ip: Arc::from(addr.ip().to_string()),
+            port: i64::from(addr.port()),
+        }
+    }
+}
+
 /// Serves one request. Never fails: every failure becomes a response and a span.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Arc<Peer>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let arrived = std::time::SystemTime::now();
     let (mut parts, body) = req.into_parts();
@@ -59,7 +76,7 @@ pub(crate) async fn handle(
         arrived,
     );
     if server.is_recording() {
-        server_attributes(&mut server, &shared, &parts, template, peer);
+        server_attributes(&mut server, &shared, &parts, template, &peer);
     }
     let mut exchange = Exchange::new(shared.clone(), server);
 
@@ -327,7 +344,7 @@ fn server_attributes(
     shared: &Shared,
     parts: &http::request::Parts,
     template: Option<&'static str>,
-    peer: SocketAddr,
+    peer: &Peer,
 ) {
     span.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
     span.set_attribute(http_attr::URL_PATH, parts.uri.path().to_owned());
@@ -341,18 +358,13 @@ fn server_attributes(
         _ => "1.1",
     };
     span.set_attribute(http_attr::NETWORK_PROTOCOL_VERSION, version);
-    span.set_attribute(http_attr::CLIENT_ADDRESS, peer.ip().to_string());
-    span.set_attribute(http_attr::CLIENT_PORT, i64::from(peer.port()));
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
-    match host
-        .as_deref()
-        .and_then(|h| h.parse::<http::uri::Authority>().ok())
-    {
+    span.set_attribute(http_attr::CLIENT_ADDRESS, peer.ip.clone());
+    span.set_attribute(http_attr::CLIENT_PORT, peer.port);
+    let host = match parts.headers.get(header::HOST) {
+        Some(h) => http::uri::Authority::try_from(h.as_bytes()).ok(),
+        None => parts.uri.authority().cloned(),
+    };
+    match host {
         Some(a) => {
             span.set_attribute(attr::SERVER_ADDRESS, a.host().to_owned());
             span.set_attribute(

@@ -208,7 +208,11 @@ async fn without_an_ingest_listener_nothing_is_remembered_for_joining() {
         let r = post(&s.gw.url(), "/v1/chat/completions", CHAT, &[]).await;
         assert_eq!(r.status, 200);
         take_spans(&s.spans, 2).await;
-        assert_eq!(s.gw.join_entries(), usize::from(ingest), "ingest on: {ingest}");
+        assert_eq!(
+            s.gw.join_entries(),
+            usize::from(ingest),
+            "ingest on: {ingest}"
+        );
     }
 }
 
