@@ -22,7 +22,7 @@ const FIXED32: u32 = 5;
 
 fn varint_len(v: u64) -> usize {
     // 1 byte per 7 bits, at least 1.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -383,11 +383,14 @@ impl ResourceRef<'_> {
     }
 }
 
+/// A resource's spans, planned, by scope.
+type PlannedResource<'a> = (ResourceRef<'a>, Vec<(&'a Scope, Vec<Planned<'a>>)>);
+
 /// Writes the `ExportTraceServiceRequest` for `batch` into `out` (appending), grouped as
 /// [`Encoder::request`] groups it.
 pub(crate) fn write_request(encoder: &Encoder, batch: &[SpanRecord], out: &mut Vec<u8>) {
     let groups: Groups<'_> = super::encode::group(batch);
-    let planned: Vec<(ResourceRef<'_>, Vec<(&Scope, Vec<Planned<'_>>)>)> = groups
+    let planned: Vec<PlannedResource<'_>> = groups
         .into_iter()
         .map(|(resource, scopes)| {
             let resource = match resource {
@@ -467,7 +470,7 @@ mod tests {
             span_id: SpanId([n.wrapping_add(1); 8]),
             flags: TraceFlags(1),
             state: TraceState::parse([state]),
-            remote: n % 2 == 0,
+            remote: n.is_multiple_of(2),
         };
         let mut out = Vec::new();
         for n in 1..=6u8 {
@@ -560,7 +563,7 @@ mod tests {
                         KeyValue::new("service.name", "vllm-2"),
                     ],
                     dropped_attributes: u32::from(n == 6),
-                    schema_url: (n == 6).then(|| Str::Static("https://example.com/schema")),
+                    schema_url: (n == 6).then_some(Str::Static("https://example.com/schema")),
                 }));
             }
             out.push(r);
