@@ -27,6 +27,7 @@
 //! ```
 
 pub mod capture;
+mod json;
 pub mod record;
 pub mod request;
 pub mod response;

@@ -206,7 +206,7 @@ fn float(raw: Option<&RawValue>) -> Option<f64> {
 /// Reads `body` as a request of `api`. A body that is not a JSON object gives facts with only
 /// `parse_error` set; nothing here fails the request.
 pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
-    let fields: Fields<'_> = match serde_json::from_slice(body) {
+    let fields: Fields<'_> = match super::json::from_bytes(body) {
         Ok(f) => f,
         Err(e) => {
             return RequestFacts {

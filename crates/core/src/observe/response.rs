@@ -230,6 +230,48 @@ enum Verdict {
     Drop(Option<String>),
 }
 
+/// A whole (non-streamed) body kept for parsing: shared, not copied, while it is one chunk.
+#[derive(Debug)]
+enum WholeBody {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl WholeBody {
+    fn len(&self) -> usize {
+        match self {
+            WholeBody::Empty => 0,
+            WholeBody::One(b) => b.len(),
+            WholeBody::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: &Bytes) {
+        *self = match std::mem::replace(self, WholeBody::Empty) {
+            WholeBody::Empty => WholeBody::One(chunk.clone()),
+            WholeBody::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + chunk.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(chunk);
+                WholeBody::Many(all)
+            }
+            WholeBody::Many(mut all) => {
+                all.extend_from_slice(chunk);
+                WholeBody::Many(all)
+            }
+        };
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            WholeBody::Empty => &[],
+            WholeBody::One(b) => b,
+            WholeBody::Many(b) => b,
+        }
+    }
+}
+
 /// Reads a response body as it passes, and (when asked) removes the usage chunk the gateway
 /// added to a stream.
 #[derive(Debug)]
@@ -241,7 +283,7 @@ pub struct ResponseObserver {
     max_body: usize,
     sse: SseReader,
     /// Whole-body mode: the body so far (up to `max_body`).
-    body: BytesMut,
+    body: WholeBody,
     body_over: bool,
     /// Strip mode: bytes of the event in progress, from earlier chunks.
     held: BytesMut,
@@ -273,7 +315,7 @@ impl ResponseObserver {
             max_text: policy.max_length,
             max_body,
             sse: SseReader::default(),
-            body: BytesMut::new(),
+            body: WholeBody::Empty,
             body_over: false,
             held: BytesMut::new(),
             pending_finish: None,
@@ -294,10 +336,10 @@ impl ResponseObserver {
         if !self.stream {
             if !self.body_over {
                 if self.body.len() + chunk.len() <= self.max_body {
-                    self.body.extend_from_slice(&chunk);
+                    self.body.push(&chunk);
                 } else {
                     self.body_over = true;
-                    self.body = BytesMut::new();
+                    self.body = WholeBody::Empty;
                 }
             }
             return chunk;
@@ -371,9 +413,10 @@ impl ResponseObserver {
                     format!("response body over {} bytes, not parsed", self.max_body)
                 });
             } else {
-                let body = std::mem::take(&mut self.body);
-                if !body.is_empty() {
-                    self.whole_body(&body);
+                let body = std::mem::replace(&mut self.body, WholeBody::Empty);
+                let bytes = body.bytes();
+                if !bytes.is_empty() {
+                    self.whole_body(bytes);
                 }
             }
             return None;
@@ -395,7 +438,7 @@ impl ResponseObserver {
     }
 
     fn whole_body(&mut self, body: &[u8]) {
-        match serde_json::from_slice::<Message<'_>>(body) {
+        match super::json::from_bytes::<Message<'_>>(body) {
             Ok(m) => {
                 self.message(m, None);
             }
@@ -428,7 +471,7 @@ impl ResponseObserver {
                 return Verdict::Keep;
             }
         }
-        match serde_json::from_slice::<Message<'_>>(data) {
+        match super::json::from_bytes::<Message<'_>>(data) {
             Ok(m) => self.message(m, Some(at)),
             Err(e) => {
                 self.facts
