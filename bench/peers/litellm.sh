@@ -9,7 +9,9 @@ root=$(cd "$here/../.." && pwd)
 venv=$root/target/bench-venvs/litellm
 if [ ! -x "$venv/bin/litellm" ]; then
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$here/litellm-requirements.txt" >&2
+  # --no-deps: the file is a complete resolved set; pip 23 backtracking over an extra
+  # (`pydantic[email]`) in hash-checking mode fails on the first unpinned candidate it tries.
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$here/litellm-requirements.txt" >&2
 fi
 [ "${1:-}" = --install ] && exit 0
 mkdir -p "$3"
