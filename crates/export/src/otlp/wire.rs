@@ -155,15 +155,20 @@ fn put_any(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-/// KeyValue { key = 1, value = 2 }: the message's length.
+/// KeyValue { key = 1, value = 2 }: the message's length, given the value's.
+fn kv_len_with(kv: &KeyValue, value_len: usize) -> usize {
+    bytes_field(1, kv.key.as_bytes()) + len_field(2, value_len)
+}
+
 fn kv_len(kv: &KeyValue) -> usize {
-    bytes_field(1, kv.key.as_bytes()) + len_field(2, any_len(&kv.value))
+    kv_len_with(kv, any_len(&kv.value))
 }
 
 fn put_kv(out: &mut Vec<u8>, tag: u32, kv: &KeyValue) {
-    put_header(out, tag, kv_len(kv));
+    let value_len = any_len(&kv.value);
+    put_header(out, tag, kv_len_with(kv, value_len));
     put_bytes(out, 1, kv.key.as_bytes());
-    put_header(out, 2, any_len(&kv.value));
+    put_header(out, 2, value_len);
     put_any(out, &kv.value);
 }
 
