@@ -15,7 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
 use crate::failure::{Failure, describe};
-use crate::upstream::{Conn, Pool};
+use crate::upstream::{self, Pool};
 
 /// Errors of a body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -75,6 +75,43 @@ impl Body for RequestBody {
     }
 }
 
+/// The upstream's response body: from a connection of the gateway's own pool, or from hyper's
+/// client (h2c upstreams).
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    /// HTTP/1.1, read straight from the connection.
+    Own(upstream::Body),
+    /// h2c through hyper.
+    Hyper(Incoming),
+}
+
+impl UpstreamBody {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            UpstreamBody::Own(b) => b
+                .poll_data(cx)
+                .map(|d| d.map(|r| r.map(Frame::data).map_err(Into::into))),
+            UpstreamBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Own(b) => b.is_end(),
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Own(b) => b
+                .remaining()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
+            UpstreamBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A response body on its way to the client. The exchange ends when the body ends, fails,
 /// times out, or is dropped because the client went away; dropping `inner` (and the upstream
 /// connection) then drops the upstream request, so the engine aborts it.
@@ -84,10 +121,10 @@ impl Body for RequestBody {
 /// write to the client), up to [`COALESCE`] bytes; the first chunk leaves alone, at once.
 /// Nothing waits for bytes not yet arrived.
 pub struct ResponseBody {
-    inner: Option<Incoming>,
+    inner: Option<UpstreamBody>,
     exchange: Option<Exchange>,
-    /// The upstream connection, driven while the body streams; back to the pool at the end.
-    conn: Option<(Conn, Arc<Pool>)>,
+    /// Where the upstream connection goes back at the end of the body.
+    pool: Option<Arc<Pool>>,
     /// Bytes to send before (or instead of) the upstream's.
     tail: Option<Bytes>,
     /// The idle timeout: its length, a timer, and when the body last moved. The timer is not
@@ -116,55 +153,13 @@ impl std::fmt::Debug for ResponseBody {
 /// Most bytes gathered into one frame for the client (nginx reads 4 to 8 KiB at a time).
 const COALESCE: usize = 16 * 1024;
 
-/// Chunks gathered in one poll, copied into one buffer only when there is more than one.
-#[derive(Default)]
-struct Gathered {
-    first: Option<Bytes>,
-    rest: Option<bytes::BytesMut>,
-}
-
-impl Gathered {
-    fn push(&mut self, data: Bytes) {
-        if data.is_empty() {
-            return;
-        }
-        match (&self.first, &mut self.rest) {
-            (None, _) => self.first = Some(data),
-            (Some(_), Some(rest)) => rest.extend_from_slice(&data),
-            (Some(first), None) => {
-                // Sized once for a whole gathering: growing it as chunks come reallocated
-                // and copied it three times per frame in a profile of zero-delay streams.
-                let mut b = bytes::BytesMut::with_capacity(COALESCE + data.len());
-                b.extend_from_slice(first);
-                b.extend_from_slice(&data);
-                self.rest = Some(b);
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        match (&self.first, &self.rest) {
-            (_, Some(r)) => r.len(),
-            (Some(f), None) => f.len(),
-            (None, None) => 0,
-        }
-    }
-
-    fn take(self) -> Option<Bytes> {
-        match (self.first, self.rest) {
-            (_, Some(r)) => Some(r.freeze()),
-            (f, None) => f,
-        }
-    }
-}
-
 impl ResponseBody {
     /// A body the gateway wrote itself.
     pub fn full(bytes: Bytes) -> ResponseBody {
         ResponseBody {
             inner: None,
             exchange: None,
-            conn: None,
+            pool: None,
             tail: Some(bytes),
             idle: None,
             total: None,
@@ -175,19 +170,19 @@ impl ResponseBody {
         }
     }
 
-    /// The upstream's body, observed; `conn` is the connection it arrives on, when the gateway
-    /// drives it (HTTP/1.1 upstreams).
+    /// The upstream's body, observed; `pool` takes its connection back at the end (HTTP/1.1
+    /// upstreams).
     pub(crate) fn observed(
-        inner: Incoming,
+        inner: UpstreamBody,
         exchange: Exchange,
-        conn: Option<(Conn, Arc<Pool>)>,
+        pool: Option<Arc<Pool>>,
         idle: Option<Duration>,
         total_deadline: Option<Instant>,
     ) -> ResponseBody {
         ResponseBody {
             inner: Some(inner),
             exchange: Some(exchange),
-            conn,
+            pool,
             tail: None,
             idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)), Instant::now())),
             total: total_deadline.map(|t| Box::pin(tokio::time::sleep_until(t))),
@@ -201,13 +196,13 @@ impl ResponseBody {
     /// The upstream body ended: the exchange ends (bytes still held go to `tail`) and the
     /// connection returns to the pool.
     fn end(&mut self) {
-        self.inner = None;
+        let inner = self.inner.take();
         if let Some(mut e) = self.exchange.take() {
             self.tail = e.on_end();
             e.finish(None);
         }
-        if let Some((conn, pool)) = self.conn.take() {
-            pool.put_back(conn);
+        if let (Some(UpstreamBody::Own(body)), Some(pool)) = (inner, self.pool.take()) {
+            pool.put_back(body);
         }
     }
 
@@ -217,7 +212,6 @@ impl ResponseBody {
             e.finish(Some(failure));
         }
         self.inner = None;
-        self.conn = None;
         Poll::Ready(Some(Err(message.into())))
     }
 }
@@ -241,15 +235,9 @@ impl Body for ResponseBody {
         if let Some(next) = this.next.take() {
             return Poll::Ready(Some(next));
         }
-        let mut gathered = Gathered::default();
-        loop {
-            if let Some((conn, _)) = &mut this.conn {
-                let _ = conn.drive(cx);
-            }
-            let Some(inner) = this.inner.as_mut() else {
-                break;
-            };
-            match Pin::new(inner).poll_frame(cx) {
+        let mut gathered = upstream::h1::Pieces::default();
+        while let Some(inner) = this.inner.as_mut() {
+            match inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     // One clock read per frame: the idle timer's and the observer's.
                     let now = Instant::now();
@@ -268,7 +256,7 @@ impl Body for ResponseBody {
                     }
                     // A body of known length is over once its last byte arrived: the server
                     // may never poll again, so the exchange ends here.
-                    if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                    if this.inner.as_ref().is_some_and(UpstreamBody::is_end_stream) {
                         this.end();
                         if let Some(rest) = this.tail.take() {
                             gathered.push(rest);
@@ -281,13 +269,12 @@ impl Body for ResponseBody {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let failure = Failure::UpstreamBroken(describe(&e));
+                    let failure = Failure::UpstreamBroken(describe(&*e));
                     this.next = Some(Err(failure.message().into()));
                     if let Some(mut ex) = this.exchange.take() {
                         ex.finish(Some(failure));
                     }
                     this.inner = None;
-                    this.conn = None;
                     break;
                 }
                 Poll::Ready(None) => {

@@ -39,6 +39,8 @@ pub mod metrics;
 mod proxy;
 mod upstream;
 
+pub use upstream::h1::fuzz_check as fuzz_upstream_h1;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

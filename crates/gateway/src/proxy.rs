@@ -31,7 +31,7 @@ use inferscope_core::{SpanContext, SpanKind};
 use inferscope_semconv::{attr, http as http_attr, inferscope as own, span_name};
 
 use crate::Shared;
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{RequestBody, ResponseBody, UpstreamBody};
 use crate::exchange::{Exchange, Inference};
 use crate::failure::{Failure, describe};
 use crate::headers::remove_hop_by_hop;
@@ -206,7 +206,10 @@ pub(crate) async fn handle(
         // h2c: hyper's pooled client (HTTP/2 streams buffer their data frames anyway).
         let request = async {
             match shared.client.request(upstream_req).await {
-                Ok(r) => Ok((r, None)),
+                Ok(r) => {
+                    let (parts, body) = r.into_parts();
+                    Ok((parts, UpstreamBody::Hyper(body), None))
+                }
                 Err(e) if e.is_connect() => Err(Failure::Connect(describe(&e))),
                 Err(e) => Err(Failure::UpstreamBroken(describe(&e))),
             }
@@ -214,19 +217,18 @@ pub(crate) async fn handle(
         tokio::time::timeout_at(first_byte, request).await
     } else {
         let request = async {
-            let (r, conn) = shared.pool.send(upstream_req).await?;
-            Ok((r, Some((conn, shared.pool.clone()))))
+            let (parts, body) = shared.pool.send(upstream_req).await?;
+            Ok((parts, UpstreamBody::Own(body), Some(shared.pool.clone())))
         };
         tokio::time::timeout_at(first_byte, request).await
     };
-    let (response, conn) = match sent {
+    let (mut rparts, rbody, pool) = match sent {
         Ok(Ok(r)) => r,
         Ok(Err(failure)) => return Ok(answer(&shared, exchange, failure)),
         Err(_) => return Ok(answer(&shared, exchange, Failure::FirstByteTimeout)),
     };
 
     // 4. the response
-    let (mut rparts, rbody) = response.into_parts();
     remove_hop_by_hop(&mut rparts.headers);
     let observer = exchange.inference.as_ref().map(|inf| {
         let stream = rparts
@@ -253,15 +255,15 @@ pub(crate) async fn handle(
     exchange.response_started(rparts.status.as_u16(), observer);
     if rbody.is_end_stream() {
         exchange.finish(None);
-        if let Some((conn, pool)) = conn {
-            pool.put_back(conn);
+        if let (UpstreamBody::Own(body), Some(pool)) = (rbody, pool) {
+            pool.put_back(body);
         }
         return Ok(Response::from_parts(
             rparts,
             ResponseBody::full(Bytes::new()),
         ));
     }
-    let body = ResponseBody::observed(rbody, exchange, conn, config.timeouts.idle, total_deadline);
+    let body = ResponseBody::observed(rbody, exchange, pool, config.timeouts.idle, total_deadline);
     Ok(Response::from_parts(rparts, body))
 }
 

@@ -1,73 +1,63 @@
-//! HTTP/1.1 connections to the upstream, each driven by the request that is using it.
+//! HTTP/1.1 connections to the upstream: a pool of idle ones, and the exchange of one request
+//! on one of them.
 //!
-//! hyper's pooled client runs every connection in a task of its own and hands a response body
-//! over one HTTP chunk at a time, through a channel of one slot: every token of a stream then
-//! costs a task switch, and the gateway writes each chunk to the client with a syscall of its
-//! own even when the upstream sent fifty in one segment (measured: one `writev` per token,
-//! nine times nginx's CPU per streamed request). Here the connection future is polled by the
-//! request's own body ([`crate::body::ResponseBody`]): after a chunk is taken, the connection
-//! decodes the next one at once if its bytes are already read, so everything that arrived
-//! together leaves together, and nothing waits for bytes that have not arrived.
+//! A connection belongs to the request using it. Its response body ([`Body`]) reads the socket
+//! directly when the client side asks for more: everything that arrived together leaves
+//! together, and nothing waits for bytes that have not arrived ([`h1`], ADR 0010).
 //!
-//! The pool keeps idle connections (most recently used first) up to a count and an age; a
-//! connection the upstream closed while idle is noticed when it is checked out, and a request
-//! whose body can be replayed is retried once on a fresh connection if a reused one fails
-//! before the response starts. h2c upstreams keep hyper's pooled client.
+//! The pool keeps idle connections (most recently used first) up to a count and an age. A
+//! connection the upstream closed while idle is noticed when it is checked out. A request
+//! whose body is in memory is sent once more, on a fresh connection, if a reused one fails
+//! before any byte of a response. h2c upstreams use hyper's pooled client instead.
+
+pub(crate) mod h1;
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use bytes::Bytes;
+use http::{Method, Request};
 use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
-use crate::failure::{Failure, describe};
+use crate::failure::Failure;
+use h1::{Conn, Framing};
 
-type Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, RequestBody>>>;
-
-/// One upstream connection: the handle that sends requests and the future that does its I/O.
-pub(crate) struct Conn {
-    sender: http1::SendRequest<RequestBody>,
-    driver: Driver,
-    /// The driver finished (the connection is closed).
-    done: bool,
+/// A response body arriving on an upstream connection of the pool.
+#[derive(Debug)]
+pub(crate) struct Body {
+    conn: Conn,
+    framing: Framing,
 }
 
-impl Conn {
-    /// Does the connection's pending reads and writes. `Ready` once it is closed.
-    pub(crate) fn drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done {
-            return Poll::Ready(());
-        }
-        match self.driver.as_mut().poll(cx) {
-            Poll::Ready(_) => {
-                self.done = true;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
+impl Body {
+    /// The next piece of the body (everything decodable now); `Ready(None)` at the end.
+    pub(crate) fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, h1::Error>>> {
+        self.conn.poll_body(&mut self.framing, cx)
+    }
+
+    /// Whether every byte of the body has been read.
+    pub(crate) fn is_end(&self) -> bool {
+        matches!(self.framing, Framing::Done | Framing::Empty)
+    }
+
+    /// Bytes still to come, when the upstream said.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Length(n) => Some(n),
+            Framing::Done | Framing::Empty => Some(0),
+            _ => None,
         }
     }
 
-    /// Whether it can take another request now (drives it once without a waker first, so a
-    /// finished response lets the connection return to idle, and a close is noticed).
-    fn reusable(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        for _ in 0..2 {
-            if self.drive(&mut cx).is_ready() {
-                return false;
-            }
-            if self.sender.is_ready() {
-                return true;
-            }
-        }
-        false
+    /// The connection, when the body is over and it can carry another request.
+    pub(crate) fn into_conn(self) -> Option<Conn> {
+        (self.is_end() && self.conn.keep_alive()).then_some(self.conn)
     }
 }
 
@@ -94,19 +84,19 @@ impl Pool {
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some((since, mut conn)) = idle.pop_back() {
-            if since.elapsed() <= self.idle_timeout && conn.reusable() {
+            if since.elapsed() <= self.idle_timeout && conn.is_idle_usable() {
                 return Some(conn);
             }
         }
         None
     }
 
-    /// Returns a connection whose response has ended; it is dropped (closed) if it cannot be
-    /// reused or the pool is full.
-    pub(crate) fn put_back(&self, mut conn: Conn) {
-        if !conn.reusable() {
+    /// Takes back the connection of a finished body; it is closed instead if it cannot carry
+    /// another request or the pool is full.
+    pub(crate) fn put_back(&self, body: Body) {
+        let Some(conn) = body.into_conn() else {
             return;
-        }
+        };
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < self.max_idle {
             idle.push_back((Instant::now(), conn));
@@ -136,76 +126,72 @@ impl Pool {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Failure::Connect(describe(&e)))?;
-        Ok(Conn {
-            sender,
-            driver: Box::pin(driver),
-            done: false,
-        })
+        Ok(Conn::new(stream))
     }
 
-    /// Sends `req` and waits for the response head, driving the connection meanwhile. Returns
-    /// the response and the connection, which the response body must keep driving.
+    /// Sends `req` and reads the response head. Returns the head and the body, which reads
+    /// the rest from the connection.
     pub(crate) async fn send(
         &self,
         req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Conn), Failure> {
+    ) -> Result<(http::response::Parts, Body), Failure> {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let head_request = parts.method == Method::HEAD;
         if let Some(conn) = self.checkout() {
-            // A reused connection may have been closed by the upstream a moment ago; keep a
-            // copy of a replayable request to try once more on a fresh one.
-            let replay = replayable(&req);
-            match exchange(conn, req).await {
+            // A reused connection may have been closed by the upstream a moment ago: a body in
+            // memory can be sent again on a new one.
+            let replay = match &body {
+                RequestBody::Full(b) => Some(RequestBody::Full(b.clone())),
+                _ => None,
+            };
+            match self.exchange(conn, &parts, path, body, head_request).await {
                 Ok(r) => return Ok(r),
-                Err((e, was_sent)) => match replay {
-                    Some(again) if !was_sent => {
-                        tracing::debug!(error = %describe(&e), "pooled upstream connection was closed; retrying on a new one");
-                        return exchange(self.connect().await?, again)
+                Err(e) => match (e, replay) {
+                    (h1::Error::ClosedBeforeResponse | h1::Error::Io(_), Some(again)) => {
+                        tracing::debug!(
+                            "pooled upstream connection was closed; retrying on a new one"
+                        );
+                        let conn = self.connect().await?;
+                        return self
+                            .exchange(conn, &parts, path, again, head_request)
                             .await
-                            .map_err(|(e, _)| Failure::UpstreamBroken(describe(&e)));
+                            .map_err(failure);
                     }
-                    _ => return Err(Failure::UpstreamBroken(describe(&e))),
+                    (e, _) => return Err(failure(e)),
                 },
             }
         }
-        exchange(self.connect().await?, req)
+        let conn = self.connect().await?;
+        self.exchange(conn, &parts, path, body, head_request)
             .await
-            .map_err(|(e, _)| Failure::UpstreamBroken(describe(&e)))
+            .map_err(failure)
+    }
+
+    async fn exchange(
+        &self,
+        mut conn: Conn,
+        parts: &http::request::Parts,
+        path: &str,
+        body: RequestBody,
+        head_request: bool,
+    ) -> Result<(http::response::Parts, Body), h1::Error> {
+        conn.send_request(
+            &parts.method,
+            path,
+            self.authority.as_str(),
+            &parts.headers,
+            body,
+        )
+        .await?;
+        let (head, framing) = conn.read_head(head_request).await?;
+        Ok((head, Body { conn, framing }))
     }
 }
 
-/// A copy of a request whose body is held in memory.
-fn replayable(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let body = match req.body() {
-        RequestBody::Full(b) => RequestBody::Full(b.clone()),
-        _ => return None,
-    };
-    let mut copy = Request::new(body);
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    Some(copy)
-}
-
-/// Sends on `conn`; on failure, also says whether the request may have reached the upstream.
-async fn exchange(
-    mut conn: Conn,
-    req: Request<RequestBody>,
-) -> Result<(Response<Incoming>, Conn), (hyper::Error, bool)> {
-    let mut response = std::pin::pin!(conn.sender.send_request(req));
-    let result = std::future::poll_fn(|cx| {
-        let _ = conn.drive(cx);
-        response.as_mut().poll(cx)
-    })
-    .await;
-    match result {
-        Ok(r) => Ok((r, conn)),
-        Err(e) => {
-            let sent = !e.is_canceled();
-            Err((e, sent))
-        }
+fn failure(e: h1::Error) -> Failure {
+    match e {
+        h1::Error::RequestBody(m) => Failure::RequestBody(m),
+        e => Failure::UpstreamBroken(e.to_string()),
     }
 }
