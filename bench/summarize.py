@@ -51,7 +51,7 @@ def shift(r, name, field, q):
     return t[field][q] - d[field][q]
 
 
-for mode, scenario in [("realistic", "stream-poisson50"), ("zero-delay", "stream-c64")]:
+for mode, scenario in [("fixed", "stream-poisson100"), ("realistic", "stream-poisson50"), ("zero-delay", "stream-c64")]:
     s = load(f"{mode}-{scenario}")
     if s:
         p50, p99 = shift(s, "inferscope", "ttft", "p50_us"), shift(s, "inferscope", "ttft", "p99_us")
@@ -92,6 +92,7 @@ if d1 and d2:
 # (queue drained), against what the receiver counted when it stopped.
 exported = []
 for label, last in [("zero-delay", "zero-delay-stream-open50"), ("realistic", "realistic-nonstream-c64"),
+                    ("fixed", "fixed-stream-poisson100"),
                     ("realistic-c1000", "realistic-stream-c1000")]:
     e = load(last + ".exporter")
     c = load(f"receiver-{label}")
@@ -110,20 +111,24 @@ if exported:
 lines = [START, "## Gateway overhead: direct, nginx, inferscope, vLLM router, LiteLLM", ""]
 lines.append(f"Recorded {datetime.date.today()} with `bash bench/compare.sh` on {os.cpu_count()} cores ({cpu_model()}), "
              f"{nginx_version()}, vllm-router 0.1.17, litellm[proxy] 1.100.0. The simulator and the proxy under test share "
-             "CPU 0; `inferscope bench` and the OTLP receiver (oteltest's gRPC sink) run on CPU 1. Targets are "
+             "CPU 0; `inferscope bench` and the OTLP receiver (oteltest's gRPC sink) run on CPU 1, the receiver at nice 19 "
+             "(it stands for a trace backend on another machine, so it gets only the CPU the load generator leaves). "
+             "Three simulator modes: zero-delay; realistic (20 ms engine steps, batching); fixed (every request on its own "
+             "clock: first token 20 ms after it arrives, then one every 10 ms, so one request's timing depends neither on "
+             "the others nor on a shared step's phase). Targets are "
              "interleaved in 4 rounds; CPU and peak RSS come from /proc for each target's process tree (for `direct`, the "
              "simulator itself). `inferscope` exports every span to the receiver; `inferscope-untraced` runs with "
              "`OTEL_SDK_DISABLED=true`. \"Added\" figures are the shift of a target's distribution from `direct`'s at each "
              "quantile, not a per-request difference.")
 lines += ["", "### Goals", "", "| goal | measured | |", "|---|---|---|"]
 lines += [f"| {g} | {v} | {ok} |" for g, v, ok in goals]
-for name in ["realistic-stream-poisson50", "realistic-stream-c64", "realistic-nonstream-c64", "zero-delay-stream-c64",
+for name in ["fixed-stream-poisson100", "realistic-stream-poisson50", "realistic-stream-c64", "realistic-nonstream-c64", "zero-delay-stream-c64",
              "zero-delay-nonstream-c64", "zero-delay-stream-open50", "realistic-stream-c1000", "receiver-down-1", "receiver-down-2"]:
     p = os.path.join(res, name + ".md")
     if os.path.exists(p):
         lines += ["", open(p).read().strip()]
 spans = []
-for mode in ["zero-delay", "realistic", "realistic-c1000"]:
+for mode in ["zero-delay", "realistic", "fixed", "realistic-c1000"]:
     p = os.path.join(res, f"receiver-{mode}.json")
     if os.path.exists(p):
         try:

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use inferscope_sim::{Sim, SimConfig};
+use inferscope_sim::{FixedTiming, Sim, SimConfig};
 
 /// Options of `inferscope sim`; each overrides the same key of `--config`.
 #[derive(Debug, clap::Args)]
@@ -49,6 +49,13 @@ pub(crate) struct SimArgs {
     /// Cost per prompt token prefilled, ms.
     #[arg(long)]
     prefill_per_token_ms: Option<f64>,
+    /// Fixed timing: every request's first token this many ms after it arrives, however many
+    /// run (no batching model); needs `--fixed-itl-ms`.
+    #[arg(long, requires = "fixed_itl_ms")]
+    fixed_ttft_ms: Option<f64>,
+    /// Fixed timing: ms between a request's tokens; needs `--fixed-ttft-ms`.
+    #[arg(long, requires = "fixed_ttft_ms")]
+    fixed_itl_ms: Option<f64>,
     /// A fault for every request, e.g. `stall_ms=200; split=random`.
     #[arg(long)]
     fault: Option<String>,
@@ -93,6 +100,9 @@ fn resolve(args: &SimArgs) -> anyhow::Result<SimConfig> {
     }
     if let Some(v) = args.prefill_per_token_ms {
         c.engine.prefill_per_token_ms = v;
+    }
+    if let (Some(ttft_ms), Some(itl_ms)) = (args.fixed_ttft_ms, args.fixed_itl_ms) {
+        c.engine.fixed_timing = Some(FixedTiming { ttft_ms, itl_ms });
     }
     if let Some(v) = &args.fault {
         c.fault = Some(v.clone());

@@ -83,6 +83,22 @@ pub struct EngineConfig {
     /// Chance that a token's text is empty, as when a byte-level BPE token holds half a UTF-8
     /// character: vLLM then sends no chunk for it, or `"delta":{}` if it was the last.
     pub partial_token_probability: f64,
+    /// Instead of the batching model, every sequence runs on its own clock (see
+    /// [`FixedTiming`]). For measuring what a proxy adds to TTFT and gaps: the timing of one
+    /// request then depends neither on the others nor on the phase of a shared engine step.
+    pub fixed_timing: Option<FixedTiming>,
+}
+
+/// Each sequence's first token `ttft_ms` after it is queued, then one every `itl_ms`, however
+/// many run; no queue, no capacity limit, no preprocessing delay. Timers have Tokio's 1 ms
+/// resolution, which affects every client of the simulator alike.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedTiming {
+    /// Time to the first token, ms.
+    pub ttft_ms: f64,
+    /// Time between tokens, ms.
+    pub itl_ms: f64,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +114,7 @@ impl Default for EngineConfig {
             preprocess_ms: 0.5,
             eos_probability: 0.0,
             partial_token_probability: 0.0,
+            fixed_timing: None,
         }
     }
 }
@@ -180,9 +197,20 @@ impl SimConfig {
             ("engine.step_per_seq_ms", e.step_per_seq_ms),
             ("engine.prefill_per_token_ms", e.prefill_per_token_ms),
             ("engine.preprocess_ms", e.preprocess_ms),
+            (
+                "engine.fixed_timing.ttft_ms",
+                e.fixed_timing.map_or(0.0, |f| f.ttft_ms),
+            ),
+            (
+                "engine.fixed_timing.itl_ms",
+                e.fixed_timing.map_or(0.0, |f| f.itl_ms),
+            ),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
-                errors.push(format!("{name} must be a non-negative number, not {v}"));
+            // An hour at most: beyond it a duration is a typo, and far beyond it one overflows.
+            if !(v.is_finite() && (0.0..=3_600_000.0).contains(&v)) {
+                errors.push(format!(
+                    "{name} must be a number of ms from 0 to 3600000, not {v}"
+                ));
             }
         }
         if !(0.0..=1.0).contains(&e.partial_token_probability) {
@@ -196,6 +224,9 @@ impl SimConfig {
                 "engine.eos_probability must be between 0 and 1, not {}",
                 e.eos_probability
             ));
+        }
+        if self.zero_delay && e.fixed_timing.is_some() {
+            errors.push("zero_delay and engine.fixed_timing exclude each other".to_owned());
         }
         if self.embedding_dimension == 0 {
             errors.push("embedding_dimension must be at least 1".to_owned());
@@ -237,11 +268,29 @@ mod tests {
         c.engine.max_num_seqs = 0;
         c.engine.step_base_ms = -1.0;
         c.engine.eos_probability = 2.0;
+        c.engine.step_per_seq_ms = 1e300; // would overflow a Duration
         c.fault = Some("bogus=1".into());
+        c.zero_delay = true;
+        c.engine.fixed_timing = Some(FixedTiming {
+            ttft_ms: f64::NAN,
+            itl_ms: 10.0,
+        });
         let err = c.validate().unwrap_err().to_string();
-        for want in ["max_num_seqs", "step_base_ms", "eos_probability", "fault"] {
+        for want in [
+            "max_num_seqs",
+            "step_base_ms",
+            "step_per_seq_ms",
+            "eos_probability",
+            "fault",
+            "fixed_timing.ttft_ms",
+            "exclude each other",
+        ] {
             assert!(err.contains(want), "{want} missing from {err}");
         }
+        let fixed: SimConfig =
+            toml::from_str("[engine.fixed_timing]\nttft_ms = 20\nitl_ms = 10\n").unwrap();
+        assert!(fixed.validate().is_ok());
+        assert_eq!(fixed.engine.fixed_timing.map(|f| f.itl_ms), Some(10.0));
     }
 
     #[test]

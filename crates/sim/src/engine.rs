@@ -16,16 +16,17 @@
 //! finishing its [`SeqHandle`]. A handle dropped before it finished is an abort: the engine
 //! frees its slot and blocks on the next step.
 //!
-//! In zero-delay mode there is no engine task: every tick is immediate.
+//! In zero-delay mode there is no engine task: every tick is immediate. With
+//! [`FixedTiming`] there is none either: each sequence's ticks come from its own timer.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, FixedTiming};
 
 /// One token's worth of progress for a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,30 +77,67 @@ impl Seq {
     }
 }
 
-/// The engine: a task running the scheduler, or nothing in zero-delay mode.
+/// The engine: a task running the scheduler, or nothing in zero-delay and fixed-timing mode.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    tx: Option<mpsc::UnboundedSender<Submit>>,
+    mode: Mode,
     stats: Arc<EngineStats>,
+}
+
+#[derive(Debug, Clone)]
+enum Mode {
+    Scheduler(mpsc::UnboundedSender<Submit>),
+    ZeroDelay,
+    Fixed { ttft: Duration, itl: Duration },
 }
 
 /// A sequence's side of the engine: await its ticks; drop or [`SeqHandle::finish`] it.
 #[derive(Debug)]
 pub struct SeqHandle {
-    ticks: Option<mpsc::UnboundedReceiver<Tick>>,
+    clock: Clock,
     done: Arc<AtomicBool>,
-    zero_delay_scheduled: Instant,
+    /// With fixed timing, the gauges this sequence counts in while it lives.
+    counted: Option<Arc<EngineStats>>,
+}
+
+/// Where a sequence's ticks come from.
+#[derive(Debug)]
+enum Clock {
+    Scheduler(mpsc::UnboundedReceiver<Tick>),
+    /// At once; `scheduled` is when it was queued.
+    Immediate {
+        scheduled: Instant,
+    },
+    /// Its own timer: the next tick is due at `next`, then every `itl`.
+    Fixed {
+        scheduled: Instant,
+        next: Instant,
+        itl: Duration,
+    },
 }
 
 impl SeqHandle {
     /// The next token's tick, `None` if the engine stopped.
     pub async fn next_tick(&mut self) -> Option<Tick> {
-        match &mut self.ticks {
-            Some(rx) => rx.recv().await,
-            None => Some(Tick {
+        match &mut self.clock {
+            Clock::Scheduler(rx) => rx.recv().await,
+            Clock::Immediate { scheduled } => Some(Tick {
                 at: Instant::now(),
-                scheduled: self.zero_delay_scheduled,
+                scheduled: *scheduled,
             }),
+            Clock::Fixed {
+                scheduled,
+                next,
+                itl,
+            } => {
+                tokio::time::sleep_until((*next).into()).await;
+                // Due times stay on the schedule even when a consumer runs late.
+                *next += *itl;
+                Some(Tick {
+                    at: Instant::now(),
+                    scheduled: *scheduled,
+                })
+            }
         }
     }
 
@@ -112,24 +150,33 @@ impl SeqHandle {
 impl Drop for SeqHandle {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
+        if let Some(stats) = &self.counted {
+            stats.running.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 impl Engine {
-    /// Starts the scheduler task (needs a Tokio runtime), or none when `zero_delay`.
+    /// Starts the scheduler task (needs a Tokio runtime), or none when `zero_delay` or with
+    /// `config.fixed_timing`.
     pub fn start(config: EngineConfig, zero_delay: bool) -> Engine {
         let stats = Arc::new(EngineStats::default());
         let total = u64::from(config.kv_cache_tokens / config.block_size.max(1));
         stats.kv_blocks_total.store(total, Ordering::Relaxed);
-        if zero_delay {
-            return Engine { tx: None, stats };
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(config, rx, stats.clone()));
-        Engine {
-            tx: Some(tx),
-            stats,
-        }
+        let ms = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 3.6e6) / 1e3);
+        let mode = match config.fixed_timing {
+            _ if zero_delay => Mode::ZeroDelay,
+            Some(FixedTiming { ttft_ms, itl_ms }) => Mode::Fixed {
+                ttft: ms(ttft_ms),
+                itl: ms(itl_ms),
+            },
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run(config, rx, stats.clone()));
+                Mode::Scheduler(tx)
+            }
+        };
+        Engine { mode, stats }
     }
 
     /// The engine's gauges.
@@ -138,27 +185,36 @@ impl Engine {
     }
 
     /// Queues a sequence: `prompt_tokens` to prefill, at most `max_tokens` to generate.
-    /// `queued` is when it entered the queue (zero-delay mode reports it as the scheduling).
+    /// `queued` is when it entered the queue (zero-delay and fixed-timing mode report it as
+    /// the scheduling: there is no queue).
     pub fn submit(&self, prompt_tokens: u32, max_tokens: u32, queued: Instant) -> SeqHandle {
         let done = Arc::new(AtomicBool::new(false));
-        let Some(tx) = &self.tx else {
-            return SeqHandle {
-                ticks: None,
-                done,
-                zero_delay_scheduled: Instant::now(),
-            };
+        let clock = match &self.mode {
+            Mode::ZeroDelay => Clock::Immediate { scheduled: queued },
+            Mode::Fixed { ttft, itl } => Clock::Fixed {
+                scheduled: queued,
+                next: queued + *ttft,
+                itl: *itl,
+            },
+            Mode::Scheduler(tx) => {
+                let (ticks, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(Submit {
+                    prompt_tokens,
+                    max_tokens,
+                    ticks,
+                    done: done.clone(),
+                });
+                Clock::Scheduler(rx)
+            }
         };
-        let (ticks, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(Submit {
-            prompt_tokens,
-            max_tokens,
-            ticks,
-            done: done.clone(),
+        let counted = matches!(self.mode, Mode::Fixed { .. }).then(|| {
+            self.stats.running.fetch_add(1, Ordering::Relaxed);
+            self.stats.clone()
         });
         SeqHandle {
-            ticks: Some(rx),
+            clock,
             done,
-            zero_delay_scheduled: queued,
+            counted,
         }
     }
 }
@@ -325,6 +381,7 @@ mod tests {
             preprocess_ms: 0.0,
             eos_probability: 0.0,
             partial_token_probability: 0.0,
+            fixed_timing: None,
         }
     }
 
@@ -405,6 +462,44 @@ mod tests {
         assert_eq!(a.await.unwrap().len(), 40);
         assert_eq!(b.await.unwrap().len(), 40);
         assert!(engine.stats().preemptions.load(Ordering::Relaxed) >= 1);
+    }
+
+    #[tokio::test]
+    async fn fixed_timing_runs_each_sequence_on_its_own_clock() {
+        let mut c = config();
+        c.max_num_seqs = 1; // ignored: fixed timing has no capacity limit
+        c.fixed_timing = Some(FixedTiming {
+            ttft_ms: 30.0,
+            itl_ms: 5.0,
+        });
+        let engine = Engine::start(c, false);
+        let q = Instant::now();
+        let a = engine.submit(4, 4, q);
+        assert_eq!(engine.stats().running.load(Ordering::Relaxed), 1);
+        let b = tokio::spawn(drain(engine.submit(4, 4, q), 4));
+        let a = drain(a, 4).await;
+        let b = b.await.unwrap();
+        for ticks in [&a, &b] {
+            assert_eq!(ticks[0].scheduled, q, "no queue");
+            assert!(
+                ticks[0].at - q >= Duration::from_millis(30),
+                "first token after ttft"
+            );
+            assert!(
+                ticks[3].at - q >= Duration::from_millis(45),
+                "then one every 5 ms"
+            );
+        }
+        assert!(
+            b[0].at < a[3].at,
+            "the second ran beside the first, not after it"
+        );
+        assert_eq!(engine.stats().steps.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            engine.stats().running.load(Ordering::Relaxed),
+            0,
+            "finished sequences no longer count"
+        );
     }
 
     #[tokio::test]

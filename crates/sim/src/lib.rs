@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-pub use config::{EngineConfig, SimConfig};
+pub use config::{EngineConfig, FixedTiming, SimConfig};
 pub use faults::FAULT_HEADER;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};

@@ -361,7 +361,11 @@ async fn generation(
         fingerprint: state.fingerprint.clone(),
         endpoint,
     };
-    if !config.zero_delay && config.engine.preprocess_ms > 0.0 {
+    // Fixed timing measures from arrival: no preprocessing delay before the queue.
+    if !config.zero_delay
+        && config.engine.fixed_timing.is_none()
+        && config.engine.preprocess_ms > 0.0
+    {
         tokio::time::sleep(Duration::from_secs_f64(config.engine.preprocess_ms / 1e3)).await;
     }
     let queued = Instant::now();
