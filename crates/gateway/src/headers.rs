@@ -19,6 +19,10 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Removes hop-by-hop fields, including any the `Connection` field names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over their few names costs less than nine lookups.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
