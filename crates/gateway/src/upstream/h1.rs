@@ -456,6 +456,14 @@ impl Pieces {
     }
 }
 
+/// Moves up to `left` body bytes from `buf` to `out` without a copy; returns how many are
+/// still owed.
+fn take(buf: &mut BytesMut, left: u64, out: &mut Pieces) -> u64 {
+    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+    out.push(buf.split_to(n).freeze());
+    left - n as u64
+}
+
 /// Decodes what `buf` holds of the body into `out`, consuming it; stops when more bytes are
 /// needed or the body is over (`Done`).
 pub(crate) fn decode(
@@ -479,9 +487,7 @@ pub(crate) fn decode(
                 if buf.is_empty() {
                     return Ok(());
                 }
-                let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                out.push(buf.split_to(n).freeze());
-                let left = left - n as u64;
+                let left = take(buf, left, out);
                 *framing = if left == 0 {
                     Framing::Done
                 } else {
@@ -513,9 +519,7 @@ pub(crate) fn decode(
                 if buf.is_empty() {
                     return Ok(());
                 }
-                let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                out.push(buf.split_to(n).freeze());
-                let left = left - n as u64;
+                let left = take(buf, left, out);
                 *framing = Framing::Chunked(if left == 0 {
                     Chunk::DataEnd
                 } else {
