@@ -13,6 +13,7 @@
 //! [`MAX_HEAD`] bytes (and dropped); conflicting `Content-Length` values, a `Transfer-Encoding`
 //! with a `Content-Length`, and malformed chunk sizes are errors, never guesses.
 
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -99,32 +100,38 @@ impl Conn {
 
     /// Whether an idle connection is still usable: nothing was left unread, and the upstream
     /// has neither closed it nor sent anything since.
+    ///
+    /// The last read of a body that came up short of the buffer drained the socket, and Tokio
+    /// then cleared its readiness (see [`Conn::poll_fill`]). If the reactor has seen nothing on
+    /// the socket since, it is still empty and open, and no system call is needed. Otherwise
+    /// (data, end of stream, a reset, or a last read that filled the buffer) a one-byte read
+    /// tells. A close the reactor has not picked up yet is caught later, by the retry of a
+    /// reused connection that fails before any byte of a response ([`super::Pool`]).
     pub(crate) fn is_idle_usable(&mut self) -> bool {
         if !self.keep_alive || !self.buf.is_empty() {
             return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if self.stream.poll_read_ready(&mut cx).is_pending() {
+            return true;
         }
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Reads more bytes into the buffer. `Ready(Ok(0))` at the end of the stream.
+    ///
+    /// Through Tokio's `AsyncRead`, which clears the socket's readiness after a read that
+    /// returns less than it asked for (the socket is drained), instead of needing one more
+    /// read that fails with `WouldBlock`.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
-        loop {
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(READ_SIZE);
-            }
-            match self.stream.try_read_buf(&mut self.buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    match self.stream.poll_read_ready(cx) {
-                        Poll::Ready(Ok(())) => continue,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::Io(e.to_string()))),
-                        Poll::Pending => return Poll::Pending,
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Poll::Ready(Err(Error::Io(e.to_string()))),
-            }
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_SIZE);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf) {
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Io(e.to_string()))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -648,6 +655,71 @@ pub fn fuzz_check(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// An idle connection whose last read drained the socket is judged without a system call
+    /// while nothing arrives; once the upstream closes it, or sends bytes nobody asked for,
+    /// it is refused.
+    #[tokio::test]
+    async fn idle_connections_are_refused_once_the_upstream_closes_or_talks() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        for stray in [false, true] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await.unwrap();
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+                    .await
+                    .unwrap();
+                let _ = close_rx.await;
+                if stray {
+                    s.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+            let mut conn = Conn::new(TcpStream::connect(addr).await.unwrap());
+            let headers = HeaderMap::new();
+            conn.send_request(
+                &Method::GET,
+                "/",
+                "up",
+                &headers,
+                http_body_util::Empty::<Bytes>::new(),
+            )
+            .await
+            .unwrap();
+            let (_, mut framing) = conn.read_head(false).await.unwrap();
+            let mut body = Vec::new();
+            while let Some(piece) =
+                std::future::poll_fn(|cx| conn.poll_body(&mut framing, cx)).await
+            {
+                body.extend_from_slice(&piece.unwrap());
+            }
+            assert_eq!(body, b"hello");
+            assert!(conn.is_idle_usable(), "a quiet idle connection is reused");
+            assert!(conn.is_idle_usable(), "and asking again changes nothing");
+            close_tx.send(()).unwrap();
+            // Let the reactor see the close (or the bytes).
+            let mut refused = false;
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if !conn.is_idle_usable() {
+                    refused = true;
+                    break;
+                }
+            }
+            assert!(
+                refused,
+                "stray={stray}: the connection was still judged usable"
+            );
+            server.abort();
+        }
+    }
 
     #[test]
     fn replays_generated_inputs() {
