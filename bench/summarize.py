@@ -91,7 +91,7 @@ if d1 and d2:
 # Every span exported: the traced gateway's own counters after the last run on each instance
 # (queue drained), against what the receiver counted when it stopped.
 exported = []
-for label, last in [("zero-delay", "zero-delay-stream-open50"), ("realistic", "realistic-nonstream-c64"),
+for label, last in [("zero-delay", "zero-delay-stream-open50"), ("realistic", "realistic-stream-poisson50"),
                     ("fixed", "fixed-stream-poisson100"),
                     ("realistic-c1000", "realistic-stream-c1000")]:
     e = load(last + ".exporter")
