@@ -5,7 +5,8 @@
 #   - streamed responses through the gateway equal direct ones byte for byte (same seed and
 #     X-Request-Id; `created` masked), although the gateway asked vLLM for usage;
 #   - the gateway's spans carry usage, TTFT and finish reasons for every request;
-#   - a client that leaves mid-stream makes vLLM abort the request.
+#   - a client that leaves mid-stream makes vLLM abort the request;
+#   - after vLLM closed an idle pooled connection, the next request (a chunked upload) succeeds.
 #
 #   bash scripts/real-vllm/gateway-check.sh
 set -euo pipefail
@@ -84,6 +85,17 @@ post(g, "/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "u
 time.sleep(8)
 PY
 sleep 6
+# Reuse after vLLM's keep-alive timeout: its server (uvicorn) closes a connection idle for 5 s.
+# The gateway must notice before sending on a pooled one, even a request with a chunked upload,
+# which it cannot send twice.
+body='{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+curl -fs -o /dev/null "http://127.0.0.1:$gport/v1/chat/completions" -H 'content-type: application/json' -d "$body"
+sleep 7
+closed=$(ss -Htn state close-wait "( dport = :$vport )" | wc -l)
+code=$(printf '%s' "$body" | curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gport/v1/chat/completions" \
+  -H 'content-type: application/json' -H 'transfer-encoding: chunked' --data-binary @-)
+echo "after 7 s idle: $closed pooled connection(s) closed by vLLM; a chunked upload through the gateway got $code"
+[ "$code" = 200 ] && [ "$closed" -ge 1 ] || { echo "idle-reuse check failed" >&2; exit 1; }
 kill -TERM "$gw"; wait "$gw" || true
 metrics=$(curl -fs "http://127.0.0.1:$vport/metrics" | grep -E '^vllm:(request_success_total|num_requests_running)' || true)
 echo "$metrics"

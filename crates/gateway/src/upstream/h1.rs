@@ -15,6 +15,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -30,6 +31,10 @@ pub(crate) const MAX_LINE: usize = 4096;
 const MAX_FIELDS: usize = 128;
 /// How much the read buffer asks the socket for at a time.
 const READ_SIZE: usize = 16 * 1024;
+
+/// Idle connections younger than this are judged by the reactor's readiness alone; see
+/// [`Conn::is_idle_usable`].
+const TRUST_READINESS_FOR: Duration = Duration::from_secs(1);
 
 /// Why an upstream exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,20 +104,26 @@ impl Conn {
     }
 
     /// Whether an idle connection is still usable: nothing was left unread, and the upstream
-    /// has neither closed it nor sent anything since.
+    /// has neither closed it nor sent anything since. `idle_for`: how long it has been idle.
     ///
     /// The last read of a body that came up short of the buffer drained the socket, and Tokio
     /// then cleared its readiness (see [`Conn::poll_fill`]). If the reactor has seen nothing on
     /// the socket since, it is still empty and open, and no system call is needed. Otherwise
     /// (data, end of stream, a reset, or a last read that filled the buffer) a one-byte read
-    /// tells. A close the reactor has not picked up yet is caught later, by the retry of a
-    /// reused connection that fails before any byte of a response ([`super::Pool`]).
-    pub(crate) fn is_idle_usable(&mut self) -> bool {
+    /// tells.
+    ///
+    /// The reactor may not have picked up a close that the kernel already has. Upstreams close
+    /// idle connections deliberately at their keep-alive timeout (uvicorn's, which vLLM
+    /// uses, is 5 s by default), so a connection idle for [`TRUST_READINESS_FOR`] or longer
+    /// always gets the read. A close within that time is the same race as one that arrives
+    /// just after the read, and the retry of a reused connection that fails before any byte
+    /// of a response covers both ([`super::Pool`]).
+    pub(crate) fn is_idle_usable(&mut self, idle_for: Duration) -> bool {
         if !self.keep_alive || !self.buf.is_empty() {
             return false;
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        if self.stream.poll_read_ready(&mut cx).is_pending() {
+        if idle_for < TRUST_READINESS_FOR && self.stream.poll_read_ready(&mut cx).is_pending() {
             return true;
         }
         let mut probe = [0u8; 1];
@@ -655,7 +666,6 @@ pub fn fuzz_check(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// An idle connection whose last read drained the socket is judged without a system call
     /// while nothing arrives; once the upstream closes it, or sends bytes nobody asked for,
@@ -701,14 +711,25 @@ mod tests {
                 body.extend_from_slice(&piece.unwrap());
             }
             assert_eq!(body, b"hello");
-            assert!(conn.is_idle_usable(), "a quiet idle connection is reused");
-            assert!(conn.is_idle_usable(), "and asking again changes nothing");
+            let fresh = Duration::ZERO;
+            assert!(
+                conn.is_idle_usable(fresh),
+                "a quiet idle connection is reused"
+            );
+            assert!(
+                conn.is_idle_usable(fresh),
+                "and asking again changes nothing"
+            );
+            assert!(
+                conn.is_idle_usable(TRUST_READINESS_FOR),
+                "an older one is probed, and is still open"
+            );
             close_tx.send(()).unwrap();
             // Let the reactor see the close (or the bytes).
             let mut refused = false;
             for _ in 0..100 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                if !conn.is_idle_usable() {
+                if !conn.is_idle_usable(fresh) {
                     refused = true;
                     break;
                 }

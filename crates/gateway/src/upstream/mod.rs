@@ -84,7 +84,8 @@ impl Pool {
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some((since, mut conn)) = idle.pop_back() {
-            if since.elapsed() <= self.idle_timeout && conn.is_idle_usable() {
+            let idle_for = since.elapsed();
+            if idle_for <= self.idle_timeout && conn.is_idle_usable(idle_for) {
                 return Some(conn);
             }
         }
