@@ -13,6 +13,7 @@ mod common;
 use common::*;
 use inferscope_core::{SpanKind, Status};
 use inferscope_semconv::{attr, http as http_attr, inferscope as own};
+use std::time::Duration;
 
 const CHAT_STREAM: &str = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"Say hello"}],"max_tokens":12,"temperature":0.7,"top_p":0.9,"seed":3,"stream":true}"#;
 
@@ -760,4 +761,130 @@ async fn streams_are_forwarded_as_they_are_generated() {
         "the gateway waited for the whole stream before forwarding"
     );
     while body.frame().await.is_some() {}
+}
+
+/// How the test upstream answers an upload as soon as it has the request head.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Early {
+    /// 413, then it stops reading but keeps the connection open for a while.
+    RefuseAndStall,
+    /// 413, then it closes.
+    RefuseAndClose,
+    /// 200, then it reads the whole body (counted in the returned counter).
+    AcceptAndRead,
+}
+
+async fn early_upstream(
+    how: Early,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let (status, body) = match how {
+                    Early::AcceptAndRead => ("200 OK", r#"{"ok":true}"#),
+                    _ => (
+                        "413 Payload Too Large",
+                        r#"{"error":{"message":"upload too large","type":"PayloadTooLarge"}}"#,
+                    ),
+                };
+                let close = if how == Early::AcceptAndRead {
+                    ""
+                } else {
+                    "connection: close\r\n"
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{close}\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+                match how {
+                    Early::RefuseAndStall => tokio::time::sleep(Duration::from_secs(3)).await,
+                    Early::RefuseAndClose => {}
+                    Early::AcceptAndRead => {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                            counter.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+#[tokio::test]
+async fn an_upstream_that_answers_before_the_upload_ends_is_heard() {
+    use std::sync::atomic::Ordering;
+    // 16 MiB: far more than the socket buffers hold, to a route that streams it through and
+    // to an inference route over the parse limit.
+    let upload = bytes::Bytes::from(vec![b'x'; 16 << 20]);
+    for how in [Early::RefuseAndStall, Early::RefuseAndClose] {
+        let (addr, _) = early_upstream(how).await;
+        let (gw, spans) = gateway(
+            &format!("http://{addr}"),
+            |_| {},
+            inferscope_core::Sampler::default(),
+        )
+        .await;
+        for path in ["/v1/files", "/v1/chat/completions"] {
+            let started = std::time::Instant::now();
+            let r = send(&gw.url(), "POST", path, upload.clone(), &[]).await;
+            assert_eq!(r.status, 413, "{how:?}, {path}: {}", r.text());
+            assert_eq!(r.json()["error"]["type"], "PayloadTooLarge");
+            // Heard when it was said, not when the upstream hung up.
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{how:?}, {path}: {:?}",
+                started.elapsed()
+            );
+        }
+        // Two SERVER spans and the chat's CLIENT span, each with the upstream's status.
+        let got = take_spans(&spans, 3).await;
+        assert_eq!(got.len(), 3);
+        assert!(
+            got.iter()
+                .all(|s| int(s, http_attr::RESPONSE_STATUS_CODE) == 413),
+            "{got:?}"
+        );
+    }
+    // An early 200 is held while the rest of the body still goes up, all of it.
+    let (addr, received) = early_upstream(Early::AcceptAndRead).await;
+    let (gw, _spans) = gateway(
+        &format!("http://{addr}"),
+        |_| {},
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let r = send(&gw.url(), "POST", "/v1/files", upload.clone(), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["ok"], true);
+    for _ in 0..200 {
+        if received.load(Ordering::Relaxed) == upload.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(received.load(Ordering::Relaxed), upload.len() as u64);
 }

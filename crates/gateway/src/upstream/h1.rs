@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 /// The longest response head, and the most trailer bytes.
@@ -131,44 +131,101 @@ impl Conn {
     }
 
     /// Reads more bytes into the buffer. `Ready(Ok(0))` at the end of the stream.
-    ///
-    /// Through Tokio's `AsyncRead`, which clears the socket's readiness after a read that
-    /// returns less than it asked for (the socket is drained), instead of needing one more
-    /// read that fails with `WouldBlock`.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_SIZE);
-        }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf) {
-            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Io(e.to_string()))),
-            Poll::Pending => Poll::Pending,
-        }
+        poll_fill(&mut self.stream, &mut self.buf, cx)
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|e| Error::Io(e.to_string()))
-    }
-
-    /// Sends a request: the head, then the body, `Content-Length`-framed when its size is
-    /// known and chunked otherwise. The caller's framing fields are replaced.
-    pub(crate) async fn send_request<B>(
+    /// Sends a request and reads the response head (skipping interim 1xx responses), and
+    /// works out the body's framing. `head_request`: the request was HEAD, so no body follows.
+    ///
+    /// The body goes `Content-Length`-framed when its size is known and chunked otherwise; the
+    /// caller's framing fields are replaced. While it is being sent the connection is watched
+    /// for the response (RFC 9112 §9.5): an upstream that refuses an upload (a 413, say) may
+    /// answer after the head and stop reading, or close. An early answer of 4xx/5xx, or one
+    /// that closes the connection, ends the upload there (the connection is not reused); any
+    /// other early answer is held until the whole body has gone.
+    pub(crate) async fn exchange<B>(
         &mut self,
         method: &Method,
         path_and_query: &str,
         authority: &str,
         headers: &HeaderMap,
-        mut body: B,
-    ) -> Result<(), Error>
+        body: B,
+        head_request: bool,
+    ) -> Result<(http::response::Parts, Framing), Error>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        use http_body_util::BodyExt as _;
         let exact = body.size_hint().exact();
+        let (head, chunked) = self.request_head(method, path_and_query, authority, headers, exact);
+        let Conn {
+            stream,
+            buf,
+            keep_alive,
+        } = self;
+        let (mut reader, mut writer) = stream.split();
+        let send = send_body(&mut writer, head, body, exact, chunked);
+        let read = read_head(&mut reader, buf, head_request);
+        tokio::pin!(send, read);
+        let mut sent = false;
+        let mut send_error = None;
+        let mut early = None;
+        let (parts, framing, close) = loop {
+            tokio::select! {
+                biased;
+                r = &mut send, if !sent => match r {
+                    Ok(()) => {
+                        sent = true;
+                        if let Some(head) = early.take() {
+                            break head;
+                        }
+                    }
+                    // The client's body failed: that is the error, whatever the upstream says.
+                    Err(e @ Error::RequestBody(_)) => return Err(e),
+                    // Writing failed: the upstream may have answered before it stopped reading.
+                    Err(e) => {
+                        sent = true;
+                        send_error = Some(e);
+                        if let Some(head) = early.take() {
+                            break head;
+                        }
+                    }
+                },
+                r = &mut read, if early.is_none() => match r {
+                    Ok(head) if sent => break head,
+                    Ok(head) => {
+                        let refuses = head.0.status.is_client_error()
+                            || head.0.status.is_server_error()
+                            || head.2;
+                        if refuses {
+                            *keep_alive = false;
+                            break head;
+                        }
+                        early = Some(head);
+                    }
+                    Err(Error::ClosedBeforeResponse) if send_error.is_some() => {
+                        return Err(send_error.take().unwrap_or(Error::ClosedBeforeResponse));
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+        };
+        if close || send_error.is_some() {
+            *keep_alive = false;
+        }
+        Ok((parts, framing))
+    }
+
+    /// The request head, with the framing fields for a body of `exact` bytes (or chunked).
+    fn request_head(
+        &mut self,
+        method: &Method,
+        path_and_query: &str,
+        authority: &str,
+        headers: &HeaderMap,
+        exact: Option<u64>,
+    ) -> (BytesMut, bool) {
         let mut head = BytesMut::with_capacity(512);
         head.extend_from_slice(method.as_str().as_bytes());
         head.extend_from_slice(b" ");
@@ -205,93 +262,7 @@ impl Conn {
             }
         };
         head.extend_from_slice(b"\r\n");
-        // The head and a body already in memory leave in one write.
-        let mut out = head;
-        let mut sent: u64 = 0;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Error::RequestBody(e.to_string()))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if data.is_empty() {
-                continue;
-            }
-            sent += data.len() as u64;
-            if exact.is_some_and(|n| sent > n) {
-                return Err(Error::RequestBody(
-                    "the request body is longer than its Content-Length".into(),
-                ));
-            }
-            if chunked {
-                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                out.extend_from_slice(&data);
-                out.extend_from_slice(b"\r\n");
-            } else {
-                out.extend_from_slice(&data);
-            }
-            // Each piece goes on as it came (the head goes with the first).
-            self.write(&out).await?;
-            out.clear();
-        }
-        if exact.is_some_and(|n| sent != n) {
-            return Err(Error::RequestBody(
-                "the request body is shorter than its Content-Length".into(),
-            ));
-        }
-        if chunked {
-            out.extend_from_slice(b"0\r\n\r\n");
-        }
-        if !out.is_empty() {
-            self.write(&out).await?;
-        }
-        Ok(())
-    }
-
-    /// Reads the response head (skipping interim 1xx responses) and works out the body's
-    /// framing. `head_request`: the request was HEAD, so no body follows.
-    pub(crate) async fn read_head(
-        &mut self,
-        head_request: bool,
-    ) -> Result<(http::response::Parts, Framing), Error> {
-        let mut read_any = false;
-        loop {
-            if !self.buf.is_empty() {
-                read_any = true;
-                if let Some((parts, used)) = parse_head(&self.buf)? {
-                    self.buf.advance(used);
-                    let code = parts.status.as_u16();
-                    if (100..200).contains(&code) {
-                        if code == 101 {
-                            return Err(Error::Invalid(
-                                "101 Switching Protocols is not supported".into(),
-                            ));
-                        }
-                        continue;
-                    }
-                    let framing = framing(&parts, head_request)?;
-                    if parts.version == Version::HTTP_10 || connection_close(&parts.headers) {
-                        self.keep_alive = false;
-                    }
-                    if framing == Framing::UntilClose {
-                        self.keep_alive = false;
-                    }
-                    return Ok((parts, framing));
-                }
-                if self.buf.len() > MAX_HEAD {
-                    return Err(Error::Invalid(format!(
-                        "response head over {MAX_HEAD} bytes"
-                    )));
-                }
-            }
-            let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
-            if n == 0 {
-                return Err(if read_any {
-                    Error::Truncated
-                } else {
-                    Error::ClosedBeforeResponse
-                });
-            }
-        }
+        (head, chunked)
     }
 
     /// The next piece of the body: every byte of it available now, decoded, as one `Bytes`
@@ -340,6 +311,128 @@ impl Conn {
 }
 
 /// Parses a response head at the start of `buf`: `None` while incomplete.
+/// Reads more bytes into `buf`. `Ready(Ok(0))` at the end of the stream.
+///
+/// Through Tokio's `AsyncRead`, which clears the socket's readiness after a read that returns
+/// less than it asked for (the socket is drained), instead of needing one more read that fails
+/// with `WouldBlock`.
+fn poll_fill<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<Result<usize, Error>> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_SIZE);
+    }
+    match tokio_util::io::poll_read_buf(Pin::new(reader), cx, buf) {
+        Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Io(e.to_string()))),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Writes the head and the body; the head and a body already in memory leave in one write.
+async fn send_body<W, B>(
+    writer: &mut W,
+    mut out: BytesMut,
+    mut body: B,
+    exact: Option<u64>,
+    chunked: bool,
+) -> Result<(), Error>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt as _;
+    async fn write<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, b: &[u8]) -> Result<(), Error> {
+        w.write_all(b).await.map_err(|e| Error::Io(e.to_string()))
+    }
+    let mut sent: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::RequestBody(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if exact.is_some_and(|n| sent > n) {
+            return Err(Error::RequestBody(
+                "the request body is longer than its Content-Length".into(),
+            ));
+        }
+        if chunked {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            out.extend_from_slice(&data);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(&data);
+        }
+        // Each piece goes on as it came (the head goes with the first).
+        write(writer, &out).await?;
+        out.clear();
+    }
+    if exact.is_some_and(|n| sent != n) {
+        return Err(Error::RequestBody(
+            "the request body is shorter than its Content-Length".into(),
+        ));
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        write(writer, &out).await?;
+    }
+    Ok(())
+}
+
+/// Reads a response head (skipping interim 1xx responses) into `buf` and works out the body's
+/// framing; the third value says whether the connection closes after this response.
+async fn read_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<(http::response::Parts, Framing, bool), Error> {
+    let mut read_any = false;
+    loop {
+        if !buf.is_empty() {
+            read_any = true;
+            if let Some((parts, used)) = parse_head(buf)? {
+                buf.advance(used);
+                let code = parts.status.as_u16();
+                if (100..200).contains(&code) {
+                    if code == 101 {
+                        return Err(Error::Invalid(
+                            "101 Switching Protocols is not supported".into(),
+                        ));
+                    }
+                    continue;
+                }
+                let framing = framing(&parts, head_request)?;
+                let close = parts.version == Version::HTTP_10
+                    || connection_close(&parts.headers)
+                    || framing == Framing::UntilClose;
+                return Ok((parts, framing, close));
+            }
+            if buf.len() > MAX_HEAD {
+                return Err(Error::Invalid(format!(
+                    "response head over {MAX_HEAD} bytes"
+                )));
+            }
+        }
+        let n = std::future::poll_fn(|cx| poll_fill(reader, buf, cx)).await?;
+        if n == 0 {
+            return Err(if read_any {
+                Error::Truncated
+            } else {
+                Error::ClosedBeforeResponse
+            });
+        }
+    }
+}
+
 fn parse_head(buf: &[u8]) -> Result<Option<(http::response::Parts, usize)>, Error> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut response = httparse::Response::new(&mut fields);
@@ -694,16 +787,17 @@ mod tests {
             });
             let mut conn = Conn::new(TcpStream::connect(addr).await.unwrap());
             let headers = HeaderMap::new();
-            conn.send_request(
-                &Method::GET,
-                "/",
-                "up",
-                &headers,
-                http_body_util::Empty::<Bytes>::new(),
-            )
-            .await
-            .unwrap();
-            let (_, mut framing) = conn.read_head(false).await.unwrap();
+            let (_, mut framing) = conn
+                .exchange(
+                    &Method::GET,
+                    "/",
+                    "up",
+                    &headers,
+                    http_body_util::Empty::<Bytes>::new(),
+                    false,
+                )
+                .await
+                .unwrap();
             let mut body = Vec::new();
             while let Some(piece) =
                 std::future::poll_fn(|cx| conn.poll_body(&mut framing, cx)).await

@@ -177,15 +177,16 @@ impl Pool {
         body: RequestBody,
         head_request: bool,
     ) -> Result<(http::response::Parts, Body), h1::Error> {
-        conn.send_request(
-            &parts.method,
-            path,
-            self.authority.as_str(),
-            &parts.headers,
-            body,
-        )
-        .await?;
-        let (head, framing) = conn.read_head(head_request).await?;
+        let (head, framing) = conn
+            .exchange(
+                &parts.method,
+                path,
+                self.authority.as_str(),
+                &parts.headers,
+                body,
+                head_request,
+            )
+            .await?;
         Ok((head, Body { conn, framing }))
     }
 }
