@@ -42,17 +42,26 @@ pub fn markdown(r: &Report, title: &str) -> String {
     let _ = writeln!(
         out,
         "| target | ok | errors | req/s | {first} p50 | p90 | p99 | p99.9 |{} e2e p50 | e2e p99 | CPU s / 1k req | peak RSS |",
-        if r.stream { " gap p50 | gap p99 |" } else { "" }
+        if r.stream {
+            " gap p50 | gap p99 | reads / req |"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,
         "|---|---|---|---|---|---|---|---|{}---|---|---|---|",
-        if r.stream { "---|---|" } else { "" }
+        if r.stream { "---|---|---|" } else { "" }
     );
     for t in &r.targets {
         let errors: u64 = t.errors.values().sum();
         let gaps = if r.stream {
-            format!(" {} | {} |", ms(t.gap.p50_us), ms(t.gap.p99_us))
+            let reads = t.chunks_per_second / t.requests_per_second.max(1e-9);
+            format!(
+                " {} | {} | {reads:.1} |",
+                ms(t.gap.p50_us),
+                ms(t.gap.p99_us)
+            )
         } else {
             String::new()
         };

@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::events::EventEnds;
 use crate::procstat::ProcessSet;
 use crate::stats::{Dist, Summary};
 
@@ -81,9 +82,13 @@ pub struct Plan {
 #[derive(Debug, Default)]
 struct Sample {
     ttft: Option<u64>,
+    /// Between stream chunks (SSE events), each timed by the read that completed it.
     gaps: Vec<u64>,
+    /// Between body reads.
+    frame_gaps: Vec<u64>,
     e2e: u64,
     chunks: u64,
+    events: u64,
     error: Option<String>,
 }
 
@@ -92,9 +97,11 @@ struct Sample {
 struct Recorder {
     ttft: Dist,
     gap: Dist,
+    frame_gap: Dist,
     e2e: Dist,
     ok: u64,
     chunks: u64,
+    events: u64,
     errors: BTreeMap<String, u64>,
     measured: Duration,
     cpu_seconds: f64,
@@ -108,12 +115,16 @@ impl Recorder {
             None => {
                 self.ok += 1;
                 self.chunks += s.chunks;
+                self.events += s.events;
                 self.e2e.record(s.e2e);
                 if let Some(t) = s.ttft {
                     self.ttft.record(t);
                 }
                 for g in s.gaps {
                     self.gap.record(g);
+                }
+                for g in s.frame_gaps {
+                    self.frame_gap.record(g);
                 }
             }
         }
@@ -133,12 +144,19 @@ pub struct TargetResult {
     pub seconds: f64,
     /// Successful requests per second.
     pub requests_per_second: f64,
-    /// Body chunks received per second.
+    /// Body reads (HTTP chunks as the client's decoder hands them over) per second.
     pub chunks_per_second: f64,
+    /// Stream chunks (server-sent events) received per second; 0 for non-streamed.
+    pub events_per_second: f64,
     /// Time to the first body chunk (streams) or the whole response (non-streamed).
     pub ttft: Summary,
-    /// Gaps between body chunks (streams).
+    /// Gaps between stream chunks (streams): between server-sent events, each counted as
+    /// arrived with the body read that completed it, so several events handed over in one
+    /// read are 0 apart.
     pub gap: Summary,
+    /// Gaps between body reads (streams). These depend on how each hop frames the stream: a
+    /// proxy that forwards several events in one write has fewer, longer ones.
+    pub frame_gap: Summary,
     /// Whole request.
     pub e2e: Summary,
     /// CPU seconds of the target's processes while measured.
@@ -271,6 +289,8 @@ async fn one(via: Via<'_>, body: Bytes, start: Instant, timeout: Duration, strea
         let mut s = Sample::default();
         let mut body = resp.into_body();
         let mut last: Option<Instant> = None;
+        let mut ends = EventEnds::default();
+        let mut last_event: Option<Instant> = None;
         let mut tail: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| "body_cut".to_owned())?;
@@ -284,10 +304,23 @@ async fn one(via: Via<'_>, body: Bytes, start: Instant, timeout: Duration, strea
             match last {
                 None => s.ttft = Some(now.saturating_duration_since(start).as_nanos() as u64),
                 Some(l) => s
-                    .gaps
+                    .frame_gaps
                     .push(now.saturating_duration_since(l).as_nanos() as u64),
             }
             last = Some(now);
+            if stream {
+                let ended = ends.feed(&data);
+                if ended > 0 {
+                    s.events += ended as u64;
+                    if let Some(l) = last_event {
+                        s.gaps
+                            .push(now.saturating_duration_since(l).as_nanos() as u64);
+                    }
+                    // The others completed by this read arrived with it.
+                    s.gaps.extend(std::iter::repeat_n(0, ended - 1));
+                    last_event = Some(now);
+                }
+            }
             s.chunks += 1;
             tail.extend_from_slice(&data[data.len().saturating_sub(32)..]);
             if tail.len() > 64 {
@@ -468,9 +501,11 @@ async fn segment(
     if let Some(rec) = rec {
         rec.ttft.merge(&local.ttft);
         rec.gap.merge(&local.gap);
+        rec.frame_gap.merge(&local.frame_gap);
         rec.e2e.merge(&local.e2e);
         rec.ok += local.ok;
         rec.chunks += local.chunks;
+        rec.events += local.events;
         for (k, v) in local.errors {
             *rec.errors.entry(k).or_default() += v;
         }
@@ -534,8 +569,10 @@ pub async fn run(plan: &Plan) -> Report {
                     seconds: secs,
                     requests_per_second: rec.ok as f64 / secs,
                     chunks_per_second: rec.chunks as f64 / secs,
+                    events_per_second: rec.events as f64 / secs,
                     ttft: rec.ttft.summary(),
                     gap: rec.gap.summary(),
+                    frame_gap: rec.frame_gap.summary(),
                     e2e: rec.e2e.summary(),
                     cpu_seconds: rec.cpu_seconds,
                     cpu_seconds_per_1000: (!t.pids.is_empty() && rec.ok > 0)

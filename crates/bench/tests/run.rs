@@ -51,8 +51,13 @@ async fn closed_and_open_loops_measure_every_target() {
         assert!(t.requests > 0, "{t:?}");
         assert!(t.errors.is_empty(), "{t:?}");
         assert_eq!(t.ttft.count, t.requests);
-        // 8 tokens: role chunk, 8 content chunks, [DONE] (some may arrive together).
-        assert!(t.gap.count > 0);
+        // 8 tokens: role chunk, 8 content chunks, [DONE], however many arrive in one read.
+        let events = (t.events_per_second * t.seconds).round() as u64;
+        assert_eq!(events % t.requests, 0, "{t:?}");
+        let per_request = events / t.requests;
+        assert!(per_request >= 10, "{t:?}");
+        assert_eq!(t.gap.count, t.requests * (per_request - 1), "{t:?}");
+        assert!(t.frame_gap.count > 0 && t.frame_gap.count <= t.gap.count);
         assert!(t.ttft.p50_us <= t.e2e.p50_us);
     }
     assert!(
