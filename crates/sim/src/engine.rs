@@ -113,6 +113,8 @@ enum Clock {
         scheduled: Instant,
         next: Instant,
         itl: Duration,
+        /// Made at the first tick ([`crate::precise`]).
+        timer: Option<crate::precise::Timer>,
     },
 }
 
@@ -129,8 +131,9 @@ impl SeqHandle {
                 scheduled,
                 next,
                 itl,
+                timer,
             } => {
-                tokio::time::sleep_until((*next).into()).await;
+                crate::precise::sleep_until(timer, *next).await;
                 // Due times stay on the schedule even when a consumer runs late.
                 *next += *itl;
                 Some(Tick {
@@ -195,6 +198,7 @@ impl Engine {
                 scheduled: queued,
                 next: queued + *ttft,
                 itl: *itl,
+                timer: None,
             },
             Mode::Scheduler(tx) => {
                 let (ticks, rx) = mpsc::unbounded_channel();

@@ -28,6 +28,7 @@ pub mod engine;
 pub mod faults;
 pub mod generate;
 pub mod metrics;
+pub mod precise;
 pub mod server;
 pub mod spans;
 pub mod tokenizer;
