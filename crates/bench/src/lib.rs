@@ -3,7 +3,8 @@
 //! concurrency, targets interleaved round by round.
 //!
 //! Per request it records the time to the first body chunk, every gap between stream chunks
-//! (server-sent events, however the hops frame them; [`events`]) and between body reads, the
+//! (server-sent events, however the hops frame them, read with inferscope-core's SSE reader) and
+//! between body reads, the
 //! whole latency and errors, in HDR histograms (p50, p90, p99, p99.9); per target, throughput
 //! and the CPU seconds and peak memory of the target's processes from `/proc`. The report is
 //! JSON and a markdown table that shows the latency each target adds over the first one as a
@@ -30,7 +31,6 @@
 //! # }
 //! ```
 
-pub mod events;
 pub mod procstat;
 pub mod report;
 pub mod run;

@@ -16,10 +16,10 @@ use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use inferscope_core::observe::sse::SseReader;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::events::EventEnds;
 use crate::procstat::ProcessSet;
 use crate::stats::{Dist, Summary};
 
@@ -289,7 +289,7 @@ async fn one(via: Via<'_>, body: Bytes, start: Instant, timeout: Duration, strea
         let mut s = Sample::default();
         let mut body = resp.into_body();
         let mut last: Option<Instant> = None;
-        let mut ends = EventEnds::default();
+        let mut events = SseReader::default();
         let mut last_event: Option<Instant> = None;
         let mut tail: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -309,7 +309,8 @@ async fn one(via: Via<'_>, body: Bytes, start: Instant, timeout: Duration, strea
             }
             last = Some(now);
             if stream {
-                let ended = ends.feed(&data);
+                let mut ended = 0;
+                events.feed(&data, |_, _| ended += 1);
                 if ended > 0 {
                     s.events += ended as u64;
                     if let Some(l) = last_event {

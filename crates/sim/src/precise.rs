@@ -25,7 +25,7 @@ mod imp {
     };
     use tokio::io::unix::AsyncFd;
 
-    /// One sequence's timerfd.
+    /// One timerfd, re-armed for each sleep.
     #[derive(Debug)]
     pub(crate) struct Timer(AsyncFd<OwnedFd>);
 

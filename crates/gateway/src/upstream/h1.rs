@@ -174,24 +174,21 @@ impl Conn {
         let (parts, framing, close) = loop {
             tokio::select! {
                 biased;
-                r = &mut send, if !sent => match r {
-                    Ok(()) => {
-                        sent = true;
-                        if let Some(head) = early.take() {
-                            break head;
-                        }
+                r = &mut send, if !sent => {
+                    sent = true;
+                    match r {
+                        Ok(()) => {}
+                        // The client's body failed: that is the error, whatever the upstream
+                        // says.
+                        Err(e @ Error::RequestBody(_)) => return Err(e),
+                        // Writing failed: the upstream may have answered before it stopped
+                        // reading.
+                        Err(e) => send_error = Some(e),
                     }
-                    // The client's body failed: that is the error, whatever the upstream says.
-                    Err(e @ Error::RequestBody(_)) => return Err(e),
-                    // Writing failed: the upstream may have answered before it stopped reading.
-                    Err(e) => {
-                        sent = true;
-                        send_error = Some(e);
-                        if let Some(head) = early.take() {
-                            break head;
-                        }
+                    if let Some(head) = early.take() {
+                        break head;
                     }
-                },
+                }
                 r = &mut read, if early.is_none() => match r {
                     Ok(head) if sent => break head,
                     Ok(head) => {
@@ -310,7 +307,6 @@ impl Conn {
     }
 }
 
-/// Parses a response head at the start of `buf`: `None` while incomplete.
 /// Reads more bytes into `buf`. `Ready(Ok(0))` at the end of the stream.
 ///
 /// Through Tokio's `AsyncRead`, which clears the socket's readiness after a read that returns
@@ -433,6 +429,7 @@ async fn read_head<R: AsyncRead + Unpin>(
     }
 }
 
+/// Parses a response head at the start of `buf`: `None` while incomplete.
 fn parse_head(buf: &[u8]) -> Result<Option<(http::response::Parts, usize)>, Error> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut response = httparse::Response::new(&mut fields);
