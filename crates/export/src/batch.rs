@@ -23,7 +23,7 @@ use inferscope_core::{SpanProcessor, SpanRecord};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::config::BatchConfig;
-use crate::exporter::SpanExporter;
+use crate::exporter::{ExportError, SpanExporter};
 
 /// Counters of one exporter.
 #[derive(Debug, Default)]
@@ -181,6 +181,9 @@ pub enum FlushError {
 
 type Reply = Box<dyn FnOnce(Result<(), FlushError>) + Send>;
 
+/// How long past a flush's or shutdown's deadline its caller waits for the worker's answer.
+const REPLY_MARGIN: Duration = Duration::from_secs(2);
+
 enum Control {
     Flush { deadline: Instant, reply: Reply },
     Shutdown { deadline: Instant, reply: Reply },
@@ -220,7 +223,9 @@ impl WorkerHandle {
             Control::Flush { deadline, reply }
         };
         self.ctrl.send(msg).map_err(|_| FlushError::Stopped)?;
-        match tokio::time::timeout(timeout, rx).await {
+        // The worker answers by the deadline, with every span exported or counted as failed;
+        // the margin lets its answer (and its counts) arrive.
+        match tokio::time::timeout(timeout + REPLY_MARGIN, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(FlushError::Stopped),
             Err(_) => Err(FlushError::Timeout(timeout)),
@@ -261,7 +266,7 @@ impl WorkerHandle {
             Control::Flush { deadline, reply }
         };
         self.ctrl.send(msg).map_err(|_| FlushError::Stopped)?;
-        match rx.recv_timeout(timeout) {
+        match rx.recv_timeout(timeout + REPLY_MARGIN) {
             Ok(r) => r,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(FlushError::Timeout(timeout)),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(FlushError::Stopped),
@@ -375,45 +380,68 @@ impl Worker {
     async fn run(mut self, mut ctrl: mpsc::UnboundedReceiver<Control>) {
         let queue = self.queue.clone();
         let mut timer = tokio::time::Instant::now() + self.config.schedule_delay;
+        // A flush or shutdown that arrived while a batch was being exported, and the spans
+        // that export lost (the shutdown cut it off).
+        let mut waiting: Option<Option<Control>> = None;
+        let mut lost_before = 0;
         loop {
-            let timed_out = tokio::select! {
-                biased;
-                c = ctrl.recv() => match c {
-                    Some(Control::Flush { deadline, reply }) => {
-                        let r = self.drain(deadline).await;
-                        reply(r);
-                        continue;
-                    }
-                    Some(Control::Shutdown { deadline, reply }) => {
-                        queue.closed.store(true, Ordering::Relaxed);
-                        let r = self.drain(deadline).await;
-                        self.sweep();
-                        reply(r);
-                        return;
-                    }
-                    // Every handle is gone: export what is left and stop.
-                    None => {
-                        queue.closed.store(true, Ordering::Relaxed);
-                        let deadline = Instant::now() + self.config.export_timeout;
-                        let _ = self.drain(deadline).await;
-                        return;
+            let control = match waiting.take() {
+                Some(c) => Some(c),
+                None => tokio::select! {
+                    biased;
+                    c = ctrl.recv() => Some(c),
+                    () = queue.ready.notified() => None,
+                    () = tokio::time::sleep_until(timer) => {
+                        // Time for a partial batch.
+                        timer = tokio::time::Instant::now();
+                        None
                     }
                 },
-                () = queue.ready.notified() => false,
-                () = tokio::time::sleep_until(timer) => true,
             };
+            match control {
+                Some(Some(Control::Flush { deadline, reply })) => {
+                    lost_before = 0;
+                    let r = self.drain(deadline).await;
+                    reply(r);
+                    continue;
+                }
+                Some(Some(Control::Shutdown { deadline, reply })) => {
+                    queue.closed.store(true, Ordering::Relaxed);
+                    let r = match (self.drain(deadline).await, lost_before) {
+                        (r, 0) => r,
+                        (Ok(()), n) => Err(FlushError::Incomplete { failed: n }),
+                        (Err(FlushError::Incomplete { failed }), n) => {
+                            Err(FlushError::Incomplete { failed: failed + n })
+                        }
+                        (r, _) => r,
+                    };
+                    self.sweep();
+                    reply(r);
+                    return;
+                }
+                // Every handle is gone: export what is left and stop.
+                Some(None) => {
+                    queue.closed.store(true, Ordering::Relaxed);
+                    let deadline = Instant::now() + self.config.export_timeout;
+                    let _ = self.drain(deadline).await;
+                    self.sweep();
+                    return;
+                }
+                None => {}
+            }
             queue.wake_pending.store(false, Ordering::Release);
+            let timed_out = tokio::time::Instant::now() >= timer;
             // Full batches go now; a partial one waits for the timer.
-            while queue.spans.len() >= self.config.max_export_batch_size {
+            while waiting.is_none() && queue.spans.len() >= self.config.max_export_batch_size {
                 self.fill();
                 let deadline = Instant::now() + self.config.export_timeout;
-                let _ = self.export(deadline).await;
+                (lost_before, waiting) = self.export(deadline, Some(&mut ctrl)).await;
                 timer = tokio::time::Instant::now() + self.config.schedule_delay;
             }
-            if timed_out {
+            if waiting.is_none() && timed_out {
                 self.fill();
                 let deadline = Instant::now() + self.config.export_timeout;
-                let _ = self.export(deadline).await;
+                (lost_before, waiting) = self.export(deadline, Some(&mut ctrl)).await;
                 timer = tokio::time::Instant::now() + self.config.schedule_delay;
             }
         }
@@ -437,7 +465,8 @@ impl Worker {
         }
     }
 
-    /// Exports the current batch and everything queued, stopping at `deadline`.
+    /// Exports the current batch and everything queued, stopping at `deadline`; what is left
+    /// then is counted as failed (the exporters give up at once when no time is left).
     async fn drain(&mut self, deadline: Instant) -> Result<(), FlushError> {
         let mut failed = 0;
         loop {
@@ -446,7 +475,7 @@ impl Worker {
                 break;
             }
             let per_batch = deadline.min(Instant::now() + self.config.export_timeout);
-            failed += self.export(per_batch).await;
+            failed += self.export(per_batch, None).await.0;
         }
         if failed == 0 {
             Ok(())
@@ -457,16 +486,87 @@ impl Worker {
 
     /// Sends the batch to every exporter at once and clears it; returns the spans lost by the
     /// exporter that lost the most.
-    async fn export(&mut self, deadline: Instant) -> u64 {
+    ///
+    /// With `ctrl`, a flush or shutdown that arrives meanwhile is returned, to run next; a
+    /// shutdown also cuts this export off at its own deadline, and the exporters that had not
+    /// finished by then count the batch as failed (so a span is never left uncounted, nor
+    /// written twice by an exporter that had finished).
+    async fn export(
+        &mut self,
+        deadline: Instant,
+        mut ctrl: Option<&mut mpsc::UnboundedReceiver<Control>>,
+    ) -> (u64, Option<Option<Control>>) {
         if self.batch.is_empty() {
-            return 0;
+            return (0, None);
         }
         let n = self.batch.len() as u64;
         let batch = &self.batch;
-        let results = futures_util::future::join_all(
-            self.exporters.iter().map(|e| e.export(batch, deadline)),
-        )
-        .await;
+        let mut pending: Vec<_> = self
+            .exporters
+            .iter()
+            .map(|e| Some(e.export(batch, deadline)))
+            .collect();
+        let mut results: Vec<Option<Result<crate::exporter::Accepted, ExportError>>> =
+            pending.iter().map(|_| None).collect();
+        let mut waiting = None;
+        let mut cap: Option<Instant> = None;
+        {
+            let all_done = std::future::poll_fn(|cx| {
+                let mut left = false;
+                for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+                    if let Some(fut) = slot {
+                        match fut.as_mut().poll(cx) {
+                            std::task::Poll::Ready(r) => {
+                                *result = Some(r);
+                                *slot = None;
+                            }
+                            std::task::Poll::Pending => left = true,
+                        }
+                    }
+                }
+                if left {
+                    std::task::Poll::Pending
+                } else {
+                    std::task::Poll::Ready(())
+                }
+            });
+            tokio::pin!(all_done);
+            loop {
+                let capped = async {
+                    match cap {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let control = async {
+                    match ctrl.as_deref_mut() {
+                        Some(c) if waiting.is_none() => c.recv().await,
+                        _ => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = &mut all_done => break,
+                    () = capped => break,
+                    c = control => {
+                        if let Some(Control::Shutdown { deadline, .. }) = &c {
+                            cap = Some(*deadline);
+                        }
+                        waiting = Some(c);
+                    }
+                }
+            }
+        }
+        drop(pending);
+        let results = results.into_iter().map(|r| {
+            r.unwrap_or_else(|| {
+                Err(ExportError {
+                    message: "cut off by the shutdown deadline".into(),
+                    retryable: true,
+                    retry_after: None,
+                    attempts: 1,
+                })
+            })
+        });
         let mut lost = 0;
         for (i, result) in results.into_iter().enumerate() {
             let Some(counters) = self.stats.sinks.get(i) else {
@@ -519,6 +619,6 @@ impl Worker {
             }
         }
         self.batch.clear();
-        lost
+        (lost, waiting)
     }
 }

@@ -375,6 +375,60 @@ async fn flush_and_shutdown_respect_their_deadline_when_the_receiver_is_down() {
     );
 }
 
+/// A shutdown that arrives while a batch is being retried (the receiver answers 503, or
+/// nothing listens) cuts the retries off at its own deadline and counts every span: the
+/// exported, failed and dropped counts add up to the spans ended, and the caller hears so
+/// within its timeout, not a timeout.
+#[tokio::test]
+async fn spans_still_retrying_at_shutdown_are_counted() {
+    let receiver = Receiver::start().await.unwrap();
+    receiver.script(std::iter::repeat_n(Reply::HttpStatus(503, None), 10_000));
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for endpoint in [receiver.http_endpoint(), format!("http://{refused}")] {
+        let tracing = pipeline(
+            endpoint.clone(),
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+                ("OTEL_BSP_EXPORT_TIMEOUT", "30000"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16"),
+            ],
+        );
+        record(&tracing.tracer(), 40);
+        // The first batches are in their retries now.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        record(&tracing.tracer(), 50);
+        let started = Instant::now();
+        let result = tracing.shutdown(Duration::from_millis(500)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{endpoint}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            result,
+            Err(FlushError::Incomplete { failed: 90 }),
+            "{endpoint}"
+        );
+        let stats = tracing.stats();
+        let sink = &stats.sinks[0];
+        assert_eq!(
+            stats.enqueued + stats.dropped,
+            90,
+            "{endpoint}: every span ended is counted once: {stats:?}"
+        );
+        assert_eq!(
+            sink.exported + sink.failed + sink.rejected,
+            stats.enqueued,
+            "{endpoint}: {stats:?}"
+        );
+        assert_eq!(sink.failed, 90, "{endpoint}: {stats:?}");
+    }
+}
+
 #[tokio::test]
 async fn spans_survive_a_receiver_that_comes_back() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

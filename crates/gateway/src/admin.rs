@@ -9,37 +9,30 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
 use crate::Shared;
 use crate::body::{RequestBody, ResponseBody};
+use crate::server::{Listener, Phase};
 
 /// The OpenMetrics-compatible text type prometheus-client writes.
 const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
+    phase: watch::Receiver<Phase>,
+) -> bool {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.wait_for(|s| *s) => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
+    let handler = move |req, in_progress| {
         let shared = shared.clone();
-        let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
+        async move {
+            let _in_progress = in_progress;
+            handle(shared, req).await
+        }
+    };
+    listener.serve(builder, handler, phase, || {}).await
 }
 
 fn reply(

@@ -15,6 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
 use crate::failure::{Failure, describe};
+use crate::server::InProgress;
 use crate::upstream::{self, Pool};
 
 /// Errors of a body.
@@ -116,6 +117,12 @@ impl UpstreamBody {
 /// times out, or is dropped because the client went away; dropping `inner` (and the upstream
 /// connection) then drops the upstream request, so the engine aborts it.
 ///
+/// When the body cannot be completed (the upstream broke off or a timeout ran out), every
+/// byte that arrived still reaches the client, and then the response ends the way it would
+/// have from the upstream directly: an HTTP/1 connection is cut after hyper has written
+/// everything ([`crate::server::ClientIo`]); an HTTP/2 stream is reset a moment later
+/// ([`H2_RESET_DELAY`]), once the connection has had the chance to send the data before it.
+///
 /// The upstream connection is driven from here ([`crate::upstream`]): each poll lets it decode
 /// whatever bytes it has already read, and every chunk available now leaves as one frame (one
 /// write to the client), up to [`COALESCE`] bytes; the first chunk leaves alone, at once.
@@ -132,7 +139,7 @@ pub struct ResponseBody {
     /// from the last activity.
     idle: Option<(Duration, Pin<Box<Sleep>>, Instant)>,
     total: Option<Pin<Box<Sleep>>>,
-    /// A frame (trailers) or an error to return after the data gathered with it.
+    /// A frame (trailers) to return after the data gathered with it.
     next: Option<Result<Frame<Bytes>, BoxError>>,
     /// Whether the first chunk has gone out: it leaves alone, at once (time to first token).
     started: bool,
@@ -140,6 +147,14 @@ pub struct ResponseBody {
     just_sent: bool,
     /// Data gathered while letting the server flush.
     held: Option<Bytes>,
+    /// The request on its client connection: in progress until this body is dropped.
+    conn: Option<InProgress>,
+    /// The client speaks HTTP/1, whose connection can be cut after a failure.
+    cut_allowed: bool,
+    /// The body failed: this message goes to hyper once the data before it has gone.
+    failed: Option<String>,
+    /// An HTTP/2 stream's reset waits for this.
+    reset_delay: Option<Pin<Box<Sleep>>>,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -152,6 +167,11 @@ impl std::fmt::Debug for ResponseBody {
 
 /// Most bytes gathered into one frame for the client (nginx reads 4 to 8 KiB at a time).
 const COALESCE: usize = 16 * 1024;
+
+/// How long an HTTP/2 stream that failed waits before its reset: a reset drops the stream's
+/// data still queued in the connection, so the connection's task first gets the chance to send
+/// what the body already handed over.
+pub(crate) const H2_RESET_DELAY: Duration = Duration::from_millis(20);
 
 impl ResponseBody {
     /// A body the gateway wrote itself.
@@ -167,17 +187,21 @@ impl ResponseBody {
             started: false,
             just_sent: false,
             held: None,
+            conn: None,
+            cut_allowed: false,
+            failed: None,
+            reset_delay: None,
         }
     }
 
     /// The upstream's body, observed; `pool` takes its connection back at the end (HTTP/1.1
-    /// upstreams).
+    /// upstreams). `conn`: the request's client connection, and whether it speaks HTTP/1.
     pub(crate) fn observed(
         inner: UpstreamBody,
         exchange: Exchange,
         pool: Option<Arc<Pool>>,
-        idle: Option<Duration>,
-        total_deadline: Option<Instant>,
+        (idle, total_deadline): (Option<Duration>, Option<Instant>),
+        (conn, http1): (InProgress, bool),
     ) -> ResponseBody {
         ResponseBody {
             inner: Some(inner),
@@ -190,6 +214,10 @@ impl ResponseBody {
             started: false,
             just_sent: false,
             held: None,
+            conn: Some(conn),
+            cut_allowed: http1,
+            failed: None,
+            reset_delay: None,
         }
     }
 
@@ -206,13 +234,31 @@ impl ResponseBody {
         }
     }
 
-    fn fail(&mut self, failure: Failure) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let message = failure.message();
+    /// The body cannot be completed: the exchange ends with `failure`, the upstream request is
+    /// dropped, and the client's response breaks off once the data before it has gone.
+    fn fail(&mut self, failure: Failure) {
+        self.failed = Some(failure.message());
         if let Some(mut e) = self.exchange.take() {
             e.finish(Some(failure));
         }
         self.inner = None;
-        Poll::Ready(Some(Err(message.into())))
+    }
+
+    /// Breaks the response off after a failure (see [`ResponseBody`]).
+    fn break_off(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.cut_allowed
+            && let Some(conn) = &self.conn
+        {
+            // hyper writes what it holds, then the connection ends; this body is not polled
+            // to an end.
+            conn.conn().cut();
+            return Poll::Pending;
+        }
+        let delay = self
+            .reset_delay
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(H2_RESET_DELAY)));
+        std::task::ready!(delay.as_mut().poll(cx));
+        Poll::Ready(self.failed.take().map(|m| Err(m.into())))
     }
 }
 
@@ -234,6 +280,9 @@ impl Body for ResponseBody {
         }
         if let Some(next) = this.next.take() {
             return Poll::Ready(Some(next));
+        }
+        if this.failed.is_some() {
+            return this.break_off(cx);
         }
         let mut gathered = upstream::h1::Pieces::default();
         while let Some(inner) = this.inner.as_mut() {
@@ -269,12 +318,7 @@ impl Body for ResponseBody {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let failure = Failure::UpstreamBroken(describe(&*e));
-                    this.next = Some(Err(failure.message().into()));
-                    if let Some(mut ex) = this.exchange.take() {
-                        ex.finish(Some(failure));
-                    }
-                    this.inner = None;
+                    this.fail(Failure::UpstreamBroken(describe(&*e)));
                     break;
                 }
                 Poll::Ready(None) => {
@@ -292,13 +336,15 @@ impl Body for ResponseBody {
                     if let Some(total) = &mut this.total
                         && total.as_mut().poll(cx).is_ready()
                     {
-                        return this.fail(Failure::TotalTimeout);
+                        this.fail(Failure::TotalTimeout);
+                        return this.break_off(cx);
                     }
                     if let Some((d, idle, last)) = &mut this.idle {
                         while idle.as_mut().poll(cx).is_ready() {
                             let due = *last + *d;
                             if due <= Instant::now() {
-                                return this.fail(Failure::IdleTimeout);
+                                this.fail(Failure::IdleTimeout);
+                                return this.break_off(cx);
                             }
                             idle.as_mut().reset(due);
                         }
@@ -320,11 +366,18 @@ impl Body for ResponseBody {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         this.just_sent = false;
+        if this.failed.is_some() {
+            return this.break_off(cx);
+        }
         Poll::Ready(this.next.take())
     }
 
     fn is_end_stream(&self) -> bool {
-        self.tail.is_none() && self.inner.is_none() && self.next.is_none() && self.held.is_none()
+        self.tail.is_none()
+            && self.inner.is_none()
+            && self.next.is_none()
+            && self.held.is_none()
+            && self.failed.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -66,6 +66,13 @@ pub struct GatewaySettings {
     pub shutdown_grace_ms: Option<u64>,
     /// Most bytes of a request or non-streamed response body read for tracing.
     pub max_parse_bytes: Option<usize>,
+    /// Most bytes held for parsing across all requests at once.
+    pub max_parse_bytes_total: Option<usize>,
+    /// Time a client connection has to send a request head, from connect or from the end of
+    /// its previous request; a connection quiet that long is closed. Milliseconds, 0: none.
+    pub header_timeout_ms: Option<u64>,
+    /// Most client connections open at once (default: from the open-file limit).
+    pub max_connections: Option<usize>,
     /// Request headers recorded on the SERVER span (an allowlist; secrets are refused).
     pub captured_headers: Option<Vec<String>>,
     /// Where OTLP/gRPC from vLLM is accepted, or `off`.
@@ -178,6 +185,12 @@ pub mod vars {
     pub const SHUTDOWN_GRACE_MS: &str = "INFERSCOPE_SHUTDOWN_GRACE_MS";
     /// `max_parse_bytes`.
     pub const MAX_PARSE_BYTES: &str = "INFERSCOPE_MAX_PARSE_BYTES";
+    /// `max_parse_bytes_total`.
+    pub const MAX_PARSE_BYTES_TOTAL: &str = "INFERSCOPE_MAX_PARSE_BYTES_TOTAL";
+    /// `header_timeout_ms`.
+    pub const HEADER_TIMEOUT_MS: &str = "INFERSCOPE_HEADER_TIMEOUT_MS";
+    /// `max_connections`.
+    pub const MAX_CONNECTIONS: &str = "INFERSCOPE_MAX_CONNECTIONS";
     /// `captured_headers`, comma-separated.
     pub const CAPTURED_HEADERS: &str = "INFERSCOPE_CAPTURED_HEADERS";
     /// `otlp_ingest_grpc`.
@@ -223,6 +236,12 @@ pub mod vars {
     /// `capture.redact`, one pattern.
     pub const REDACT: &str = "INFERSCOPE_REDACT";
 }
+
+/// Most connections each of the admin and ingest listeners keeps open.
+pub(crate) const SIDE_LISTENER_CONNECTIONS: usize = 64;
+/// Open files the process needs besides connections (listeners, the export thread's
+/// connections, the span file, the runtime's own).
+const OWN_FILES: u64 = 32;
 
 /// Headers that carry credentials: never recorded, even when listed.
 pub const SECRET_HEADERS: &[&str] = &[
@@ -293,6 +312,13 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// Most bytes read for tracing from a body.
     pub max_parse_bytes: usize,
+    /// Most bytes held for parsing across all requests at once.
+    pub max_parse_bytes_total: usize,
+    /// A client connection with no request in progress for this long is closed.
+    pub header_timeout: Option<Duration>,
+    /// Most client connections open at once; `None`: worked out from the open-file limit at
+    /// start ([`GatewayConfig::connection_limit`]).
+    pub max_connections: Option<usize>,
     /// Request headers recorded.
     pub captured_headers: Vec<HeaderName>,
     /// Content capture.
@@ -320,6 +346,20 @@ impl GatewayConfig {
             &[("", "")],
             &FileConfig::default(),
         )
+    }
+
+    /// The most client connections the proxy keeps open: `max_connections` if set, else
+    /// what the open-file limit leaves once the other listeners, the upstream connection each
+    /// client connection may hold, and the process's own files are counted.
+    pub fn connection_limit(&self) -> usize {
+        if let Some(n) = self.max_connections {
+            return n;
+        }
+        let limit = crate::server::open_file_limit().unwrap_or(1024);
+        let reserved = OWN_FILES + 3 * SIDE_LISTENER_CONNECTIONS as u64;
+        usize::try_from(limit.saturating_sub(reserved) / 2)
+            .unwrap_or(usize::MAX)
+            .max(1)
     }
 
     fn origin(&self, name: &str) -> String {
@@ -370,6 +410,18 @@ impl fmt::Display for GatewayConfig {
             ),
             ("shutdown_grace_ms", ms(Some(self.shutdown_grace))),
             ("max_parse_bytes", self.max_parse_bytes.to_string()),
+            (
+                "max_parse_bytes_total",
+                self.max_parse_bytes_total.to_string(),
+            ),
+            ("header_timeout_ms", ms(self.header_timeout)),
+            (
+                "max_connections",
+                match self.max_connections {
+                    Some(n) => n.to_string(),
+                    None => format!("auto ({})", self.connection_limit()),
+                },
+            ),
             (
                 "captured_headers",
                 self.captured_headers
@@ -882,6 +934,46 @@ fn resolve_gateway(
         },
         32 << 20,
     );
+    let max_parse_bytes_total = layer!(
+        r,
+        flags,
+        f,
+        max_parse_bytes_total,
+        MAX_PARSE_BYTES_TOTAL,
+        parse_num,
+        |v: &usize| if *v < max_parse_bytes {
+            Err(format!(
+                "must be at least max_parse_bytes ({max_parse_bytes})"
+            ))
+        } else {
+            Ok(*v)
+        },
+        (256 << 20).max(max_parse_bytes)
+    );
+    let header_timeout = layer!(
+        r,
+        flags,
+        f,
+        header_timeout_ms,
+        HEADER_TIMEOUT_MS,
+        parse_num,
+        optional_millis,
+        Some(Duration::from_secs(30))
+    );
+    let max_connections = layer!(
+        r,
+        flags,
+        f,
+        max_connections,
+        MAX_CONNECTIONS,
+        parse_num,
+        |v: &usize| if *v == 0 {
+            Err("must be above 0".to_owned())
+        } else {
+            Ok(Some(*v))
+        },
+        None
+    );
     let default_headers: Vec<HeaderName> = DEFAULT_CAPTURED_HEADERS
         .iter()
         .map(|h| HeaderName::from_static(h))
@@ -1182,6 +1274,9 @@ fn resolve_gateway(
         dialects,
         shutdown_grace,
         max_parse_bytes,
+        max_parse_bytes_total,
+        header_timeout,
+        max_connections,
         captured_headers,
         capture: CapturePolicy {
             enabled,

@@ -241,9 +241,19 @@ impl Exchange {
 }
 
 impl Drop for Exchange {
+    /// Dropped unfinished: the client went away, or the shutdown cut the connection.
     fn drop(&mut self) {
         if !self.done {
-            self.finish(Some(Failure::ClientAborted));
+            let why = if self
+                .shared
+                .cutting
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                Failure::Shutdown
+            } else {
+                Failure::ClientAborted
+            };
+            self.finish(Some(why));
         }
     }
 }

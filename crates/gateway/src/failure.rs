@@ -11,6 +11,8 @@ pub enum Side {
     Upstream,
     /// The client (went away, sent a broken body).
     Downstream,
+    /// The gateway itself (it was stopping).
+    Gateway,
 }
 
 /// A failure of an exchange.
@@ -30,6 +32,8 @@ pub enum Failure {
     ClientAborted,
     /// The client's request body could not be read.
     RequestBody(String),
+    /// The gateway's shutdown grace period ran out while the exchange was in progress.
+    Shutdown,
 }
 
 impl Failure {
@@ -37,6 +41,7 @@ impl Failure {
     pub fn side(&self) -> Side {
         match self {
             Failure::ClientAborted | Failure::RequestBody(_) => Side::Downstream,
+            Failure::Shutdown => Side::Gateway,
             _ => Side::Upstream,
         }
     }
@@ -49,6 +54,7 @@ impl Failure {
             Failure::UpstreamBroken(_) => "upstream_broken",
             Failure::ClientAborted => "client_aborted",
             Failure::RequestBody(_) => "request_body",
+            Failure::Shutdown => "gateway_shutdown",
         }
     }
 
@@ -60,12 +66,14 @@ impl Failure {
                 StatusCode::GATEWAY_TIMEOUT
             }
             Failure::RequestBody(_) => StatusCode::BAD_REQUEST,
+            Failure::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
             // Nobody is listening; recorded as nginx does.
             Failure::ClientAborted => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 
-    /// Whether it deserves a warning (upstream trouble) or only a debug line (clients leave).
+    /// Whether it deserves a warning (upstream trouble) or only a debug line (clients leave;
+    /// the shutdown logs its cut once, for all).
     pub fn is_warning(&self) -> bool {
         self.side() == Side::Upstream
     }
@@ -80,6 +88,7 @@ impl Failure {
             Failure::UpstreamBroken(e) => format!("upstream connection failed: {e}"),
             Failure::ClientAborted => "client closed the connection".into(),
             Failure::RequestBody(e) => format!("request body could not be read: {e}"),
+            Failure::Shutdown => "the gateway stopped before the exchange ended".into(),
         }
     }
 
@@ -89,6 +98,7 @@ impl Failure {
         let kind = match status {
             StatusCode::GATEWAY_TIMEOUT => "GatewayTimeout",
             StatusCode::BAD_REQUEST => "BadRequestError",
+            StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
             _ => "BadGateway",
         };
         let body = serde_json::json!({

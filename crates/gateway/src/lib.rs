@@ -37,7 +37,10 @@ pub mod ingest;
 pub mod join;
 pub mod metrics;
 mod proxy;
+mod server;
 mod upstream;
+
+pub use server::raise_open_file_limit;
 
 pub use upstream::h1::fuzz_check as fuzz_upstream_h1;
 
@@ -48,15 +51,15 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use inferscope_core::Tracer;
 use inferscope_export::ExportStats;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::RequestBody;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+use crate::server::{Limits, Listener, Phase};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Arc<upstream::Pool>,
     pub(crate) local_addr: SocketAddr,
     pub(crate) stopping: AtomicBool,
+    /// The grace period is over: connections still open are being cut.
+    pub(crate) cutting: AtomicBool,
     pub(crate) join: join::JoinTable,
     pub(crate) export_stats: Option<Arc<ExportStats>>,
     pub(crate) ingest_stats: Arc<ingest::IngestStats>,
@@ -100,11 +105,14 @@ pub struct Gateway {
     admin_addr: Option<SocketAddr>,
     ingest_grpc_addr: Option<SocketAddr>,
     ingest_http_addr: Option<SocketAddr>,
-    ingest_tasks: Vec<tokio::task::JoinHandle<()>>,
+    ingest_tasks: Vec<tokio::task::JoinHandle<bool>>,
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
+    /// Tells the proxy listener to drain.
+    stop: watch::Sender<Phase>,
+    /// Tells the admin and ingest listeners to drain (after the proxy).
+    stop_side: watch::Sender<Phase>,
     task: Option<tokio::task::JoinHandle<bool>>,
-    admin_task: Option<tokio::task::JoinHandle<()>>,
+    admin_task: Option<tokio::task::JoinHandle<bool>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -116,9 +124,18 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
+async fn bind(
+    name: &'static str,
+    addr: SocketAddr,
+    limits: Limits,
+) -> Result<Listener, StartError> {
+    Listener::bind(name, addr, limits)
         .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn bound(l: &Listener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    l.local_addr()
         .map_err(|source| StartError::Bind { addr, source })
 }
 
@@ -130,22 +147,32 @@ impl Gateway {
         tracer: Tracer,
         export: Option<Arc<ExportStats>>,
     ) -> Result<Gateway, StartError> {
-        let listener = bind(config.listen).await?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let proxy_limits = Limits {
+            max_connections: config.connection_limit(),
+            header_timeout: config.header_timeout,
+            grace: config.shutdown_grace,
+        };
+        // The admin and ingest listeners have their own small caps, so a flood of proxy
+        // connections leaves them reachable; they stop after the proxy, with a short grace
+        // (vLLM exports its last spans after its requests end).
+        let side_limits = Limits {
+            max_connections: config::SIDE_LISTENER_CONNECTIONS,
+            header_timeout: config.header_timeout,
+            grace: Duration::from_secs(5),
+        };
+        let listener = bind("proxy", config.listen, proxy_limits).await?;
+        let addr = bound(&listener, config.listen)?;
         let admin_listener = match config.admin {
-            Some(a) => Some(bind(a).await?),
+            Some(a) => Some(bind("admin", a, side_limits).await?),
             None => None,
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let ingest_grpc = match config.ingest.grpc {
-            Some(a) => Some(bind(a).await?),
+            Some(a) => Some(bind("ingest-grpc", a, side_limits).await?),
             None => None,
         };
         let ingest_http = match config.ingest.http {
-            Some(a) => Some(bind(a).await?),
+            Some(a) => Some(bind("ingest-http", a, side_limits).await?),
             None => None,
         };
         let ingest_grpc_addr = ingest_grpc.as_ref().and_then(|l| l.local_addr().ok());
@@ -187,28 +214,30 @@ impl Gateway {
             client,
             local_addr: addr,
             stopping: AtomicBool::new(false),
+            cutting: AtomicBool::new(false),
             join,
             export_stats: export,
             ingest_stats,
             labels,
         });
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
-        let admin_task =
-            admin_listener.map(|l| tokio::spawn(admin::serve(l, shared.clone(), stopped.clone())));
+        let (stop, stopped) = watch::channel(Phase::Serving);
+        let (stop_side, side_stopped) = watch::channel(Phase::Serving);
+        let task = tokio::spawn(serve(listener, shared.clone(), stopped));
+        let admin_task = admin_listener
+            .map(|l| tokio::spawn(admin::serve(l, shared.clone(), side_stopped.clone())));
         let mut ingest_tasks = Vec::new();
         if let Some(l) = ingest_grpc {
             ingest_tasks.push(tokio::spawn(ingest::grpc::serve(
                 l,
                 shared.clone(),
-                stopped.clone(),
+                side_stopped.clone(),
             )));
         }
         if let Some(l) = ingest_http {
             ingest_tasks.push(tokio::spawn(ingest::http::serve(
                 l,
                 shared.clone(),
-                stopped,
+                side_stopped,
             )));
         }
         tracing::info!(
@@ -217,6 +246,7 @@ impl Gateway {
             otlp_ingest_grpc = ?ingest_grpc_addr,
             otlp_ingest_http = ?ingest_http_addr,
             upstream = %shared.config.upstream.base,
+            max_connections = proxy_limits.max_connections,
             "gateway serving"
         );
         Ok(Gateway {
@@ -227,6 +257,7 @@ impl Gateway {
             ingest_tasks,
             shared,
             stop,
+            stop_side,
             task: Some(task),
             admin_task,
         })
@@ -277,21 +308,25 @@ impl Gateway {
         self.shared.metrics.in_flight.get()
     }
 
-    /// Stops accepting, lets requests in flight finish up to the configured grace period, and
-    /// returns whether they all did. Span export is the caller's to flush afterwards.
+    /// Stops accepting, lets requests in flight finish up to the configured grace period, cuts
+    /// the ones still running, and returns whether they all finished in time. Every exchange
+    /// has ended its spans when this returns (a cut one with `error.type=gateway_shutdown`), so
+    /// the caller can flush span export afterwards and lose nothing.
     pub async fn shutdown(mut self) -> bool {
         self.shared.stopping.store(true, Ordering::Relaxed);
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Phase::Draining);
         let mut clean = true;
         if let Some(task) = self.task.take() {
             clean = task.await.unwrap_or(false);
         }
+        // The admin endpoint answers (`/readyz`: 503) until the proxy has drained, and vLLM
+        // exports its last spans after its requests end: the other listeners stop last.
+        let _ = self.stop_side.send(Phase::Draining);
         if let Some(task) = self.admin_task.take() {
             let _ = task.await;
         }
-        // vLLM exports its last spans after its requests end; ingest stops last.
         for task in self.ingest_tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            let _ = task.await;
         }
         clean
     }
@@ -299,7 +334,8 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Phase::Draining);
+        let _ = self.stop_side.send(Phase::Draining);
         if let Some(t) = self.task.take() {
             t.abort();
         }
@@ -312,64 +348,24 @@ impl Drop for Gateway {
     }
 }
 
-/// The accept loop: HTTP/1.1 and h2c (prior knowledge) on one port. Returns whether every
+/// The proxy listener: HTTP/1.1 and h2c (prior knowledge) on one port. Returns whether every
 /// connection finished within the grace period after the stop signal.
-async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) -> bool {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+async fn serve(listener: Listener, shared: Arc<Shared>, phase: watch::Receiver<Phase>) -> bool {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(8 << 20)
         .timer(TokioTimer::new());
-    builder.http1().timer(TokioTimer::new()).writev(false);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.wait_for(|s| *s) => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared_conn = shared.clone();
-        let peer = Arc::new(proxy::Peer::new(peer));
-        let service = hyper::service::service_fn(move |req| {
-            proxy::handle(shared_conn.clone(), req, peer.clone())
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    let grace = shared.config.shutdown_grace;
-    let in_flight = shared.metrics.in_flight.get();
-    tracing::info!(
-        in_flight,
-        grace_ms = grace.as_millis() as u64,
-        "gateway stopping: no new connections, waiting for requests in flight"
-    );
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
-        Ok(()) => true,
-        Err(_) => {
-            tracing::warn!(
-                in_flight = shared.metrics.in_flight.get(),
-                "grace period over; cutting the requests still in flight"
-            );
-            false
-        }
-    }
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_timeout)
+        .writev(false);
+    let handle_shared = shared.clone();
+    let handle = move |req, in_progress| proxy::handle(handle_shared.clone(), req, in_progress);
+    // Exchanges dropped by the cut are recorded as cut by the shutdown, not as clients that
+    // went away.
+    let on_cut = move || shared.cutting.store(true, Ordering::Relaxed);
+    listener.serve(builder, handle, phase, on_cut).await
 }

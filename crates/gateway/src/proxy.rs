@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,33 +35,18 @@ use crate::exchange::{Exchange, Inference};
 use crate::failure::{Failure, describe};
 use crate::headers::remove_hop_by_hop;
 use crate::join::JoinInfo;
-
-/// The client's end of a connection, as span attributes want it: formatted once per
-/// connection rather than once per request.
-#[derive(Debug)]
-pub(crate) struct Peer {
-    ip: Arc<str>,
-    port: i64,
-}
-
-impl Peer {
-    pub(crate) fn new(addr: SocketAddr) -> Peer {
-        Peer {
-            ip: Arc::from(addr.ip().to_string()),
-            port: i64::from(addr.port()),
-        }
-    }
-}
+use crate::server::{ClientConn, InProgress};
 
 /// Serves one request. Never fails: every failure becomes a response and a span.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    peer: Arc<Peer>,
+    in_progress: InProgress,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let arrived = std::time::SystemTime::now();
     let (mut parts, body) = req.into_parts();
     let config = &shared.config;
+    let version = parts.version;
 
     // 1. inbound
     let parent = extract_trace_context(&parts.headers);
@@ -76,7 +60,7 @@ pub(crate) async fn handle(
         arrived,
     );
     if server.is_recording() {
-        server_attributes(&mut server, &shared, &parts, template, &peer);
+        server_attributes(&mut server, &shared, &parts, template, in_progress.conn());
     }
     let mut exchange = Exchange::new(shared.clone(), server);
 
@@ -263,7 +247,14 @@ pub(crate) async fn handle(
             ResponseBody::full(Bytes::new()),
         ));
     }
-    let body = ResponseBody::observed(rbody, exchange, pool, config.timeouts.idle, total_deadline);
+    let http1 = version != http::Version::HTTP_2;
+    let body = ResponseBody::observed(
+        rbody,
+        exchange,
+        pool,
+        (config.timeouts.idle, total_deadline),
+        (in_progress, http1),
+    );
     Ok(Response::from_parts(rparts, body))
 }
 
@@ -346,7 +337,7 @@ fn server_attributes(
     shared: &Shared,
     parts: &http::request::Parts,
     template: Option<&'static str>,
-    peer: &Peer,
+    peer: &ClientConn,
 ) {
     span.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
     span.set_attribute(http_attr::URL_PATH, parts.uri.path().to_owned());
@@ -361,7 +352,7 @@ fn server_attributes(
     };
     span.set_attribute(http_attr::NETWORK_PROTOCOL_VERSION, version);
     span.set_attribute(http_attr::CLIENT_ADDRESS, peer.ip.clone());
-    span.set_attribute(http_attr::CLIENT_PORT, peer.port);
+    span.set_attribute(http_attr::CLIENT_PORT, i64::from(peer.addr.port()));
     let host = match parts.headers.get(header::HOST) {
         Some(h) => http::uri::Authority::try_from(h.as_bytes()).ok(),
         None => parts.uri.authority().cloned(),

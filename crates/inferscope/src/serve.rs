@@ -68,6 +68,13 @@ pub(crate) struct ServeArgs {
     /// Grace period for requests in flight after SIGTERM, ms [default: 30000].
     #[arg(long)]
     shutdown_grace_ms: Option<u64>,
+    /// Time a client connection has to send a request head (from connect or from its last
+    /// request); quiet connections are closed after it, ms; 0 for none [default: 30000].
+    #[arg(long)]
+    header_timeout_ms: Option<u64>,
+    /// Most client connections open at once [default: from the open-file limit].
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Request headers to record (repeatable; credentials are refused).
     #[arg(long = "capture-header")]
     captured_headers: Vec<String>,
@@ -143,6 +150,9 @@ impl ServeArgs {
             dialects: list(&self.dialects),
             shutdown_grace_ms: self.shutdown_grace_ms,
             max_parse_bytes: None,
+            max_parse_bytes_total: None,
+            header_timeout_ms: self.header_timeout_ms,
+            max_connections: self.max_connections,
             captured_headers: list(&self.captured_headers),
             otlp_ingest_grpc: self.otlp_ingest_grpc.clone(),
             otlp_ingest_http: self.otlp_ingest_http.clone(),
@@ -184,6 +194,8 @@ impl ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Each stream holds two connections; the default connection cap follows this limit.
+    inferscope_gateway::raise_open_file_limit();
     let file = match &args.config {
         Some(path) => FileConfig::read(path).map_err(anyhow::Error::msg)?,
         None => FileConfig::default(),
@@ -220,6 +232,24 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "not every span was exported before exit");
     }
     let stats = tracing.stats();
-    tracing::info!(clean, spans_dropped = stats.dropped, "stopped");
+    // Every span ended is in exactly one of these counts, per exporter.
+    let sinks: Vec<String> = stats
+        .sinks
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {} exported, {} failed, {} rejected",
+                s.name, s.exported, s.failed, s.rejected
+            )
+        })
+        .collect();
+    tracing::info!(
+        clean,
+        spans_ended = stats.enqueued + stats.dropped,
+        spans_dropped = stats.dropped,
+        spans_queued = stats.queued,
+        exporters = %sinks.join("; "),
+        "stopped"
+    );
     Ok(())
 }

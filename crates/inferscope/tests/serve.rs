@@ -181,3 +181,171 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
     );
     rt.block_on(sim.shutdown());
 }
+
+/// Waits for the child to exit (at most 30 s) and returns its status and standard error.
+fn wait_exit(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "no exit");
+        std::thread::park_timeout(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (code, stderr)
+}
+
+/// Every span in an OTLP-JSON lines file.
+fn spans_in(file: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                out.extend(ss["spans"].as_array().into_iter().flatten().cloned());
+            }
+        }
+    }
+    out
+}
+
+fn attr_of(span: &serde_json::Value, key: &str) -> Option<String> {
+    span["attributes"].as_array()?.iter().find_map(|kv| {
+        (kv["key"] == key).then(|| {
+            let v = &kv["value"];
+            v["stringValue"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| v["intValue"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| v.to_string())
+        })
+    })
+}
+
+/// Streams still running when the shutdown grace period ends are cut, and still every one of
+/// them has its two spans exported, marked as cut by the shutdown; the last log line counts
+/// them truthfully.
+#[test]
+fn requests_cut_by_the_shutdown_keep_their_spans() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut config = inferscope_sim::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    // 400 tokens at 25 ms a step: each stream would run for 10 s.
+    config.engine.step_base_ms = 25.0;
+    let sim = rt.block_on(inferscope_sim::Sim::start(config)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spans = dir.path().join("spans.jsonl");
+    let port = free_port();
+    let mut child = bin()
+        .args([
+            "serve",
+            "--upstream",
+            &sim.url(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin",
+            "off",
+            "--otlp-ingest-grpc",
+            "off",
+            "--otlp-ingest-http",
+            "off",
+            "--exporter",
+            "none",
+            "--shutdown-grace-ms",
+            "1000",
+            "--log",
+            "info",
+        ])
+        .arg("--spans-file")
+        .arg(&spans)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the gateway never listened");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    const STREAMS: usize = 20;
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let clients: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let started = started_tx.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":400,"ignore_eos":true,"stream":true}"#;
+                write!(s, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut told = false;
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                    if !told && got.windows(6).any(|w| w == b"data: ") {
+                        told = true;
+                        started.send(()).unwrap();
+                    }
+                }
+                String::from_utf8_lossy(&got).into_owned()
+            })
+        })
+        .collect();
+    for _ in 0..STREAMS {
+        started_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    }
+    let signalled = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, stderr) = wait_exit(&mut child);
+    assert!(code.success(), "exit {code:?}\n{stderr}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(8),
+        "the grace period was not kept: {:?}",
+        signalled.elapsed()
+    );
+    for c in clients {
+        let reply = c.join().unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && !reply.contains("[DONE]"),
+            "{reply}"
+        );
+    }
+    let all = spans_in(&spans);
+    assert_eq!(all.len(), 2 * STREAMS, "{stderr}");
+    let cut: Vec<_> = all
+        .iter()
+        .filter(|s| attr_of(s, "error.type").as_deref() == Some("gateway_shutdown"))
+        .collect();
+    assert_eq!(cut.len(), 2 * STREAMS, "{all:?}");
+    let last = stderr
+        .lines()
+        .rfind(|l| l.contains("stopped"))
+        .unwrap_or_default();
+    assert!(
+        last.contains("clean=false")
+            && last.contains(&format!("spans_ended={}", 2 * STREAMS))
+            && last.contains("spans_dropped=0")
+            && last.contains(&format!("file: {} exported, 0 failed", 2 * STREAMS)),
+        "{last}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("span dropped"),
+        "a span was dropped:\n{stderr}"
+    );
+    rt.block_on(sim.shutdown());
+}

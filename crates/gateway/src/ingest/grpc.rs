@@ -2,18 +2,20 @@
 
 use std::sync::Arc;
 
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::codegen::Service as _;
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use super::{Refusal, accept};
 use crate::Shared;
+use crate::server::{Listener, Phase};
 
 struct Service(Arc<Shared>);
 
@@ -40,26 +42,26 @@ impl TraceService for Service {
     }
 }
 
-/// Serves until `stopped` turns true. Messages over the ingest limit are refused by tonic
-/// with `OUT_OF_RANGE` before they are decoded.
+/// Serves until told to drain. Messages over the ingest limit are refused by tonic with
+/// `OUT_OF_RANGE` before they are decoded.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
+    phase: watch::Receiver<Phase>,
+) -> bool {
     let limit = shared.config.ingest.max_bytes;
     let service = TraceServiceServer::new(Service(shared))
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(limit);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "OTLP/gRPC ingest stopped");
-    }
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http2_only();
+    builder.http2().timer(TokioTimer::new());
+    let handler = move |req: http::Request<hyper::body::Incoming>, in_progress| {
+        let mut service = service.clone();
+        async move {
+            let _in_progress = in_progress;
+            service.call(req).await
+        }
+    };
+    listener.serve(builder, handler, phase, || {}).await
 }

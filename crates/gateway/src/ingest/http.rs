@@ -8,18 +8,18 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use inferscope_export::otlp::decode::{self, Format};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message as _;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{Refusal, accept};
 use crate::Shared;
 use crate::body::ResponseBody;
+use crate::server::{Listener, Phase};
 
 /// `google.rpc.Status`, the error body OTLP/HTTP specifies.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -31,27 +31,19 @@ struct RpcStatus {
 }
 
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
+    phase: watch::Receiver<Phase>,
+) -> bool {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.wait_for(|s| *s) => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let _ = stream.set_nodelay(true);
+    let handler = move |req, in_progress| {
         let shared = shared.clone();
-        let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
+        async move {
+            let _in_progress = in_progress;
+            handle(shared, req).await
+        }
+    };
+    listener.serve(builder, handler, phase, || {}).await
 }
 
 fn reply(status: StatusCode, format: Format, body: Vec<u8>) -> Response<ResponseBody> {

@@ -39,8 +39,13 @@ const TRUST_READINESS_FOR: Duration = Duration::from_secs(1);
 /// Why an upstream exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Error {
-    /// The connection closed before any byte of a response: on a reused connection, the
-    /// request can be sent again on a new one.
+    /// No byte of the request reached the connection: writing its first byte failed. Only
+    /// this failure proves the upstream never saw the request, so only it may be sent again on
+    /// another connection (ADR 0010).
+    #[error("the upstream connection failed before the request was written: {0}")]
+    NotSent(String),
+    /// The connection closed before any byte of a response. The upstream may have read the
+    /// request and acted on it, so it is not sent again.
     #[error("the upstream closed the connection before responding")]
     ClosedBeforeResponse,
     /// Reading or writing failed.
@@ -201,8 +206,9 @@ impl Conn {
                         }
                         early = Some(head);
                     }
-                    Err(Error::ClosedBeforeResponse) if send_error.is_some() => {
-                        return Err(send_error.take().unwrap_or(Error::ClosedBeforeResponse));
+                    // The write failed first: its error says whether anything was sent.
+                    Err(e @ (Error::ClosedBeforeResponse | Error::Io(_))) => {
+                        return Err(send_error.take().unwrap_or(e));
                     }
                     Err(e) => return Err(e),
                 },
@@ -341,9 +347,7 @@ where
     B::Error: std::fmt::Display,
 {
     use http_body_util::BodyExt as _;
-    async fn write<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, b: &[u8]) -> Result<(), Error> {
-        w.write_all(b).await.map_err(|e| Error::Io(e.to_string()))
-    }
+    let mut written = Written::default();
     let mut sent: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Error::RequestBody(e.to_string()))?;
@@ -367,7 +371,7 @@ where
             out.extend_from_slice(&data);
         }
         // Each piece goes on as it came (the head goes with the first).
-        write(writer, &out).await?;
+        written.write(writer, &out).await?;
         out.clear();
     }
     if exact.is_some_and(|n| sent != n) {
@@ -379,9 +383,43 @@ where
         out.extend_from_slice(b"0\r\n\r\n");
     }
     if !out.is_empty() {
-        write(writer, &out).await?;
+        written.write(writer, &out).await?;
     }
     Ok(())
+}
+
+/// Counts what the socket accepted of a request, so that a failed write can tell whether the
+/// upstream may have seen any of it.
+#[derive(Default)]
+struct Written(u64);
+
+impl Written {
+    async fn write<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        mut b: &[u8],
+    ) -> Result<(), Error> {
+        while !b.is_empty() {
+            match w.write(b).await {
+                Ok(0) => return Err(self.failed("the connection accepts no more bytes")),
+                Ok(n) => {
+                    self.0 += n as u64;
+                    b = &b[n..];
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.failed(&e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    fn failed(&self, why: &str) -> Error {
+        if self.0 == 0 {
+            Error::NotSent(why.to_owned())
+        } else {
+            Error::Io(why.to_owned())
+        }
+    }
 }
 
 /// Reads a response head (skipping interim 1xx responses) into `buf` and works out the body's

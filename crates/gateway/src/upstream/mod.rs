@@ -6,9 +6,11 @@
 //! together, and nothing waits for bytes that have not arrived ([`h1`], ADR 0010).
 //!
 //! The pool keeps idle connections (most recently used first) up to a count and an age. A
-//! connection the upstream closed while idle is noticed when it is checked out. A request
-//! whose body is in memory is sent once more, on a fresh connection, if a reused one fails
-//! before any byte of a response. h2c upstreams use hyper's pooled client instead.
+//! connection the upstream closed while idle is noticed when it is checked out. A request is
+//! sent once more, on a fresh connection, only when a reused connection failed before any of
+//! its bytes were written and its body is in memory: a request the upstream may have read is
+//! never sent twice (RFC 9110 §9.2.2; ADR 0010). h2c upstreams use hyper's pooled client, which
+//! retries only requests it never started to write.
 
 pub(crate) mod h1;
 
@@ -140,27 +142,22 @@ impl Pool {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let head_request = parts.method == Method::HEAD;
         if let Some(conn) = self.checkout() {
-            // A reused connection may have been closed by the upstream a moment ago: a body in
-            // memory can be sent again on a new one.
-            let replay = match &body {
-                RequestBody::Full(b) => Some(RequestBody::Full(b.clone())),
-                _ => None,
-            };
+            // A reused connection may have been closed by the upstream a moment ago. Only a
+            // request none of whose bytes were written is sent again, on a new connection:
+            // anything else may have reached the upstream (a second generation on the GPU).
+            let again = replayable(&body);
             match self.exchange(conn, &parts, path, body, head_request).await {
                 Ok(r) => return Ok(r),
-                Err(e) => match (e, replay) {
-                    (h1::Error::ClosedBeforeResponse | h1::Error::Io(_), Some(again)) => {
-                        tracing::debug!(
-                            "pooled upstream connection was closed; retrying on a new one"
-                        );
-                        let conn = self.connect().await?;
-                        return self
-                            .exchange(conn, &parts, path, again, head_request)
-                            .await
-                            .map_err(failure);
-                    }
-                    (e, _) => return Err(failure(e)),
-                },
+                Err(h1::Error::NotSent(why)) if again.is_some() => {
+                    tracing::debug!(error = %why, "pooled upstream connection failed before the request was written; sending it on a new one");
+                    let conn = self.connect().await?;
+                    let body = again.unwrap_or(RequestBody::Full(None));
+                    return self
+                        .exchange(conn, &parts, path, body, head_request)
+                        .await
+                        .map_err(failure);
+                }
+                Err(e) => return Err(failure(e)),
             }
         }
         let conn = self.connect().await?;
@@ -188,6 +185,16 @@ impl Pool {
             )
             .await?;
         Ok((head, Body { conn, framing }))
+    }
+}
+
+/// A copy of the body to send again, when it is in memory (or empty).
+fn replayable(body: &RequestBody) -> Option<RequestBody> {
+    use http_body::Body as _;
+    match body {
+        RequestBody::Full(b) => Some(RequestBody::Full(b.clone())),
+        RequestBody::Stream(s) if s.is_end_stream() => Some(RequestBody::Full(None)),
+        _ => None,
     }
 }
 

@@ -1,0 +1,460 @@
+//! Accepting connections, the same way for every listener of the gateway (the proxy, the admin
+//! endpoints, both OTLP ingest receivers):
+//!
+//! - **A cap on open connections.** Past it a new connection is closed at once, so a flood of
+//!   connections cannot take the file descriptors the other listeners and the upstream need.
+//! - **Accept errors back off.** Out of file descriptors (`EMFILE`) the loop sleeps from 5 ms,
+//!   doubling to 1 s, instead of spinning on a core; such errors and refused connections are
+//!   logged at most once per 10 s, with how many there were.
+//! - **Quiet connections are closed.** A connection with no request in progress for the
+//!   header timeout is closed: one that never sends a byte, one that sent half a head, an idle
+//!   keep-alive or HTTP/2 connection. Checked once per period (no clock read per request): a
+//!   connection is closed between one and two periods after its last request ended, and one
+//!   that never sent a request after one period.
+//! - **Stopping.** [`Listener::serve`] stops accepting when told to drain, lets its connections
+//!   finish for the grace period, then cuts the rest and returns once every connection task has
+//!   ended, so whatever a cut connection held (an exchange and its spans) has ended too.
+//!
+//! A response body that cannot be completed (the upstream broke off, a timeout) throws the
+//! connection's [`ClientConn::cut`] switch instead of returning an error: hyper then writes
+//! every byte it was given and the socket closes after them (see [`ClientIo`]). hyper closes a
+//! connection on a body error without flushing what it buffered, which lost the last bytes of a
+//! response whose upstream closed right after them.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+/// How a listener treats its connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Most connections open at once.
+    pub(crate) max_connections: usize,
+    /// A connection with no request in progress for this long is closed.
+    pub(crate) header_timeout: Option<Duration>,
+    /// How long connections may finish after the drain starts, before they are cut.
+    pub(crate) grace: Duration,
+}
+
+/// What a listener is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    /// Accept and serve.
+    Serving,
+    /// Accept nothing more; let connections finish.
+    Draining,
+}
+
+/// One client connection, as its requests see it.
+#[derive(Debug)]
+pub(crate) struct ClientConn {
+    /// The client's address.
+    pub(crate) addr: SocketAddr,
+    /// The client's IP, formatted once per connection for span attributes.
+    pub(crate) ip: Arc<str>,
+    cut: AtomicBool,
+    /// Requests started on this connection, ever.
+    started: AtomicU64,
+    /// Requests whose response has not ended.
+    active: AtomicUsize,
+}
+
+impl ClientConn {
+    fn new(addr: SocketAddr) -> ClientConn {
+        ClientConn {
+            addr,
+            ip: Arc::from(addr.ip().to_string()),
+            cut: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// Ends the connection once every byte already handed to hyper is written (HTTP/1 only:
+    /// an HTTP/2 connection carries other requests' streams).
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+    }
+
+    /// A request started; it counts as in progress until the returned guard is dropped.
+    pub(crate) fn request(self: &Arc<Self>) -> InProgress {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        InProgress(self.clone())
+    }
+}
+
+/// A request in progress on a connection (see [`ClientConn::request`]).
+#[derive(Debug)]
+pub(crate) struct InProgress(Arc<ClientConn>);
+
+impl InProgress {
+    /// The connection.
+    pub(crate) fn conn(&self) -> &Arc<ClientConn> {
+        &self.0
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The client's socket as hyper sees it. Once the connection is [cut](ClientConn::cut), the
+/// next flush (which hyper makes only after writing everything it buffered) shuts the socket's
+/// write side and fails, and hyper drops the connection: the client gets every byte, then the
+/// end of the stream, as it would from an upstream that closed.
+pub(crate) struct ClientIo {
+    io: TokioIo<TcpStream>,
+    conn: Arc<ClientConn>,
+}
+
+impl Read for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl Write for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.conn.cut.load(Ordering::Acquire) {
+            let _ = std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "response cut short",
+            )));
+        }
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// A log line at most once per [`LOG_EVERY`], saying how many events it stands for.
+#[derive(Debug, Default)]
+struct Throttled {
+    last: Mutex<Option<Instant>>,
+    count: AtomicU64,
+}
+
+/// How often a repeated warning is logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Throttled {
+    /// Counts one event; returns how many to report when a line is due.
+    fn due(&self) -> Option<u64> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            return None;
+        }
+        *last = Some(now);
+        Some(self.count.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// A bound listener and how it treats connections.
+pub(crate) struct Listener {
+    /// What it serves, for logs (`proxy`, `admin`, `ingest-grpc`, `ingest-http`).
+    pub(crate) name: &'static str,
+    listener: TcpListener,
+    limits: Limits,
+    open: Arc<Open>,
+    refused: Throttled,
+    errors: Throttled,
+}
+
+/// Connections open, and a wake-up when the last one ends.
+#[derive(Debug, Default)]
+struct Open {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+/// Counts one open connection until dropped.
+struct OpenGuard(Arc<Open>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
+}
+
+/// A timer that never fires in practice (a year).
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// First pause after an accept error that a pause can cure (out of descriptors or memory).
+const BACKOFF_FIRST: Duration = Duration::from_millis(5);
+/// Longest such pause.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Listener {
+    /// Binds `addr`.
+    pub(crate) async fn bind(
+        name: &'static str,
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> io::Result<Listener> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Listener {
+            name,
+            listener,
+            limits,
+            open: Arc::new(Open::default()),
+            refused: Throttled::default(),
+            errors: Throttled::default(),
+        })
+    }
+
+    /// The bound address.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves connections with `builder` and `handle` until `phase` turns to draining; then
+    /// lets them finish for the grace period and cuts the rest. Returns whether every
+    /// connection finished within the grace period.
+    ///
+    /// `handle` gets each request and its [`InProgress`] guard, which it keeps until its
+    /// response has ended (for a streamed response: in the body). `on_cut` runs just before
+    /// the connections still open are cut.
+    pub(crate) async fn serve<H, F, B, E>(
+        self,
+        builder: Builder<TokioExecutor>,
+        handle: H,
+        mut phase: watch::Receiver<Phase>,
+        on_cut: impl FnOnce(),
+    ) -> bool
+    where
+        H: Fn(http::Request<Incoming>, InProgress) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<http::Response<B>, E>> + Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (cut_tx, cut_rx) = watch::channel(false);
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
+            };
+            let (stream, addr) = match accepted {
+                Ok(a) => {
+                    backoff = BACKOFF_FIRST;
+                    a
+                }
+                Err(e) => {
+                    self.accept_failed(&e, &mut backoff).await;
+                    continue;
+                }
+            };
+            if self.open.count.load(Ordering::Acquire) >= self.limits.max_connections {
+                drop(stream);
+                if let Some(n) = self.refused.due() {
+                    tracing::warn!(
+                        listener = self.name,
+                        max_connections = self.limits.max_connections,
+                        refused = n,
+                        "connection limit reached: new connections are closed at once"
+                    );
+                }
+                continue;
+            }
+            self.open.count.fetch_add(1, Ordering::AcqRel);
+            let guard = OpenGuard(self.open.clone());
+            let _ = stream.set_nodelay(true);
+            let conn = Arc::new(ClientConn::new(addr));
+            let io = ClientIo {
+                io: TokioIo::new(stream),
+                conn: conn.clone(),
+            };
+            let handle = handle.clone();
+            let service_conn = conn.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let in_progress = service_conn.request();
+                handle(req, in_progress)
+            });
+            let connection = builder.serve_connection(io, service).into_owned();
+            let timeout = self.limits.header_timeout;
+            let mut phase = phase.clone();
+            let mut cut = cut_rx.clone();
+            // The connection runs to its end, or until it has been quiet for the header
+            // timeout, or until the drain (requests in progress finish) or the cut (dropped
+            // at once, and with it whatever its requests held).
+            tokio::spawn(async move {
+                let _guard = guard;
+                let mut connection = std::pin::pin!(connection);
+                let period = timeout.unwrap_or(FOREVER);
+                let mut sleep = std::pin::pin!(tokio::time::sleep(period));
+                let mut seen = 0u64;
+                let mut draining = false;
+                let mut quiet = false;
+                loop {
+                    tokio::select! {
+                        _ = connection.as_mut() => return,
+                        _ = cut.wait_for(|c| *c) => return,
+                        _ = phase.wait_for(|p| *p >= Phase::Draining), if !draining => {
+                            draining = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                        () = sleep.as_mut(), if timeout.is_some() && !draining => {
+                            let started = conn.started.load(Ordering::Relaxed);
+                            let idle = conn.active.load(Ordering::Relaxed) == 0;
+                            // Asked to close a period ago, and still open: drop it.
+                            if quiet && idle {
+                                return;
+                            }
+                            if started == seen && idle {
+                                tracing::debug!(client = %conn.addr, requests = started, "closing a quiet connection");
+                                quiet = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                            seen = started;
+                            sleep.as_mut().reset(tokio::time::Instant::now() + period);
+                        }
+                    }
+                }
+            });
+        }
+        drop(self.listener);
+        let open = self.open.count.load(Ordering::Acquire);
+        if open > 0 {
+            tracing::debug!(
+                listener = self.name,
+                open,
+                grace_ms = self.limits.grace.as_millis() as u64,
+                "draining connections"
+            );
+        }
+        let clean = wait_closed(&self.open, self.limits.grace).await;
+        if !clean {
+            tracing::warn!(
+                listener = self.name,
+                open = self.open.count.load(Ordering::Acquire),
+                "grace period over; cutting the connections still open"
+            );
+            on_cut();
+            let _ = cut_tx.send(true);
+            // Cut connections end at once; the bound is for a task stuck elsewhere.
+            let _ = wait_closed(&self.open, Duration::from_secs(5)).await;
+        }
+        clean
+    }
+
+    async fn accept_failed(&self, e: &io::Error, backoff: &mut Duration) {
+        // Errors about one connection (it was reset before it was accepted) need no pause.
+        let per_connection = matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::Interrupted
+        );
+        if let Some(n) = self.errors.due() {
+            tracing::warn!(
+                listener = self.name,
+                error = %e,
+                errors = n,
+                "accept failed; backing off"
+            );
+        }
+        if !per_connection {
+            tokio::time::sleep(*backoff).await;
+            *backoff = (*backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// Waits until no connection is open, at most `limit`; returns whether none is.
+async fn wait_closed(open: &Open, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let notified = open.none_left.notified();
+        if open.count.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return open.count.load(Ordering::Acquire) == 0;
+        }
+    }
+}
+
+/// The process's open-file limit (the soft one), when it can be read.
+pub(crate) fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Raises the process's soft open-file limit to its hard limit (as Go's runtime does at start):
+/// a soft limit of 1,024 would cap the gateway at a few hundred streams. Returns the limit now
+/// in force.
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    open_file_limit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttled_lines_count_what_they_stand_for() {
+        let t = Throttled::default();
+        assert_eq!(t.due(), Some(1));
+        for _ in 0..99 {
+            assert_eq!(t.due(), None);
+        }
+        *t.last.lock().unwrap() = Some(Instant::now() - LOG_EVERY);
+        assert_eq!(t.due(), Some(100));
+    }
+}

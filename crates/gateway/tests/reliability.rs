@@ -1,0 +1,457 @@
+//! Reliability under faults: an upstream that closes right after its last bytes, a reused
+//! connection that dies after the upstream read the request, clients that send nothing, and a
+//! shutdown that has to cut requests. Race-prone cases repeat until a one-in-ten failure
+//! would show.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use inferscope_core::{SpanKind, Status};
+use inferscope_semconv::{attr, http as http_attr};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads one request (head and a `Content-Length` body) from `s`; `None` at the end of the
+/// stream.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let total = end + 4 + len;
+            while buf.len() < total {
+                let mut chunk = [0u8; 8192];
+                let n = s.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let request = buf[..total].to_vec();
+            buf.drain(..total);
+            return Some(request);
+        }
+        let mut chunk = [0u8; 8192];
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// An upstream that answers each request with `reply` in one write and closes the connection
+/// in the same breath.
+async fn closing_upstream(reply: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_request(&mut s, &mut buf).await.is_some() {
+                    let _ = s.write_all(reply).await;
+                }
+                // Dropped here: the FIN follows the last bytes at once.
+            });
+        }
+    });
+    addr
+}
+
+/// What a client made of a response read to the end of the connection.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    status: Option<u16>,
+    body: Vec<u8>,
+    complete: bool,
+}
+
+/// Sends `request` on a new connection and reads until the response is complete or the
+/// server closes the connection.
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Seen {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut wire = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => wire.extend_from_slice(&chunk[..n]),
+            }
+            if framed(&wire) && parse_response(&wire).complete {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the response ends");
+    parse_response(&wire)
+}
+
+/// Whether the response says where its body ends (else it ends with the connection).
+fn framed(wire: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(wire).to_ascii_lowercase();
+    head.contains("content-length:") || head.contains("transfer-encoding:")
+}
+
+fn parse_response(wire: &[u8]) -> Seen {
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut fields);
+    let Ok(httparse::Status::Complete(used)) = r.parse(wire) else {
+        return Seen {
+            status: None,
+            body: Vec::new(),
+            complete: false,
+        };
+    };
+    let header = |name: &str| {
+        r.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+    };
+    let rest = &wire[used..];
+    let (body, complete) = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(rest)
+    } else if let Some(len) = header("content-length") {
+        let len: usize = len.trim().parse().unwrap();
+        (rest[..len.min(rest.len())].to_vec(), rest.len() >= len)
+    } else {
+        (rest.to_vec(), true)
+    };
+    Seen {
+        status: r.code,
+        body,
+        complete,
+    }
+}
+
+/// Decodes what arrived of a chunked body; complete only with its last chunk.
+fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return (body, false);
+        };
+        let line = String::from_utf8_lossy(&rest[..nl]);
+        let Ok(size) = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            return (body, false);
+        };
+        rest = &rest[nl + 2..];
+        if size == 0 {
+            return (body, rest.starts_with(b"\r\n"));
+        }
+        let take = size.min(rest.len());
+        body.extend_from_slice(&rest[..take]);
+        if rest.len() < size + 2 {
+            return (body, false);
+        }
+        rest = &rest[size + 2..];
+    }
+}
+
+const SHORT_LENGTH: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"model\":\"m\"";
+const CHUNKED_CUT: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n10\r\n world, and";
+const SSE_CUT: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
+60\r\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0}]}\n\n\r\n\
+60\r\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":1}]}\n\n\r\n";
+const UNTIL_CLOSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"object\":\"list\",\"data\":[]}";
+const WHOLE_THEN_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 27\r\n\r\n{\"object\":\"list\",\"data\":[]}";
+
+fn request(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// An upstream that writes its last bytes and its FIN together (a short `Content-Length`
+/// body, a chunked body cut mid-chunk, an event stream cut between events, a body delimited
+/// by the close, a whole body and then the close): through the gateway the client gets
+/// exactly what it gets directly, 30 times out of 30, and the spans record the truncation.
+#[tokio::test]
+async fn an_upstream_that_closes_right_after_its_last_bytes_loses_nothing() {
+    const TRIES: usize = 30;
+    let chat = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let chat_stream = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+    let cases: [(&str, &[u8], &str, &str, bool); 6] = [
+        (
+            "short Content-Length",
+            SHORT_LENGTH,
+            "/v1/completions",
+            chat,
+            false,
+        ),
+        (
+            "short Content-Length, not traced as inference",
+            SHORT_LENGTH,
+            "/v1/other",
+            chat,
+            false,
+        ),
+        (
+            "chunked, cut mid-chunk",
+            CHUNKED_CUT,
+            "/v1/chat/completions",
+            chat,
+            false,
+        ),
+        (
+            "event stream, cut between events",
+            SSE_CUT,
+            "/v1/chat/completions",
+            chat_stream,
+            false,
+        ),
+        (
+            "delimited by the close",
+            UNTIL_CLOSE,
+            "/v1/chat/completions",
+            chat,
+            true,
+        ),
+        (
+            "whole, then closed",
+            WHOLE_THEN_CLOSE,
+            "/v1/models",
+            "",
+            true,
+        ),
+    ];
+    for (name, reply, path, body, complete) in cases {
+        let up = closing_upstream(reply).await;
+        let (gw, spans) = gateway(
+            &format!("http://{up}"),
+            |_| {},
+            inferscope_core::Sampler::default(),
+        )
+        .await;
+        let req = request(path, body);
+        let direct = raw_exchange(up, &req).await;
+        assert_eq!(direct.status, Some(200), "{name}: direct");
+        assert_eq!(direct.complete, complete, "{name}: direct");
+        let mut wrong = Vec::new();
+        for i in 0..TRIES {
+            let through = raw_exchange(gw.addr(), &req).await;
+            if through != direct {
+                wrong.push((i, through));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{name}: {} of {TRIES} differ from the direct {direct:?}, e.g. {:?}",
+            wrong.len(),
+            wrong.first()
+        );
+        let got = take_spans(
+            &spans,
+            if path == "/v1/other" || path == "/v1/models" {
+                TRIES
+            } else {
+                2 * TRIES
+            },
+        )
+        .await;
+        for s in &got {
+            assert_eq!(
+                int(s, http_attr::RESPONSE_STATUS_CODE),
+                200,
+                "{name}: {s:?}"
+            );
+            if complete {
+                assert_eq!(s.status, Status::Unset, "{name}: {s:?}");
+            } else {
+                assert_eq!(
+                    string(s, attr::ERROR_TYPE),
+                    "upstream_broken",
+                    "{name}: {s:?}"
+                );
+                assert!(
+                    matches!(&s.status, Status::Error(m) if m.contains("before the body ended")),
+                    "{name}: {s:?}"
+                );
+            }
+        }
+        assert_eq!(gw.in_flight(), 0, "{name}");
+    }
+}
+
+/// The simulator's `close_after` fault: the stream's last events before the cut reach the
+/// client every time, and the stream is cut (no `[DONE]`), as it is directly.
+#[tokio::test]
+async fn a_stream_cut_by_the_simulator_reaches_the_client_up_to_the_cut() {
+    let s = stack(|_| {}, |_| {}).await;
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"Say hello"}],"max_tokens":12,"seed":3,"stream":true,"stream_options":{"include_usage":true}}"#;
+    for (path, body) in [
+        ("/v1/chat/completions", body),
+        (
+            "/v1/completions",
+            r#"{"model":"tiny-llama","prompt":"Say hello","max_tokens":12,"seed":3}"#,
+        ),
+    ] {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\nx-inferscope-fault: close_after=3\r\nx-request-id: cut\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let direct = raw_exchange(s.sim.addr(), req.as_bytes()).await;
+        assert!(
+            !direct.complete && !direct.body.is_empty(),
+            "{path}: {direct:?}"
+        );
+        for i in 0..20 {
+            let through = raw_exchange(s.gw.addr(), req.as_bytes()).await;
+            assert_eq!(through, direct, "{path}, try {i}");
+        }
+        let spans = take_spans(&s.spans, 40).await;
+        let clients: Vec<_> = spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Client)
+            .collect();
+        assert_eq!(clients.len(), 20);
+        for c in clients {
+            assert_eq!(string(c, attr::ERROR_TYPE), "upstream_broken");
+        }
+    }
+}
+
+/// An upstream that serves the first request on each connection and, on the second, reads the
+/// request whole and closes without answering (it crashed, or its worker was killed). Counts
+/// the requests it read.
+async fn reads_then_dies() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut n = 0;
+                while read_request(&mut s, &mut buf).await.is_some() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    n += 1;
+                    if n == 2 {
+                        return;
+                    }
+                    let body =
+                        br#"{"id":"cmpl-1","object":"text_completion","model":"m","choices":[]}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(body).await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A POST that a reused upstream connection carried whole before it died is never sent again
+/// (a second generation on the GPU): the client gets a 502, the upstream saw it once.
+#[tokio::test]
+async fn a_request_the_upstream_may_have_read_is_not_sent_twice() {
+    for path in ["/v1/completions", "/v1/files"] {
+        let (up, seen) = reads_then_dies().await;
+        let (gw, spans) = gateway(
+            &format!("http://{up}"),
+            |_| {},
+            inferscope_core::Sampler::default(),
+        )
+        .await;
+        let body = r#"{"model":"m","prompt":"hi"}"#;
+        let first = post(&gw.url(), path, body, &[]).await;
+        assert_eq!(first.status, 200, "{path}");
+        let second = post(&gw.url(), path, body, &[]).await;
+        assert_eq!(second.status, 502, "{path}: {}", second.text());
+        // Let a replay, if any, arrive.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            2,
+            "{path}: the upstream read a request twice"
+        );
+        let got = take_spans(&spans, if path == "/v1/files" { 2 } else { 4 }).await;
+        assert!(
+            got.iter().any(
+                |s| s.get(attr::ERROR_TYPE).and_then(|v| v.as_str()) == Some("upstream_broken")
+            ),
+            "{got:?}"
+        );
+    }
+}
+
+/// A pooled connection the upstream closed while it was idle is noticed before it is used:
+/// the next request goes on a new connection and succeeds, sent once.
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_not_used() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_request(&mut s, &mut buf).await.is_some() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    // A keep-alive timeout, as uvicorn's: closed while idle.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+    });
+    let (gw, _spans) = gateway(
+        &format!("http://{up}"),
+        |_| {},
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    for i in 0..10 {
+        let r = post(
+            &gw.url(),
+            "/v1/completions",
+            r#"{"model":"m","prompt":"hi"}"#,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 10);
+}
