@@ -455,3 +455,43 @@ async fn a_connection_closed_while_idle_is_not_used() {
     }
     assert_eq!(seen.load(Ordering::SeqCst), 10);
 }
+
+/// The same over HTTP/2 from the client (h2c): the data before the upstream's break arrives,
+/// then the stream is reset, 20 times out of 20.
+#[tokio::test]
+async fn an_http2_client_gets_the_data_before_the_break_then_a_reset() {
+    use http_body_util::BodyExt as _;
+    let up = closing_upstream(SSE_CUT).await;
+    let (gw, _spans) = gateway(
+        &format!("http://{up}"),
+        |_| {},
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let direct = raw_exchange(up, &request("/v1/chat/completions", "{}")).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    for i in 0..20 {
+        let req = http::Request::post(format!("{}/v1/chat/completions", gw.url()))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        let mut reset = false;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => got.extend_from_slice(&f.into_data().unwrap_or_default()),
+                Err(_) => {
+                    reset = true;
+                    break;
+                }
+            }
+        }
+        assert!(reset, "try {i}: the stream ended as if complete");
+        assert_eq!(got, direct.body, "try {i}");
+    }
+}

@@ -349,3 +349,206 @@ fn requests_cut_by_the_shutdown_keep_their_spans() {
     );
     rt.block_on(sim.shutdown());
 }
+
+/// Starts `inferscope serve` in front of `upstream` with at most `nofile` open files (soft and
+/// hard, as `ulimit -n` sets them) and `extra` flags; returns the child, its proxy and admin
+/// ports.
+fn serve_with_file_limit(
+    upstream: &str,
+    nofile: u32,
+    extra: &[&str],
+) -> (std::process::Child, u16, u16) {
+    let (port, admin) = (free_port(), free_port());
+    let mut c = Command::new("bash");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") || k.starts_with("INFERSCOPE_") {
+            c.env_remove(k);
+        }
+    }
+    let child = c
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_inferscope"))
+        .args([
+            "serve",
+            "--upstream",
+            upstream,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--otlp-ingest-grpc",
+            "off",
+            "--otlp-ingest-http",
+            "off",
+            "--exporter",
+            "none",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(Instant::now() < deadline, "the gateway never listened");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    (child, port, admin)
+}
+
+/// One HTTP/1.1 request on a new connection; the status, or `None` when the connection
+/// failed or closed without an answer.
+fn status_of(port: u16, request: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.get(9..12)?.parse().ok()
+}
+
+const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+const MODELS: &str = "GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+
+/// CPU seconds the process has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Connections that send nothing are closed at the header timeout, and 300 of them against
+/// 256 open files starve nothing: past the connection cap new ones are closed at once (one
+/// throttled log line), the admin endpoint answers throughout, and the proxy serves again as
+/// soon as they are gone.
+#[test]
+fn silent_connections_are_closed_and_cannot_starve_the_gateway() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(inferscope_sim::Sim::start(inferscope_sim::SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        }))
+        .unwrap();
+    let (mut child, port, admin) = serve_with_file_limit(
+        &sim.url(),
+        256,
+        &["--log", "info", "--header-timeout-ms", "1000"],
+    );
+    assert_eq!(status_of(port, MODELS), Some(200));
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    for _ in 0..5 {
+        assert_eq!(status_of(admin, HEALTHZ), Some(200), "admin starved");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    // Every silent connection is closed by the gateway: at once past the cap, the others at
+    // the header timeout (one to two periods).
+    for s in &mut silent {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 16];
+        assert!(
+            matches!(s.read(&mut b), Ok(0) | Err(_)),
+            "a silent connection was kept open"
+        );
+    }
+    let closed_after = opened.elapsed();
+    assert!(closed_after < Duration::from_secs(4), "{closed_after:?}");
+    assert_eq!(
+        status_of(port, MODELS),
+        Some(200),
+        "the proxy did not recover"
+    );
+    drop(silent);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let (code, stderr) = wait_exit(&mut child);
+    assert!(code.success(), "{stderr}");
+    let limit_lines = stderr
+        .lines()
+        .filter(|l| l.contains("connection limit reached"))
+        .count();
+    assert_eq!(limit_lines, 1, "{stderr}");
+    assert!(!stderr.contains("accept failed"), "{stderr}");
+    rt.block_on(sim.shutdown());
+}
+
+/// With the cap set above the open-file limit, accepting fails with "too many open files":
+/// the loop backs off instead of spinning a core, logs it once, and serves again once the
+/// silent connections have been closed.
+#[test]
+fn running_out_of_file_descriptors_does_not_spin() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(inferscope_sim::Sim::start(inferscope_sim::SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        }))
+        .unwrap();
+    let (mut child, port, _admin) = serve_with_file_limit(
+        &sim.url(),
+        256,
+        &[
+            "--max-connections",
+            "10000",
+            "--log",
+            "info",
+            "--header-timeout-ms",
+            "3000",
+        ],
+    );
+    // Connect until the gateway holds every descriptor it may have.
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", child.id())).map_or(0, Iterator::count);
+    let mut silent = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while fds() < 256 {
+        assert!(Instant::now() < deadline, "only {} descriptors open", fds());
+        for _ in 0..20 {
+            silent.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+        }
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+    // More wait in the listen queue; accepting them fails for the next seconds.
+    for _ in 0..50 {
+        silent.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    let before = cpu_seconds(child.id());
+    std::thread::park_timeout(Duration::from_millis(1000));
+    let used = cpu_seconds(child.id()) - before;
+    assert!(
+        used < 0.3,
+        "{used} CPU seconds in 1 s: the accept loop spins"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_of(port, MODELS) != Some(200) {
+        assert!(Instant::now() < deadline, "the proxy did not recover");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    drop(silent);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let (code, stderr) = wait_exit(&mut child);
+    assert!(code.success(), "{stderr}");
+    let accept_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .collect();
+    assert!(
+        (1..=2).contains(&accept_lines.len()) && accept_lines[0].contains("Too many open files"),
+        "{stderr}"
+    );
+    rt.block_on(sim.shutdown());
+}
