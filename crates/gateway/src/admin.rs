@@ -85,7 +85,7 @@ async fn handle(
 async fn upstream_health(shared: &Shared) -> Result<(), String> {
     let up = &shared.config.upstream;
     let uri = format!("http://{}{}/health", up.authority, up.path_prefix);
-    let mut req = Request::new(RequestBody::Full(None));
+    let mut req = Request::new(RequestBody::empty());
     *req.uri_mut() = uri.parse().map_err(|_| "bad upstream URL".to_owned())?;
     if shared.config.upstream_h2c {
         *req.version_mut() = http::Version::HTTP_2;

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use inferscope_core::observe::budget::{Held, ParseBudget};
+use inferscope_core::observe::request::Edit;
 use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
@@ -24,12 +26,25 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A request body on its way upstream.
 #[derive(Debug)]
 pub enum RequestBody {
-    /// Read whole (and perhaps rewritten) for tracing.
-    Full(Option<Bytes>),
+    /// Read whole for tracing (perhaps edited, as pieces that share the bytes read), with the
+    /// parse budget it holds until it has gone.
+    Full(VecDeque<Bytes>, Option<Held>),
     /// Streamed as it arrives.
     Stream(Incoming),
     /// The first chunks were read (the body was over the parse limit), the rest streams.
     Chained(VecDeque<Bytes>, Incoming),
+}
+
+impl RequestBody {
+    /// A body of these bytes.
+    pub fn full(bytes: Bytes) -> RequestBody {
+        RequestBody::Full(VecDeque::from([bytes]), None)
+    }
+
+    /// An empty body.
+    pub fn empty() -> RequestBody {
+        RequestBody::Full(VecDeque::new(), None)
+    }
 }
 
 impl Body for RequestBody {
@@ -41,7 +56,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RequestBody::Full(pieces, _) => {
+                Poll::Ready(pieces.pop_front().map(|b| Ok(Frame::data(b))))
+            }
             RequestBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(Into::into),
             RequestBody::Chained(prefix, rest) => match prefix.pop_front() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
@@ -52,18 +69,19 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Full(b) => b.is_none(),
+            RequestBody::Full(pieces, _) => pieces.is_empty(),
             RequestBody::Stream(s) => s.is_end_stream(),
             RequestBody::Chained(p, s) => p.is_empty() && s.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
+        let sum = |pieces: &VecDeque<Bytes>| pieces.iter().map(|b| b.len() as u64).sum::<u64>();
         match self {
-            RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RequestBody::Full(pieces, _) => SizeHint::with_exact(sum(pieces)),
             RequestBody::Stream(s) => s.size_hint(),
             RequestBody::Chained(p, s) => {
-                let prefix: u64 = p.iter().map(|b| b.len() as u64).sum();
+                let prefix = sum(p);
                 let rest = s.size_hint();
                 let mut hint = SizeHint::new();
                 hint.set_lower(prefix + rest.lower());
@@ -74,6 +92,103 @@ impl Body for RequestBody {
             }
         }
     }
+}
+
+/// An inference request body as read for tracing.
+#[derive(Debug)]
+pub(crate) enum ReadBody {
+    /// All of it, in one buffer, and the parse budget it holds.
+    Whole(Bytes, Held),
+    /// Not read whole: what was read, the rest to stream, and why.
+    Partial(VecDeque<Bytes>, Incoming, String),
+}
+
+/// Bodies smaller than this are copied into one buffer when edited; larger ones are sent as
+/// pieces that share the bytes read (one copy of a 30 MiB body, not two).
+const EDIT_IN_PLACE_BELOW: usize = 64 * 1024;
+
+/// Reads an inference request body whole, into one buffer of the announced length, taking
+/// its bytes from `budget`. A body over `limit`, or one that does not fit the budget, is
+/// not read further: the part read and the rest stream upstream unparsed.
+pub(crate) async fn read_inference_body(
+    mut body: Incoming,
+    limit: usize,
+    budget: &Arc<ParseBudget>,
+) -> Result<ReadBody, String> {
+    use http_body_util::BodyExt as _;
+    let over_limit = || format!("request body over {limit} bytes, not parsed");
+    let over_budget = || {
+        format!(
+            "request body not parsed: the gateway already holds its limit of {} bytes for parsing",
+            budget.limit()
+        )
+    };
+    let hint = body.size_hint();
+    let announced = usize::try_from(hint.lower()).unwrap_or(usize::MAX);
+    if announced > limit {
+        return Ok(ReadBody::Partial(VecDeque::new(), body, over_limit()));
+    }
+    let Some(mut held) = budget.take(announced) else {
+        return Ok(ReadBody::Partial(VecDeque::new(), body, over_budget()));
+    };
+    // One chunk is kept as it came; more are gathered into one buffer of the body's size.
+    let mut first: Option<Bytes> = None;
+    let mut all: Option<BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| describe(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        len += data.len();
+        let fits = len <= limit && (len <= held.len() || held.grow(len - held.len()));
+        match (&mut all, first.take()) {
+            (Some(all), _) => all.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(earlier)) => {
+                let mut buf = BytesMut::with_capacity(announced.max(len).min(limit.max(len)));
+                buf.extend_from_slice(&earlier);
+                buf.extend_from_slice(&data);
+                all = Some(buf);
+            }
+        }
+        if !fits {
+            let read = all.map(BytesMut::freeze).or(first).into_iter().collect();
+            let why = if len > limit {
+                over_limit()
+            } else {
+                over_budget()
+            };
+            return Ok(ReadBody::Partial(read, body, why));
+        }
+    }
+    let whole = all.map(BytesMut::freeze).or(first).unwrap_or_default();
+    Ok(ReadBody::Whole(whole, held))
+}
+
+/// The body to send upstream: `whole` with `edit` made (if any).
+pub(crate) fn edited(whole: Bytes, edit: Option<&Edit>, held: Held) -> RequestBody {
+    let pieces = match edit {
+        None => VecDeque::from([whole]),
+        Some(e) if whole.len() < EDIT_IN_PLACE_BELOW => {
+            VecDeque::from([Bytes::from(e.apply(&whole))])
+        }
+        Some(e) => {
+            let mut pieces = VecDeque::with_capacity(5);
+            let mut at = 0;
+            for c in e.changes() {
+                pieces.push_back(whole.slice(at..c.range.start));
+                pieces.push_back(Bytes::from_static(c.with));
+                at = c.range.end;
+            }
+            pieces.push_back(whole.slice(at..));
+            pieces
+        }
+    };
+    RequestBody::Full(pieces, Some(held))
 }
 
 /// The upstream's response body: from a connection of the gateway's own pool, or from hyper's

@@ -948,7 +948,7 @@ fn resolve_gateway(
         } else {
             Ok(*v)
         },
-        (256 << 20).max(max_parse_bytes)
+        (64 << 20).max(max_parse_bytes)
     );
     let header_timeout = layer!(
         r,

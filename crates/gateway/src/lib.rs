@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) export_stats: Option<Arc<ExportStats>>,
     pub(crate) ingest_stats: Arc<ingest::IngestStats>,
     pub(crate) labels: ConstLabels,
+    /// Bytes held for parsing across all exchanges.
+    pub(crate) budget: Arc<inferscope_core::observe::budget::ParseBudget>,
 }
 
 /// Metric label values fixed at start.
@@ -206,6 +208,7 @@ impl Gateway {
             server_address: metrics::Label::Shared(Arc::from(config.upstream.host.as_str())),
             server_port: metrics::Label::Shared(Arc::from(config.upstream.port.to_string())),
         };
+        let config_budget = config.max_parse_bytes_total;
         let shared = Arc::new(Shared {
             config,
             tracer,
@@ -219,6 +222,9 @@ impl Gateway {
             export_stats: export,
             ingest_stats,
             labels,
+            budget: Arc::new(inferscope_core::observe::budget::ParseBudget::new(
+                config_budget,
+            )),
         });
         let (stop, stopped) = watch::channel(Phase::Serving);
         let (stop_side, side_stopped) = watch::channel(Phase::Serving);

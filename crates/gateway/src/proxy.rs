@@ -10,16 +10,13 @@
 //!    body is observed as it streams ([`crate::body::ResponseBody`]) and the exchange ends with
 //!    it ([`crate::exchange::Exchange::finish`]).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
-use http_body::Body as _;
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use inferscope_core::observe::record;
 use inferscope_core::observe::request;
@@ -30,7 +27,7 @@ use inferscope_core::{SpanContext, SpanKind};
 use inferscope_semconv::{attr, http as http_attr, inferscope as own, span_name};
 
 use crate::Shared;
-use crate::body::{RequestBody, ResponseBody, UpstreamBody};
+use crate::body::{ReadBody, RequestBody, ResponseBody, UpstreamBody, edited, read_inference_body};
 use crate::exchange::{Exchange, Inference};
 use crate::failure::{Failure, describe};
 use crate::headers::remove_hop_by_hop;
@@ -68,35 +65,27 @@ pub(crate) async fn handle(
     let upstream_body = match route::classify(&method, &path) {
         None => RequestBody::Stream(body),
         Some(route) => {
-            let (read, complete) = match read_prefix(body, config.max_parse_bytes).await {
+            let read = match read_inference_body(body, config.max_parse_bytes, &shared.budget).await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     return Ok(answer(&shared, exchange, Failure::RequestBody(e)));
                 }
             };
-            let (body_for_upstream, facts, usage_requested) = match complete {
-                None => {
-                    let whole = read.into_iter().fold(BytesMut::new(), |mut acc, b| {
-                        acc.extend_from_slice(&b);
-                        acc
-                    });
-                    let whole = whole.freeze();
+            let (body_for_upstream, facts, usage_requested) = match read {
+                ReadBody::Whole(whole, held) => {
                     let facts = request::parse(route.api, &whole, &config.capture);
-                    let rewritten = if config.inject_usage {
-                        request::with_include_usage(route.api, &whole, &facts)
+                    let edit = if config.inject_usage {
+                        request::include_usage_edit(route.api, &whole, &facts)
                     } else {
                         None
                     };
-                    let usage_requested = rewritten.is_some();
-                    let body = rewritten.map_or(whole, Bytes::from);
-                    (RequestBody::Full(Some(body)), facts, usage_requested)
+                    let usage_requested = edit.is_some();
+                    (edited(whole, edit.as_ref(), held), facts, usage_requested)
                 }
-                Some(rest) => {
+                ReadBody::Partial(read, rest, why) => {
                     let facts = request::RequestFacts {
-                        parse_error: Some(format!(
-                            "request body over {} bytes, not parsed",
-                            config.max_parse_bytes
-                        )),
+                        parse_error: Some(why),
                         ..request::RequestFacts::default()
                     };
                     (RequestBody::Chained(read, rest), facts, false)
@@ -226,6 +215,7 @@ pub(crate) async fn handle(
             &config.capture,
             config.max_parse_bytes,
         )
+        .with_budget(shared.budget.clone())
     });
     if observer.as_ref().is_some_and(|o| o.is_stream())
         && exchange
@@ -306,30 +296,6 @@ fn upstream_uri(shared: &Shared, uri: &Uri) -> Result<Uri, String> {
         .path_and_query(pq)
         .build()
         .map_err(|e| format!("cannot build the upstream URL: {e}"))
-}
-
-/// Reads up to `limit` bytes. `Ok((chunks, None))`: the whole body; `Ok((chunks, Some(rest)))`:
-/// over the limit, `rest` still to stream.
-async fn read_prefix(
-    mut body: Incoming,
-    limit: usize,
-) -> Result<(VecDeque<Bytes>, Option<Incoming>), String> {
-    let mut chunks = VecDeque::new();
-    let mut len = 0usize;
-    if body.size_hint().lower() as usize > limit {
-        return Ok((chunks, Some(body)));
-    }
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| describe(&e))?;
-        if let Ok(data) = frame.into_data() {
-            len += data.len();
-            chunks.push_back(data);
-            if len > limit {
-                return Ok((chunks, Some(body)));
-            }
-        }
-    }
-    Ok((chunks, None))
 }
 
 fn server_attributes(

@@ -495,3 +495,78 @@ async fn an_http2_client_gets_the_data_before_the_break_then_a_reset() {
         assert_eq!(got, direct.body, "try {i}");
     }
 }
+
+/// The bytes held for parsing are bounded across requests: while one large body is held (its
+/// upstream reads nothing), a second that does not fit the shared budget is not parsed; it
+/// streams through unparsed, and its span says why.
+#[tokio::test]
+async fn bodies_held_for_parsing_are_bounded_across_requests() {
+    use inferscope_semconv::inferscope as own;
+    // An upstream that accepts and never reads: the first body stays in the gateway.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let (gw, spans) = gateway(
+        &format!("http://{up}"),
+        |c| {
+            c.max_parse_bytes = 24 << 20;
+            c.max_parse_bytes_total = 24 << 20;
+            c.timeouts.first_byte = Duration::from_secs(2);
+        },
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let big = |tag: &str| {
+        let filler = "x".repeat(16 << 20);
+        format!(r#"{{"model":"{tag}","messages":[{{"role":"user","content":"{filler}"}}]}}"#)
+    };
+    let first = tokio::spawn({
+        let url = gw.url();
+        let body = big("first");
+        async move { post(&url, "/v1/chat/completions", &body, &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = post(&gw.url(), "/v1/chat/completions", &big("second"), &[]).await;
+    assert_eq!(second.status, 504);
+    assert_eq!(first.await.unwrap().status, 504);
+    let got = take_spans(&spans, 4).await;
+    let clients: Vec<_> = got.iter().filter(|s| s.kind == SpanKind::Client).collect();
+    assert_eq!(clients.len(), 2);
+    let parsed = clients
+        .iter()
+        .find(|s| s.get(attr::REQUEST_MODEL).and_then(|v| v.as_str()) == Some("first"))
+        .expect("the first body was parsed");
+    assert!(parsed.get(own::BODY_PARSE_ERROR).is_none(), "{parsed:?}");
+    let unparsed = clients
+        .iter()
+        .find(|s| s.get(attr::REQUEST_MODEL).is_none())
+        .expect("the second body was not parsed");
+    assert!(
+        string(unparsed, own::BODY_PARSE_ERROR).contains("bytes for parsing"),
+        "{unparsed:?}"
+    );
+}
+
+/// A body with `stream_options` but no `include_usage`: only `include_usage` is added, every
+/// other byte (key order, a number too large for a double) reaches the upstream unchanged.
+#[tokio::test]
+async fn only_include_usage_is_added_to_stream_options() {
+    let (up, _task) = echo_server().await;
+    let (gw, _spans) = gateway(
+        &format!("http://{up}"),
+        |_| {},
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let sent = r#"{"seed":123456789012345678901234,"stream":true,"model":"m","stream_options":{"x":1},"messages":[]}"#;
+    let want = r#"{"seed":123456789012345678901234,"stream":true,"model":"m","stream_options":{"include_usage":true,"x":1},"messages":[]}"#;
+    let r = post(&gw.url(), "/v1/chat/completions", sent, &[]).await;
+    let echo = r.json();
+    assert_eq!(echo["body_len"], want.len(), "{echo}");
+    assert_eq!(echo["body_fnv"], fnv(want.as_bytes()), "{echo}");
+}

@@ -7,6 +7,7 @@
 //! - [`response`]: a stream's events or a whole body, with the added usage chunk removed.
 //! - [`sse`]: incremental SSE framing; [`timeline`]: time to first chunk and gap statistics.
 //! - [`capture`]: content capture, hiding, redaction and truncation.
+//! - [`budget`]: a bound on the bytes held for parsing across all exchanges.
 //! - [`record`]: writing it all onto a span, in the chosen dialects.
 //!
 //! ```
@@ -26,6 +27,7 @@
 //! assert_eq!(obs.facts().usage.unwrap().output_tokens, Some(1));
 //! ```
 
+pub mod budget;
 pub mod capture;
 mod json;
 pub mod record;

@@ -332,15 +332,62 @@ fn extra_value(raw: &RawValue) -> Option<Value> {
     }
 }
 
-/// The request body to send upstream so that a stream reports token usage, or `None` to send
-/// the body unchanged: when the route does not stream usage, the request does not stream, or
-/// the client already asked for usage.
+/// One change to a request body: the bytes in `range` become `with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The bytes replaced (empty for an insertion).
+    pub range: std::ops::Range<usize>,
+    /// What takes their place.
+    pub with: &'static [u8],
+}
+
+/// Changes to a request body, in the order of their places; every other byte stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    first: Change,
+    second: Option<Change>,
+}
+
+impl Edit {
+    fn one(range: std::ops::Range<usize>, with: &'static [u8]) -> Edit {
+        Edit {
+            first: Change { range, with },
+            second: None,
+        }
+    }
+
+    /// The changes, in order.
+    pub fn changes(&self) -> impl Iterator<Item = &Change> {
+        std::iter::once(&self.first).chain(self.second.as_ref())
+    }
+
+    /// `body` with the edit made.
+    pub fn apply(&self, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(body.len() + 64);
+        let mut at = 0;
+        for c in self.changes() {
+            out.extend_from_slice(&body[at..c.range.start]);
+            out.extend_from_slice(c.with);
+            at = c.range.end;
+        }
+        out.extend_from_slice(&body[at..]);
+        out
+    }
+}
+
+/// The edit that makes a stream report token usage, or `None` to send the body unchanged:
+/// when the route does not stream usage, the request does not stream, or the client already
+/// asked for usage. Every byte but the ones the edit names stays as the client sent it.
 ///
-/// - No `stream_options`: `,"stream_options":{"include_usage":true}` is inserted before the
-///   closing brace; every other byte is kept.
-/// - `stream_options` present: it gets `include_usage: true` and `continuous_usage_stats:
-///   false` (vLLM honours continuous stats only with `include_usage`, so the client saw none),
-///   and the body is re-serialised.
+/// - No `stream_options`: `,"stream_options":{"include_usage":true}` goes before the closing
+///   brace.
+/// - `stream_options` an object without `include_usage`: `"include_usage":true` goes first in
+///   it; with `include_usage` false (or null), that value becomes `true`.
+/// - `stream_options: null`: it becomes `{"include_usage":true}`.
+/// - `continuous_usage_stats: true` also becomes `false`: vLLM honours it only with
+///   `include_usage`, so the client saw no usage from it, and left on it would add usage to
+///   every chunk the client sees.
+/// - Left unchanged: `stream_options` of another type (vLLM refuses it).
 ///
 /// The response then carries one extra chunk (`"choices":[]` with `usage`), which
 /// [`super::response::ResponseObserver`] removes from what the client receives. vLLM also
@@ -348,7 +395,7 @@ fn extra_value(raw: &RawValue) -> Option<Value> {
 /// observer puts it back on the one finishing chunk of a single-choice stream. With several
 /// choices (`n` > 1 or several prompts) it would have to hold back finished choices until the
 /// last one ends, changing the stream's timing, so such requests are left unchanged.
-pub fn with_include_usage(api: Api, body: &[u8], facts: &RequestFacts) -> Option<Vec<u8>> {
+pub fn include_usage_edit(api: Api, body: &[u8], facts: &RequestFacts) -> Option<Edit> {
     if !matches!(api, Api::Chat | Api::Completions)
         || !facts.stream
         || facts.include_usage
@@ -363,26 +410,103 @@ pub fn with_include_usage(api: Api, body: &[u8], facts: &RequestFacts) -> Option
         if body[end] != b'}' {
             return None;
         }
-        const INSERT: &[u8] = br#","stream_options":{"include_usage":true}"#;
-        let mut out = Vec::with_capacity(body.len() + INSERT.len());
-        out.extend_from_slice(&body[..end]);
-        out.extend_from_slice(INSERT);
-        out.extend_from_slice(&body[end..]);
-        return Some(out);
+        return Some(Edit::one(
+            end..end,
+            br#","stream_options":{"include_usage":true}"#,
+        ));
     }
-    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let object = value.as_object_mut()?;
-    let mut options = match object.remove("stream_options") {
-        Some(serde_json::Value::Object(o)) => o,
-        _ => serde_json::Map::new(),
+    let fields: Fields<'_> = super::json::from_bytes(body).ok()?;
+    let raw = fields.stream_options?;
+    let at = span_in(body, raw.get())?;
+    if raw.get() == "null" {
+        return Some(Edit::one(at, br#"{"include_usage":true}"#));
+    }
+    let options: StreamOptions<'_> = serde_json::from_str(raw.get()).ok()?;
+    let usage = match options.include_usage {
+        Some(value) => Change {
+            range: span_in(body, value.get())?,
+            with: b"true",
+        },
+        None => Change {
+            range: at.start + 1..at.start + 1,
+            with: if options.entries == 0 {
+                br#""include_usage":true"#
+            } else {
+                br#""include_usage":true,"#
+            },
+        },
     };
-    options.insert("include_usage".into(), serde_json::Value::Bool(true));
-    options.insert(
-        "continuous_usage_stats".into(),
-        serde_json::Value::Bool(false),
-    );
-    object.insert("stream_options".into(), serde_json::Value::Object(options));
-    serde_json::to_vec(&value).ok()
+    let continuous = match options.continuous_usage_stats {
+        Some(c) if c.get() == "true" => Some(Change {
+            range: span_in(body, c.get())?,
+            with: b"false",
+        }),
+        Some(c) if !matches!(c.get(), "false" | "null") => return None,
+        _ => None,
+    };
+    Some(match continuous {
+        None => Edit {
+            first: usage,
+            second: None,
+        },
+        Some(c) if c.range.start < usage.range.start => Edit {
+            first: c,
+            second: Some(usage),
+        },
+        Some(c) => Edit {
+            first: usage,
+            second: Some(c),
+        },
+    })
+}
+
+/// [`include_usage_edit`], made: the body to send, or `None` to send it unchanged.
+pub fn with_include_usage(api: Api, body: &[u8], facts: &RequestFacts) -> Option<Vec<u8>> {
+    include_usage_edit(api, body, facts).map(|e| e.apply(body))
+}
+
+/// Where `part` (a slice borrowed from `body`) sits in `body`.
+fn span_in(body: &[u8], part: &str) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (body.get(start..end)? == part.as_bytes()).then_some(start..end)
+}
+
+/// The fields of `stream_options` the usage edit reads (the last duplicate wins).
+#[derive(Default)]
+struct StreamOptions<'a> {
+    include_usage: Option<&'a RawValue>,
+    continuous_usage_stats: Option<&'a RawValue>,
+    entries: usize,
+}
+
+impl<'de> Deserialize<'de> for StreamOptions<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StreamOptions<'de>, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StreamOptions<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StreamOptions<'de>, A::Error> {
+                let mut o = StreamOptions::default();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    o.entries += 1;
+                    match &*key.0 {
+                        "include_usage" => o.include_usage = Some(value),
+                        "continuous_usage_stats" => o.continuous_usage_stats = Some(value),
+                        _ => {}
+                    }
+                }
+                Ok(o)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 #[cfg(test)]
@@ -485,5 +609,68 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["continuous_usage_stats"], false);
+    }
+
+    /// `stream_options` already there: only `include_usage` is added (or set), every other
+    /// byte stays, big numbers and key order included.
+    #[test]
+    fn stream_options_are_edited_in_place() {
+        let cases: [(&str, Option<&str>); 9] = [
+            (
+                r#"{"seed":123456789012345678901234,"stream":true,"stream_options":{"continuous_usage_stats":false},"model":"m"}"#,
+                Some(
+                    r#"{"seed":123456789012345678901234,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":false},"model":"m"}"#,
+                ),
+            ),
+            (
+                r#"{"stream":true, "stream_options" : { } }"#,
+                Some(r#"{"stream":true, "stream_options" : {"include_usage":true } }"#),
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+                Some(r#"{"stream":true,"stream_options":{"include_usage":true,"x":1}}"#),
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":null}}"#,
+                Some(r#"{"stream":true,"stream_options":{"include_usage":true}}"#),
+            ),
+            (
+                r#"{"stream":true,"stream_options":null,"z":"é"}"#,
+                Some(r#"{"stream":true,"stream_options":{"include_usage":true},"z":"é"}"#),
+            ),
+            // The last duplicate is the one vLLM reads.
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":true},"stream_options":{"include_usage":false}}"#,
+                Some(
+                    r#"{"stream":true,"stream_options":{"include_usage":true},"stream_options":{"include_usage":true}}"#,
+                ),
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":false,"continuous_usage_stats":true}}"#,
+                Some(
+                    r#"{"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":false}}"#,
+                ),
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"continuous_usage_stats": true , "a":[1,2]}}"#,
+                Some(
+                    r#"{"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats": false , "a":[1,2]}}"#,
+                ),
+            ),
+            (r#"{"stream":true,"stream_options":"yes"}"#, None),
+        ];
+        for (body, want) in cases {
+            let f = facts(body);
+            let got = with_include_usage(Api::Chat, body.as_bytes(), &f);
+            assert_eq!(
+                got.as_deref().map(|b| std::str::from_utf8(b).unwrap()),
+                want,
+                "{body}"
+            );
+            if let Some(out) = got {
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(v["stream_options"]["include_usage"], true, "{body}");
+            }
+        }
     }
 }

@@ -6,11 +6,14 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
+use super::budget::{Held, ParseBudget};
 use super::capture::{CapturePolicy, OutputChoice, ToolCall};
 use super::sse::SseReader;
 use super::timeline::Timeline;
@@ -285,6 +288,10 @@ pub struct ResponseObserver {
     /// Whole-body mode: the body so far (up to `max_body`).
     body: WholeBody,
     body_over: bool,
+    /// Whole-body mode: the shared budget the body's bytes are taken from, and what it holds.
+    budget: Option<Arc<ParseBudget>>,
+    held_budget: Option<Held>,
+    over_budget: bool,
     /// Strip mode: bytes of the event in progress, from earlier chunks.
     held: BytesMut,
     /// Strip mode: a complete event that finished a choice, waiting to see what follows.
@@ -317,12 +324,22 @@ impl ResponseObserver {
             sse: SseReader::default(),
             body: WholeBody::Empty,
             body_over: false,
+            budget: None,
+            held_budget: None,
+            over_budget: false,
             held: BytesMut::new(),
             pending_finish: None,
             shortcut: true,
             template: PlainTemplate::default(),
             facts: ResponseFacts::default(),
         }
+    }
+
+    /// Takes the bytes of a whole body from `budget` while it holds them; a body that does not
+    /// fit is not parsed (its facts say so).
+    pub fn with_budget(mut self, budget: Arc<ParseBudget>) -> ResponseObserver {
+        self.budget = Some(budget);
+        self
     }
 
     /// Whether this is a stream.
@@ -335,11 +352,12 @@ impl ResponseObserver {
     pub fn on_chunk(&mut self, chunk: Bytes, at: Instant) -> Bytes {
         if !self.stream {
             if !self.body_over {
-                if self.body.len() + chunk.len() <= self.max_body {
+                if self.body.len() + chunk.len() <= self.max_body && self.budget_for(chunk.len()) {
                     self.body.push(&chunk);
                 } else {
                     self.body_over = true;
                     self.body = WholeBody::Empty;
+                    self.held_budget = None;
                 }
             }
             return chunk;
@@ -405,10 +423,36 @@ impl ResponseObserver {
         }
     }
 
+    /// Takes `n` more bytes from the budget, if there is one.
+    fn budget_for(&mut self, n: usize) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        let ok = match &mut self.held_budget {
+            Some(held) => held.grow(n),
+            None => match budget.take(n) {
+                Some(held) => {
+                    self.held_budget = Some(held);
+                    true
+                }
+                None => false,
+            },
+        };
+        self.over_budget |= !ok;
+        ok
+    }
+
     /// The end of the body: bytes still held (an unfinished last event) to send on, if any.
     pub fn on_end(&mut self) -> Option<Bytes> {
         if !self.stream {
-            if self.body_over {
+            if self.over_budget {
+                let limit = self.budget.as_ref().map_or(0, |b| b.limit());
+                self.facts.note_parse_error(|| {
+                    format!(
+                        "response body not parsed: the gateway already holds its limit of {limit} bytes for parsing"
+                    )
+                });
+            } else if self.body_over {
                 self.facts.note_parse_error(|| {
                     format!("response body over {} bytes, not parsed", self.max_body)
                 });
@@ -419,6 +463,7 @@ impl ResponseObserver {
                     self.whole_body(bytes);
                 }
             }
+            self.held_budget = None;
             return None;
         }
         let mut rest = self.pending_finish.take().unwrap_or_default();

@@ -31,6 +31,8 @@ pub(crate) const MAX_LINE: usize = 4096;
 const MAX_FIELDS: usize = 128;
 /// How much the read buffer asks the socket for at a time.
 const READ_SIZE: usize = 16 * 1024;
+/// Request body pieces at least this large are written as they are, not copied after the head.
+const WRITE_DIRECT: usize = 64 * 1024;
 
 /// Idle connections younger than this are judged by the reactor's readiness alone; see
 /// [`Conn::is_idle_usable`].
@@ -365,14 +367,25 @@ where
         }
         if chunked {
             out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            out.extend_from_slice(&data);
-            out.extend_from_slice(b"\r\n");
+        }
+        // Each piece goes on as it came, the head with the first. A large one is written
+        // from where it is rather than copied behind the head.
+        if data.len() >= WRITE_DIRECT {
+            if !out.is_empty() {
+                written.write(writer, &out).await?;
+                out.clear();
+            }
+            written.write(writer, &data).await?;
         } else {
             out.extend_from_slice(&data);
         }
-        // Each piece goes on as it came (the head goes with the first).
-        written.write(writer, &out).await?;
-        out.clear();
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if !out.is_empty() {
+            written.write(writer, &out).await?;
+            out.clear();
+        }
     }
     if exact.is_some_and(|n| sent != n) {
         return Err(Error::RequestBody(

@@ -151,7 +151,7 @@ impl Pool {
                 Err(h1::Error::NotSent(why)) if again.is_some() => {
                     tracing::debug!(error = %why, "pooled upstream connection failed before the request was written; sending it on a new one");
                     let conn = self.connect().await?;
-                    let body = again.unwrap_or(RequestBody::Full(None));
+                    let body = again.unwrap_or_else(RequestBody::empty);
                     return self
                         .exchange(conn, &parts, path, body, head_request)
                         .await
@@ -192,8 +192,8 @@ impl Pool {
 fn replayable(body: &RequestBody) -> Option<RequestBody> {
     use http_body::Body as _;
     match body {
-        RequestBody::Full(b) => Some(RequestBody::Full(b.clone())),
-        RequestBody::Stream(s) if s.is_end_stream() => Some(RequestBody::Full(None)),
+        RequestBody::Full(pieces, _) => Some(RequestBody::Full(pieces.clone(), None)),
+        RequestBody::Stream(s) if s.is_end_stream() => Some(RequestBody::empty()),
         _ => None,
     }
 }
