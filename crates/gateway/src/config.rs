@@ -608,7 +608,7 @@ impl Resolver<'_> {
                 Err(reason) => {
                     self.errors.push(ConfigError {
                         origin: Origin::Env(var),
-                        value: raw,
+                        value: redact_userinfo(&raw),
                         reason,
                     });
                     return None;
@@ -648,9 +648,10 @@ impl Resolver<'_> {
         match check(&c.value) {
             Ok(u) => u,
             Err(reason) => {
+                // A URL's userinfo (a password) never reaches an error message.
                 self.errors.push(ConfigError {
                     origin: c.origin,
-                    value: c.shown,
+                    value: redact_userinfo(&c.shown),
                     reason,
                 });
                 default
@@ -729,6 +730,7 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
     if authority.as_str().contains('@') {
         return Err("credentials in the upstream URL are not supported".into());
     }
+    inferscope_export::config::check_port(&authority)?;
     if uri.query().is_some() {
         return Err("the upstream URL cannot have a query".into());
     }

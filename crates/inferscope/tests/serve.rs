@@ -552,3 +552,40 @@ fn running_out_of_file_descriptors_does_not_spin() {
     );
     rt.block_on(sim.shutdown());
 }
+
+/// A password in the upstream URL never reaches the start-up error (from a flag or the
+/// environment), and an endpoint or upstream whose port is not a number is refused at start
+/// instead of failing later.
+#[test]
+fn start_up_errors_hide_passwords_and_refuse_bad_ports() {
+    let out = bin()
+        .args([
+            "serve",
+            "--upstream",
+            "http://bob:hunter2@127.0.0.1:8000",
+            "--otlp-endpoint",
+            "http://127.0.0.1:notaport",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        stderr.contains("upstream") && stderr.contains("<redacted>@127.0.0.1:8000"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("endpoint") && stderr.contains("`notaport` is not a number"),
+        "{stderr}"
+    );
+    let out = bin()
+        .args(["serve"])
+        .env("INFERSCOPE_UPSTREAM", "http://alice:s3cr3t@127.0.0.1:x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    assert!(stderr.contains("INFERSCOPE_UPSTREAM"), "{stderr}");
+}

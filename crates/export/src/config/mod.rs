@@ -251,7 +251,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid tracing configuration ({} error", self.0.len())?;
+        write!(f, "invalid configuration ({} error", self.0.len())?;
         if self.0.len() != 1 {
             f.write_str("s")?;
         }
@@ -525,7 +525,29 @@ fn check_endpoint(endpoint: &str, protocol: Protocol) -> Result<String, String> 
     if uri.host().is_none() {
         return Err("the URL has no host".into());
     }
+    if let Some(authority) = uri.authority() {
+        check_port(authority)?;
+    }
     Ok(endpoint.to_owned())
+}
+
+/// Checks the port of a URL's authority, when it names one: a number from 1 to 65535. (The
+/// `http` crate accepts `host:notaport` and reports no port, which a client would then replace
+/// with the scheme's default.)
+pub fn check_port(authority: &http::uri::Authority) -> Result<(), String> {
+    let text = authority.as_str();
+    let host_port = text.rsplit_once('@').map_or(text, |(_, h)| h);
+    let after_host = match host_port.rfind(']') {
+        Some(end) => &host_port[end + 1..],
+        None => host_port,
+    };
+    let Some((_, port)) = after_host.rsplit_once(':') else {
+        return Ok(());
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => Err(format!("the port `{port}` is not a number from 1 to 65535")),
+    }
 }
 
 /// Appends `v1/traces` to a generic base endpoint, as the specification says for HTTP.
