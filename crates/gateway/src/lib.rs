@@ -42,6 +42,7 @@ mod upstream;
 
 pub use server::raise_open_file_limit;
 
+pub use ingest::fuzz_check_json as fuzz_ingest_json;
 pub use upstream::h1::fuzz_check as fuzz_upstream_h1;
 
 use std::net::SocketAddr;

@@ -509,9 +509,95 @@ impl<'de> Deserialize<'de> for StreamOptions<'de> {
     }
 }
 
+/// Checks the request reader's and the usage edit's invariants on arbitrary bytes (the
+/// `request_rewrite` fuzz target and its replay in the test suite): never a panic; an edited
+/// body differs from the original only in the bytes the edit names, still parses whenever the
+/// original did, reads `include_usage: true`, keeps every other top-level field's value, and
+/// needs no second edit.
+pub fn fuzz_check(data: &[u8]) {
+    let policy = CapturePolicy {
+        enabled: true,
+        ..CapturePolicy::default()
+    };
+    for api in [Api::Chat, Api::Completions] {
+        let facts = parse(api, data, &policy);
+        let Some(edit) = include_usage_edit(api, data, &facts) else {
+            continue;
+        };
+        let out = edit.apply(data);
+        let mut at_in = 0;
+        let mut at_out = 0;
+        for c in edit.changes() {
+            let kept = c.range.start - at_in;
+            assert_eq!(
+                out[at_out..at_out + kept],
+                data[at_in..c.range.start],
+                "a byte outside the edit changed"
+            );
+            at_out += kept + c.with.len();
+            at_in = c.range.end;
+        }
+        assert_eq!(out[at_out..], data[at_in..], "a byte after the edit changed");
+        // serde_json's `Value` refuses numbers beyond a double (1e400) that the raw reader
+        // takes: the two bodies must then be refused alike.
+        let before = serde_json::from_slice::<serde_json::Value>(data);
+        let after = serde_json::from_slice::<serde_json::Value>(&out);
+        assert_eq!(before.is_ok(), after.is_ok(), "the edit changed what parses");
+        if let (Ok(before), Ok(after)) = (before, after) {
+            assert_eq!(
+                after["stream_options"]["include_usage"],
+                serde_json::Value::Bool(true)
+            );
+            let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else {
+                panic!("an object stays an object");
+            };
+            for (k, v) in b {
+                if k != "stream_options" {
+                    assert_eq!(a.get(k), Some(v), "field {k} changed");
+                }
+            }
+        }
+        let again = parse(api, &out, &policy);
+        assert!(again.include_usage, "the edit was not read back");
+        assert!(include_usage_edit(api, &out, &again).is_none());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz target's invariants over generated variations of real request shapes.
+    #[test]
+    fn replays_generated_inputs() {
+        let seeds: [&[u8]; 5] = [
+            br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            br#"{"stream":true,"stream_options":{"continuous_usage_stats":true,"x":[1]},"seed":1e400}"#,
+            br#"{"stream":true,"stream_options":null,"prompt":"a"}"#,
+            br#"{"stream":true,"stream_options":{"include_usage":false},"stream_options":{}}"#,
+            br#" {"stream" : true , "model":"\u00e9" } "#,
+        ];
+        let mut rng = fastrand::Rng::with_seed(11);
+        for i in 0..20_000 {
+            let mut data = seeds[i % seeds.len()].to_vec();
+            for _ in 0..rng.usize(0..4) {
+                let at = rng.usize(..data.len());
+                match rng.u8(..4) {
+                    0 => {
+                        const PICK: &[u8] = br#" {}[],:"\0123456789truefalsnl"#;
+                        data[at] = PICK[rng.usize(..PICK.len())];
+                    }
+                    1 => data.truncate(at.max(1)),
+                    2 => data.insert(at, rng.u8(..)),
+                    _ => {
+                        let piece: Vec<u8> = data[at..].iter().take(8).copied().collect();
+                        data.splice(at..at, piece);
+                    }
+                }
+            }
+            fuzz_check(&data);
+        }
+    }
 
     fn facts(body: &str) -> RequestFacts {
         parse(Api::Chat, body.as_bytes(), &CapturePolicy::default())

@@ -891,8 +891,105 @@ fn dimension(raw: &RawValue) -> Option<i64> {
     i64::try_from(bytes / 4).ok()
 }
 
+/// Checks the stream reader's invariants on arbitrary bytes (the `sse_stream` fuzz target and
+/// its replay in the test suite): never a panic; the SSE reader finds the same events whether
+/// the bytes come whole or cut at any size; an observer that strips nothing forwards every
+/// byte unchanged; one that strips the added usage chunk forwards the same bytes and reads the
+/// same facts whatever the cuts, and never more bytes than arrived plus a moved fingerprint.
+pub fn fuzz_check(data: &[u8]) {
+    let Some((&cut, data)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(cut % 64) + 1;
+    let events = |step: usize| {
+        let mut reader = SseReader::default();
+        let mut events = Vec::new();
+        for piece in data.chunks(step) {
+            reader.feed(piece, |event, _| events.push(event.to_vec()));
+        }
+        events
+    };
+    assert_eq!(events(data.len().max(1)), events(step), "the cuts changed the events");
+    let policy = CapturePolicy {
+        enabled: true,
+        ..CapturePolicy::default()
+    };
+    let run = |step: usize, strip: bool| {
+        let mut o = ResponseObserver::new(true, strip, &policy, 1 << 20);
+        let at = Instant::now();
+        let mut out = Vec::new();
+        for piece in data.chunks(step) {
+            out.extend_from_slice(&o.on_chunk(Bytes::copy_from_slice(piece), at));
+        }
+        if let Some(rest) = o.on_end() {
+            out.extend_from_slice(&rest);
+        }
+        let f = o.into_facts();
+        let facts = (
+            f.finish_reasons(),
+            f.id,
+            f.model,
+            f.usage.map(|u| (u.input_tokens, u.output_tokens)),
+            f.error_type,
+            f.done,
+        );
+        (out, facts)
+    };
+    assert_eq!(run(step, false).0, data, "an observer that strips nothing changed bytes");
+    let (whole, whole_facts) = run(data.len().max(1), true);
+    let (pieces, pieces_facts) = run(step, true);
+    assert_eq!(whole, pieces, "the cuts changed the stripped stream");
+    assert_eq!(whole_facts, pieces_facts, "the cuts changed the facts");
+    assert!(
+        whole.len() <= data.len() + 256,
+        "the stripped stream grew: {} from {}",
+        whole.len(),
+        data.len()
+    );
+    // A whole body is read without a panic, too.
+    let mut o = ResponseObserver::new(false, false, &policy, 1 << 20);
+    let _ = o.on_chunk(Bytes::copy_from_slice(data), Instant::now());
+    let _ = o.on_end();
+}
+
 #[cfg(test)]
 mod tests {
+    /// The fuzz target's invariants over generated variations of real vLLM streams.
+    #[test]
+    fn replays_generated_streams() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/vllm-0.32-cpu/http");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".sse"))
+            .filter_map(|p| std::fs::read(p).ok())
+            .collect();
+        seeds.push(format!("data: {{\"id\":\"c\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"hi\"}},\"finish_reason\":\"stop\"}}]}}\r\n\r\n{USAGE}data: [DONE]\n\n").into_bytes());
+        let mut rng = fastrand::Rng::with_seed(5);
+        for i in 0..3_000 {
+            let seed = &seeds[i % seeds.len()];
+            let mut data = vec![rng.u8(..)];
+            data.extend_from_slice(&seed[..seed.len().min(4096)]);
+            for _ in 0..rng.usize(0..4) {
+                if data.len() < 2 {
+                    break;
+                }
+                let at = rng.usize(1..data.len());
+                match rng.u8(..3) {
+                    0 => {
+                        const PICK: &[u8] = b"\r\n:{}\",datax";
+                        data[at] = PICK[rng.usize(..PICK.len())];
+                    }
+                    1 => data.truncate(at),
+                    _ => data.insert(at, b'\n'),
+                }
+            }
+            super::fuzz_check(&data);
+        }
+    }
+
     use super::*;
 
     fn stream(chunks: &[&str], strip: bool, policy: &CapturePolicy) -> (String, ResponseFacts) {

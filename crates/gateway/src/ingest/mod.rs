@@ -186,3 +186,92 @@ fn dropped(config: &IngestConfig, span: &SpanRecord) -> bool {
     (config.drop_startup_spans && vllm::STARTUP_SPANS.contains(&name))
         || config.drop_span_names.iter().any(|n| n == name)
 }
+
+/// Checks the ingest path's invariants on arbitrary bytes read as an OTLP/JSON request (the
+/// `ingest_json` fuzz target and its replay in the test suite): never a panic; every span that
+/// decodes is normalised, and its phases are at most four, ordered, inside their parent's
+/// time, and children of it; the result encodes as OTLP.
+pub fn fuzz_check_json(data: &[u8]) {
+    let Ok(request) = decode::decode_body(data, decode::Format::Json, false, 1 << 20) else {
+        return;
+    };
+    let decoded = decode::spans(request);
+    let dialects = [
+        inferscope_semconv::dialect::Dialect::OTel,
+        inferscope_semconv::dialect::Dialect::Vllm,
+        inferscope_semconv::dialect::Dialect::OpenInference,
+    ];
+    let opts = engine::EngineOptions {
+        provider: "vllm",
+        engine_model: Some("fuzz-model"),
+        dialects: &dialects,
+    };
+    let mut out = Vec::new();
+    for mut span in decoded.spans {
+        let children = engine::phases(&span);
+        assert!(children.len() <= 4, "{} phases", children.len());
+        let (a, e) = (span.start_unix_nanos, span.end_unix_nanos.max(span.start_unix_nanos));
+        let mut t = a;
+        for c in &children {
+            assert!(
+                t <= c.start_unix_nanos && c.start_unix_nanos <= c.end_unix_nanos,
+                "phases out of order"
+            );
+            assert!(c.end_unix_nanos <= e, "a phase ends after its parent");
+            assert_eq!(c.parent_span_id, Some(span.context.span_id));
+            assert_eq!(c.context.trace_id, span.context.trace_id);
+            t = c.end_unix_nanos;
+        }
+        let join = crate::join::JoinInfo::default();
+        engine::normalise(&mut span, Some(&join), opts);
+        out.push(span);
+        out.extend(children);
+    }
+    let encoder = inferscope_export::otlp::Encoder::new(&[("service.name".into(), "fuzz".into())]);
+    let mut written = Vec::new();
+    encoder.write_protobuf(&out, &mut written);
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fuzz target's invariants over generated variations of real vLLM OTLP/JSON exports
+    /// (the fuzz seeds, made from the fixtures' spans).
+    #[test]
+    fn replays_generated_inputs() {
+        let seeds: [&[u8]; 3] = [
+            include_bytes!("../../../../fuzz/seeds/ingest_json/llm_request.json"),
+            include_bytes!("../../../../fuzz/seeds/ingest_json/three_llm_requests.json"),
+            include_bytes!("../../../../fuzz/seeds/ingest_json/startup.json"),
+        ];
+        // The seeds are what vLLM sends: they decode and give phases.
+        let request = inferscope_export::otlp::decode::decode_body(
+            seeds[0],
+            inferscope_export::otlp::decode::Format::Json,
+            false,
+            1 << 20,
+        )
+        .unwrap();
+        let spans = inferscope_export::otlp::decode::spans(request).spans;
+        assert_eq!(spans.len(), 1);
+        assert_eq!(super::engine::phases(&spans[0]).len(), 4);
+        let mut rng = fastrand::Rng::with_seed(3);
+        for i in 0..3_000 {
+            let mut data = seeds[i % seeds.len()].to_vec();
+            for _ in 0..rng.usize(0..3) {
+                if data.is_empty() {
+                    break;
+                }
+                let at = rng.usize(..data.len());
+                match rng.u8(..3) {
+                    0 => {
+                        const PICK: &[u8] = b"-09e.\"{}[],";
+                        data[at] = PICK[rng.usize(..PICK.len())];
+                    }
+                    1 => data.insert(at, b'9'),
+                    _ => data.truncate(at),
+                }
+            }
+            super::fuzz_check_json(&data);
+        }
+    }
+}
