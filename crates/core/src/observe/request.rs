@@ -248,11 +248,13 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
     {
         facts.prompt_count = Some(prompt_count(raw));
     }
-    if let Some(options) = decode(f.stream_options) {
-        facts.include_usage = options
-            .get("include_usage")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
+    // Read as the usage edit reads it (raw values: a number past a double's range elsewhere
+    // in the object does not hide the flag).
+    if let Some(options) = f
+        .stream_options
+        .and_then(|raw| serde_json::from_str::<StreamOptions<'_>>(raw.get()).ok())
+    {
+        facts.include_usage = options.include_usage.is_some_and(|v| v.get() == "true");
     }
     if let Some(format) = decode(f.response_format).or_else(|| decode(f.text)) {
         let kind = format
@@ -570,6 +572,10 @@ mod tests {
     /// The fuzz target's invariants over generated variations of real request shapes.
     #[test]
     fn replays_generated_inputs() {
+        // What the fuzz target found: a number past a double's range hid include_usage.
+        fuzz_check(include_bytes!(
+            "../../../../fuzz/seeds/request_rewrite/huge-number-regression"
+        ));
         let seeds: [&[u8]; 5] = [
             br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
             br#"{"stream":true,"stream_options":{"continuous_usage_stats":true,"x":[1]},"seed":1e400}"#,

@@ -957,6 +957,10 @@ mod tests {
     /// The fuzz target's invariants over generated variations of real vLLM streams.
     #[test]
     fn replays_generated_streams() {
+        // What the fuzz target found: data lines ending in CR CR LF.
+        super::fuzz_check(include_bytes!(
+            "../../../../fuzz/seeds/sse_stream/cr-cr-lf-regression"
+        ));
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/vllm-0.32-cpu/http");
         let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
             .into_iter()
