@@ -99,6 +99,13 @@ pub struct SinkSnapshot {
 }
 
 impl ExportStats {
+    /// Spans waiting in the queue now, and its capacity (both 0 without a queue).
+    pub fn queue_fill(&self) -> (u64, u64) {
+        self.queue.as_ref().map_or((0, 0), |q| {
+            (q.spans.len() as u64, q.spans.capacity() as u64)
+        })
+    }
+
     /// A copy of every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
         let enqueued = self.enqueued.load(Ordering::Relaxed);

@@ -577,3 +577,75 @@ async fn a_full_export_queue_asks_the_sender_to_retry() {
         "nothing was dropped: the sender was told to retry"
     );
 }
+
+/// An exporter that takes a moment per batch and counts what it got.
+struct Slow(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl inferscope_export::SpanExporter for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    fn export<'a>(
+        &'a self,
+        batch: &'a [SpanRecord],
+        _deadline: std::time::Instant,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<inferscope_export::Accepted, inferscope_export::ExportError>,
+    > {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.0
+                .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(inferscope_export::Accepted::default())
+        })
+    }
+}
+
+/// vLLM sends up to 512 spans at once: 512 `llm_request` spans are 2,560 records with their
+/// phases, more than the default export queue (2,048) holds. Such a request is taken and fed to
+/// the exporter as it drains, never refused for good (before, it was refused forever and vLLM
+/// dropped it after its retries) and nothing is dropped.
+#[tokio::test]
+async fn a_request_larger_than_the_export_queue_is_fed_in_not_refused() {
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tracing = inferscope_export::TracingBuilder::new("inferscope.gateway")
+        .with_settings(inferscope_export::ExporterSettings {
+            exporters: Some(Vec::new()),
+            ..Default::default()
+        })
+        .with_exporter(Box::new(Slow(got.clone())))
+        .build()
+        .unwrap();
+    let config = inferscope_gateway::config::GatewayConfig::local("http://127.0.0.1:9").unwrap();
+    let gw = inferscope_gateway::Gateway::start(config, tracing.tracer(), tracing.stats_handle())
+        .await
+        .unwrap();
+    let (record, _) = fixture_llm_request();
+    let batch: Vec<SpanRecord> = (0..512u32)
+        .map(|i| {
+            let mut r = record.clone();
+            r.context.span_id = SpanId([(i >> 8) as u8 + 1, i as u8, 3, 4, 5, 6, 7, 8]);
+            r
+        })
+        .collect();
+    let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(format!("http://{}", gw.ingest_grpc_addr().unwrap()))
+        .await
+        .unwrap();
+    for round in 0..3 {
+        client
+            .export(Encoder::new(&[]).request(&batch))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    tracing.shutdown(Duration::from_secs(10)).await.unwrap();
+    let stats = tracing.stats();
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert_eq!(got.load(std::sync::atomic::Ordering::Relaxed), 3 * 2560);
+    assert_eq!(
+        gw.ingest_stats()
+            .forwarded
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3 * 2560
+    );
+}

@@ -539,12 +539,20 @@ pub fn fuzz_check(data: &[u8]) {
             at_out += kept + c.with.len();
             at_in = c.range.end;
         }
-        assert_eq!(out[at_out..], data[at_in..], "a byte after the edit changed");
+        assert_eq!(
+            out[at_out..],
+            data[at_in..],
+            "a byte after the edit changed"
+        );
         // serde_json's `Value` refuses numbers beyond a double (1e400) that the raw reader
         // takes: the two bodies must then be refused alike.
         let before = serde_json::from_slice::<serde_json::Value>(data);
         let after = serde_json::from_slice::<serde_json::Value>(&out);
-        assert_eq!(before.is_ok(), after.is_ok(), "the edit changed what parses");
+        assert_eq!(
+            before.is_ok(),
+            after.is_ok(),
+            "the edit changed what parses"
+        );
         if let (Ok(before), Ok(after)) = (before, after) {
             assert_eq!(
                 after["stream_options"]["include_usage"],

@@ -909,7 +909,11 @@ pub fn fuzz_check(data: &[u8]) {
         }
         events
     };
-    assert_eq!(events(data.len().max(1)), events(step), "the cuts changed the events");
+    assert_eq!(
+        events(data.len().max(1)),
+        events(step),
+        "the cuts changed the events"
+    );
     let policy = CapturePolicy {
         enabled: true,
         ..CapturePolicy::default()
@@ -935,7 +939,11 @@ pub fn fuzz_check(data: &[u8]) {
         );
         (out, facts)
     };
-    assert_eq!(run(step, false).0, data, "an observer that strips nothing changed bytes");
+    assert_eq!(
+        run(step, false).0,
+        data,
+        "an observer that strips nothing changed bytes"
+    );
     let (whole, whole_facts) = run(data.len().max(1), true);
     let (pieces, pieces_facts) = run(step, true);
     assert_eq!(whole, pieces, "the cuts changed the stripped stream");
@@ -961,7 +969,10 @@ mod tests {
         super::fuzz_check(include_bytes!(
             "../../../../fuzz/seeds/sse_stream/cr-cr-lf-regression"
         ));
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/vllm-0.32-cpu/http");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/vllm-0.32-cpu/http"
+        );
         let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()

@@ -112,8 +112,11 @@ pub(crate) async fn accept(
         error,
     } = decode::spans(request);
     if let Some(export) = &shared.export_stats {
-        let s = export.snapshot();
-        // Room for the spans and the phases of each llm_request (at most four).
+        let (queued, capacity) = export.queue_fill();
+        // Room for the spans and the phases of each llm_request (at most four). A request
+        // larger than the whole queue (vLLM sends up to 512 spans at once, 2,560 records with
+        // their phases, against a default queue of 2,048) is taken when the queue is empty and
+        // fed in as the exporter drains it (`forward`), never refused for good.
         let needed: u64 = spans
             .iter()
             .map(|s| {
@@ -124,7 +127,7 @@ pub(crate) async fn accept(
                 }
             })
             .sum();
-        if s.queue_capacity > 0 && s.queued + needed > s.queue_capacity {
+        if capacity > 0 && queued + needed.min(capacity) > capacity {
             stats.refused_requests.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Busy(Duration::from_secs(1)));
         }
@@ -159,12 +162,12 @@ pub(crate) async fn accept(
             stats
                 .phases
                 .fetch_add(children.len() as u64, Ordering::Relaxed);
-            forward(shared, span);
+            forward(shared, span).await;
             for child in children {
-                forward(shared, child);
+                forward(shared, child).await;
             }
         } else {
-            forward(shared, span);
+            forward(shared, span).await;
         }
     }
     Ok(Accepted {
@@ -173,7 +176,25 @@ pub(crate) async fn accept(
     })
 }
 
-fn forward(shared: &Shared, span: SpanRecord) {
+/// Longest an ingest request waits for room in the export queue before its spans go in
+/// anyway (and the queue drops and counts what does not fit).
+const ROOM_WAIT: Duration = Duration::from_secs(5);
+
+/// Hands a span to the exporter; while the export queue is full, waits (briefly, up to
+/// [`ROOM_WAIT`] in all) for the exporter to drain it, so that a large request is fed in at the
+/// exporter's pace instead of overflowing it. The sender waits for the answer meanwhile: that is
+/// the back-pressure.
+async fn forward(shared: &Shared, span: SpanRecord) {
+    if let Some(export) = &shared.export_stats {
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        loop {
+            let (queued, capacity) = export.queue_fill();
+            if capacity == 0 || queued < capacity || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
     shared
         .ingest_stats
         .forwarded
@@ -210,7 +231,10 @@ pub fn fuzz_check_json(data: &[u8]) {
     for mut span in decoded.spans {
         let children = engine::phases(&span);
         assert!(children.len() <= 4, "{} phases", children.len());
-        let (a, e) = (span.start_unix_nanos, span.end_unix_nanos.max(span.start_unix_nanos));
+        let (a, e) = (
+            span.start_unix_nanos,
+            span.end_unix_nanos.max(span.start_unix_nanos),
+        );
         let mut t = a;
         for c in &children {
             assert!(
