@@ -114,9 +114,10 @@ pub(crate) async fn accept(
     if let Some(export) = &shared.export_stats {
         let (queued, capacity) = export.queue_fill();
         // Room for the spans and the phases of each llm_request (at most four). A request
-        // larger than the whole queue (vLLM sends up to 512 spans at once, 2,560 records with
-        // their phases, against a default queue of 2,048) is taken when the queue is empty and
-        // fed in as the exporter drains it (`forward`), never refused for good.
+        // larger than half the queue (vLLM sends up to 512 spans at once, 2,560 records with
+        // their phases, against a default queue of 2,048) is taken whenever the queue is at
+        // most half full, and fed in as the exporter drains it (`forward`): never refused for
+        // good while the gateway's own spans keep the queue from ever being empty.
         let needed: u64 = spans
             .iter()
             .map(|s| {
@@ -127,7 +128,7 @@ pub(crate) async fn accept(
                 }
             })
             .sum();
-        if capacity > 0 && queued + needed.min(capacity) > capacity {
+        if capacity > 0 && queued + needed.min(capacity / 2) > capacity {
             stats.refused_requests.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Busy(Duration::from_secs(1)));
         }
