@@ -62,6 +62,21 @@ def wait_port(port, timeout=20):
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def serve_http(handler, port=0):
+    """Serves `handler` (a BaseHTTPRequestHandler class) on loopback in a thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+
 class Receiver:
     """An OTLP/HTTP (protobuf) receiver whose behaviour can change: accept, answer a status
     (with Retry-After), or hold requests without answering. Keeps every span it accepted."""
@@ -74,12 +89,7 @@ class Receiver:
         self.lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(Quiet):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 mode = outer.mode
@@ -106,9 +116,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(out)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler, self.port)
 
     def endpoint(self):
         return f"http://127.0.0.1:{self.port}/v1/traces"
@@ -453,12 +461,7 @@ class Echo:
         outer = self
         self.bodies = []
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(Quiet):
             def do_POST(self):
                 n = int(self.headers.get("content-length", 0))
                 h = hashlib.sha256()
@@ -480,9 +483,7 @@ class Echo:
                 self.end_headers()
                 self.wfile.write(out)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler, self.port)
 
     def stop(self):
         self.server.shutdown()

@@ -55,26 +55,33 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     }
 }
 
-/// An upstream that answers each request with `reply` in one write and closes the connection
-/// in the same breath.
-async fn closing_upstream(reply: &'static [u8]) -> SocketAddr {
+/// A scripted upstream on loopback: `each` runs for every connection it accepts.
+async fn scripted<F, Fut>(each: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if read_request(&mut s, &mut buf).await.is_some() {
-                    let _ = s.write_all(reply).await;
-                }
-                // Dropped here: the FIN follows the last bytes at once.
-            });
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(each(s));
         }
     });
     addr
+}
+
+/// An upstream that answers each request with `reply` in one write and closes the connection
+/// in the same breath.
+async fn closing_upstream(reply: &'static [u8]) -> SocketAddr {
+    scripted(move |mut s| async move {
+        let mut buf = Vec::new();
+        if read_request(&mut s, &mut buf).await.is_some() {
+            let _ = s.write_all(reply).await;
+        }
+        // Dropped here: the FIN follows the last bytes at once.
+    })
+    .await
 }
 
 /// What a client made of a response read to the end of the connection.
@@ -341,37 +348,30 @@ async fn a_stream_cut_by_the_simulator_reaches_the_client_up_to_the_cut() {
 /// request whole and closes without answering (it crashed, or its worker was killed). Counts
 /// the requests it read.
 async fn reads_then_dies() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
     let counter = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                continue;
-            };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut n = 0;
-                while read_request(&mut s, &mut buf).await.is_some() {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    n += 1;
-                    if n == 2 {
-                        return;
-                    }
-                    let body =
-                        br#"{"id":"cmpl-1","object":"text_completion","model":"m","choices":[]}"#;
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = s.write_all(head.as_bytes()).await;
-                    let _ = s.write_all(body).await;
+    let addr = scripted(move |mut s| {
+        let counter = counter.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut n = 0;
+            while read_request(&mut s, &mut buf).await.is_some() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                n += 1;
+                if n == 2 {
+                    return;
                 }
-            });
+                let body = br#"{"id":"cmpl-1","object":"text_completion","model":"m","choices":[]}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body).await;
+            }
         }
-    });
+    })
+    .await;
     (addr, seen)
 }
 
@@ -413,29 +413,23 @@ async fn a_request_the_upstream_may_have_read_is_not_sent_twice() {
 /// the next request goes on a new connection and succeeds, sent once.
 #[tokio::test]
 async fn a_connection_closed_while_idle_is_not_used() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
     let counter = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                continue;
-            };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if read_request(&mut s, &mut buf).await.is_some() {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
-                    // A keep-alive timeout, as uvicorn's: closed while idle.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            });
+    let up = scripted(move |mut s| {
+        let counter = counter.clone();
+        async move {
+            let mut buf = Vec::new();
+            if read_request(&mut s, &mut buf).await.is_some() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // A keep-alive timeout, as uvicorn's: closed while idle.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-    });
+    })
+    .await;
     let (gw, _spans) = gateway(
         &format!("http://{up}"),
         |_| {},
@@ -503,14 +497,11 @@ async fn an_http2_client_gets_the_data_before_the_break_then_a_reset() {
 async fn bodies_held_for_parsing_are_bounded_across_requests() {
     use inferscope_semconv::inferscope as own;
     // An upstream that accepts and never reads: the first body stays in the gateway.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = listener.accept().await {
-            held.push(s);
-        }
-    });
+    let up = scripted(|s| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(s);
+    })
+    .await;
     let (gw, spans) = gateway(
         &format!("http://{up}"),
         |c| {

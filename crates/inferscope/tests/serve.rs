@@ -154,21 +154,7 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(code) = child.try_wait().unwrap() {
-            break code;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::park_timeout(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (code, stderr) = wait_exit(&mut child);
     assert!(code.success(), "exit {code:?}\n{stderr}");
     let written = std::fs::read_to_string(&spans).unwrap();
     assert!(
@@ -189,7 +175,7 @@ fn wait_exit(child: &mut std::process::Child) -> (std::process::ExitStatus, Stri
         if let Some(code) = child.try_wait().unwrap() {
             break code;
         }
-        assert!(Instant::now() < deadline, "no exit");
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
         std::thread::park_timeout(Duration::from_millis(50));
     };
     let mut stderr = String::new();
