@@ -326,6 +326,12 @@ impl Gateway {
         if let Some(task) = self.task.take() {
             clean = task.await.unwrap_or(false);
         }
+        // HTTP/2 streams run in tasks of their own, which end (and end their exchanges) just
+        // after their connection is dropped: wait for the last exchange, briefly.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.shared.metrics.in_flight.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // The admin endpoint answers (`/readyz`: 503) until the proxy has drained, and vLLM
         // exports its last spans after its requests end: the other listeners stop last.
         let _ = self.stop_side.send(Phase::Draining);

@@ -561,3 +561,46 @@ async fn only_include_usage_is_added_to_stream_options() {
     assert_eq!(echo["body_len"], want.len(), "{echo}");
     assert_eq!(echo["body_fnv"], fnv(want.as_bytes()), "{echo}");
 }
+
+/// Streams still running when the grace period ends, over HTTP/1.1 and over HTTP/2, have ended
+/// their spans (marked as cut by the shutdown) by the time `shutdown` returns, so an exporter
+/// flushed afterwards loses none.
+#[tokio::test]
+async fn shutdown_returns_once_every_cut_exchange_has_its_spans() {
+    use http_body_util::BodyExt as _;
+    let s = stack(
+        |c| c.engine.step_base_ms = 25.0,
+        |c| c.shutdown_grace = Duration::from_millis(300),
+    )
+    .await;
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":400,"ignore_eos":true,"stream":true}"#;
+    let mut bodies = Vec::new();
+    for h2 in [false, true] {
+        for _ in 0..3 {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .http2_only(h2)
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let req = http::Request::post(format!("{}/v1/chat/completions", s.gw.url()))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                    body.as_bytes(),
+                )))
+                .unwrap();
+            let mut resp = client.request(req).await.unwrap().into_body();
+            // The stream has started.
+            resp.frame().await.unwrap().unwrap();
+            bodies.push((client, resp));
+        }
+    }
+    assert_eq!(s.gw.in_flight(), 6);
+    let clean = s.gw.shutdown().await;
+    assert!(!clean);
+    let got = s.spans.take();
+    let cut = got
+        .iter()
+        .filter(|sp| sp.get(attr::ERROR_TYPE).and_then(|v| v.as_str()) == Some("gateway_shutdown"))
+        .count();
+    assert_eq!((got.len(), cut), (12, 12), "{got:?}");
+    drop(bodies);
+}
