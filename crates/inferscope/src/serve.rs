@@ -10,6 +10,9 @@ use inferscope_export::{ExporterSettings, TracingBuilder};
 use inferscope_gateway::Gateway;
 use inferscope_gateway::config::{self, CaptureSettings, FileConfig, GatewaySettings};
 
+/// The gateway's default export queue (`OTEL_BSP_MAX_QUEUE_SIZE`), in spans.
+const GATEWAY_QUEUE: usize = 8192;
+
 /// What `--hide` can hide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Hide {
@@ -201,12 +204,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => FileConfig::default(),
     };
     let (gateway, capture, exporter) = args.layers();
-    // The exporter's file layer names the gateway's service unless the user says otherwise.
+    // The exporter's file layer names the gateway's service unless the user says otherwise,
+    // and gives it a queue that holds three of vLLM's span batches with their phases (512
+    // spans are 2,560 records) beside its own spans, instead of the SDK default of 2,048.
     let mut file_layer = file.clone();
     file_layer
         .exporter
         .service_name
         .get_or_insert_with(|| "inferscope-gateway".to_owned());
+    file_layer
+        .exporter
+        .max_queue_size
+        .get_or_insert(GATEWAY_QUEUE);
     let loaded = config::load(&gateway, &capture, &exporter, &ProcessEnv, &file_layer)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.print_config {

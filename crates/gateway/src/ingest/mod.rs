@@ -181,16 +181,20 @@ pub(crate) async fn accept(
 /// anyway (and the queue drops and counts what does not fit).
 const ROOM_WAIT: Duration = Duration::from_secs(5);
 
-/// Hands a span to the exporter; while the export queue is full, waits (briefly, up to
-/// [`ROOM_WAIT`] in all) for the exporter to drain it, so that a large request is fed in at the
-/// exporter's pace instead of overflowing it. The sender waits for the answer meanwhile: that is
+/// Hands a span to the exporter. While the export queue is three quarters full, waits (a few
+/// milliseconds at a time, up to [`ROOM_WAIT`] in all) for the exporter to drain it, so that a
+/// large request is fed in at the exporter's pace and the last quarter stays free for the
+/// gateway's own spans, which cannot wait. The sender waits for the answer meanwhile: that is
 /// the back-pressure.
 async fn forward(shared: &Shared, span: SpanRecord) {
     if let Some(export) = &shared.export_stats {
         let deadline = tokio::time::Instant::now() + ROOM_WAIT;
         loop {
             let (queued, capacity) = export.queue_fill();
-            if capacity == 0 || queued < capacity || tokio::time::Instant::now() >= deadline {
+            if capacity == 0
+                || queued < capacity - capacity / 4
+                || tokio::time::Instant::now() >= deadline
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
