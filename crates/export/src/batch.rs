@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use crossbeam_queue::ArrayQueue;
 use inferscope_core::{SpanProcessor, SpanRecord};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -387,12 +389,12 @@ impl Worker {
     async fn run(mut self, mut ctrl: mpsc::UnboundedReceiver<Control>) {
         let queue = self.queue.clone();
         let mut timer = tokio::time::Instant::now() + self.config.schedule_delay;
-        // A flush or shutdown that arrived while a batch was being exported, and the spans
-        // that export lost (the shutdown cut it off).
-        let mut waiting: Option<Option<Control>> = None;
-        let mut lost_before = 0;
+        // Flushes and shutdowns that arrived while a batch was being exported, in order (`None`:
+        // every handle is gone), and the spans that export lost when a shutdown cut it off.
+        let mut waiting: VecDeque<Option<Control>> = VecDeque::new();
+        let mut cut_off = 0;
         loop {
-            let control = match waiting.take() {
+            let control = match waiting.pop_front() {
                 Some(c) => Some(c),
                 None => tokio::select! {
                     biased;
@@ -407,14 +409,13 @@ impl Worker {
             };
             match control {
                 Some(Some(Control::Flush { deadline, reply })) => {
-                    lost_before = 0;
                     let r = self.drain(deadline).await;
                     reply(r);
                     continue;
                 }
                 Some(Some(Control::Shutdown { deadline, reply })) => {
                     queue.closed.store(true, Ordering::Relaxed);
-                    let r = match (self.drain(deadline).await, lost_before) {
+                    let r = match (self.drain(deadline).await, std::mem::take(&mut cut_off)) {
                         (r, 0) => r,
                         (Ok(()), n) => Err(FlushError::Incomplete { failed: n }),
                         (Err(FlushError::Incomplete { failed }), n) => {
@@ -424,6 +425,7 @@ impl Worker {
                     };
                     self.sweep();
                     reply(r);
+                    // Flushes that came after the shutdown hear that the thread has stopped.
                     return;
                 }
                 // Every handle is gone: export what is left and stop.
@@ -439,26 +441,40 @@ impl Worker {
             queue.wake_pending.store(false, Ordering::Release);
             let timed_out = tokio::time::Instant::now() >= timer;
             // Full batches go now; a partial one waits for the timer.
-            while waiting.is_none() && queue.spans.len() >= self.config.max_export_batch_size {
+            while waiting.is_empty() && queue.spans.len() >= self.config.max_export_batch_size {
                 self.fill();
                 let deadline = Instant::now() + self.config.export_timeout;
-                (lost_before, waiting) = self.export(deadline, Some(&mut ctrl)).await;
+                cut_off = self.export(deadline, Some(&mut ctrl), &mut waiting).await;
                 timer = tokio::time::Instant::now() + self.config.schedule_delay;
             }
-            if waiting.is_none() && timed_out {
+            if waiting.is_empty() && timed_out {
                 self.fill();
                 let deadline = Instant::now() + self.config.export_timeout;
-                (lost_before, waiting) = self.export(deadline, Some(&mut ctrl)).await;
+                cut_off = self.export(deadline, Some(&mut ctrl), &mut waiting).await;
                 timer = tokio::time::Instant::now() + self.config.schedule_delay;
+            }
+            // The count of spans cut off matters only to the shutdown that cut them off.
+            if !waiting
+                .iter()
+                .any(|c| matches!(c, Some(Control::Shutdown { .. })))
+            {
+                cut_off = 0;
             }
         }
     }
 
     /// After shutdown: a span whose producer passed the `closed` check just before it was set
-    /// can still arrive; it is counted as dropped rather than left uncounted.
+    /// can still arrive. It was taken into the queue (counted as enqueued), so every exporter
+    /// counts it as failed rather than leaving it uncounted.
     fn sweep(&mut self) {
+        let mut n = 0;
         while self.queue.spans.pop().is_some() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            n += 1;
+        }
+        if n > 0 {
+            for sink in &self.stats.sinks {
+                sink.failed.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -482,7 +498,7 @@ impl Worker {
                 break;
             }
             let per_batch = deadline.min(Instant::now() + self.config.export_timeout);
-            failed += self.export(per_batch, None).await.0;
+            failed += self.export(per_batch, None, &mut VecDeque::new()).await;
         }
         if failed == 0 {
             Ok(())
@@ -502,9 +518,10 @@ impl Worker {
         &mut self,
         deadline: Instant,
         mut ctrl: Option<&mut mpsc::UnboundedReceiver<Control>>,
-    ) -> (u64, Option<Option<Control>>) {
+        waiting: &mut VecDeque<Option<Control>>,
+    ) -> u64 {
         if self.batch.is_empty() {
-            return (0, None);
+            return 0;
         }
         let n = self.batch.len() as u64;
         let batch = &self.batch;
@@ -515,7 +532,6 @@ impl Worker {
             .collect();
         let mut results: Vec<Option<Result<crate::exporter::Accepted, ExportError>>> =
             pending.iter().map(|_| None).collect();
-        let mut waiting = None;
         let mut cap: Option<Instant> = None;
         {
             let all_done = std::future::poll_fn(|cx| {
@@ -545,9 +561,11 @@ impl Worker {
                         None => std::future::pending().await,
                     }
                 };
+                // Once every handle is gone the channel only says so again: stop reading.
+                let closed = waiting.back().is_some_and(Option::is_none);
                 let control = async {
                     match ctrl.as_deref_mut() {
-                        Some(c) if waiting.is_none() => c.recv().await,
+                        Some(c) if !closed => c.recv().await,
                         _ => std::future::pending().await,
                     }
                 };
@@ -556,9 +574,9 @@ impl Worker {
                     () = capped => break,
                     c = control => {
                         if let Some(Control::Shutdown { deadline, .. }) = &c {
-                            cap = Some(*deadline);
+                            cap = Some(cap.map_or(*deadline, |at| at.min(*deadline)));
                         }
-                        waiting = Some(c);
+                        waiting.push_back(c);
                     }
                 }
             }
@@ -626,6 +644,6 @@ impl Worker {
             }
         }
         self.batch.clear();
-        (lost, waiting)
+        lost
     }
 }

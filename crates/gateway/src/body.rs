@@ -31,8 +31,9 @@ pub enum RequestBody {
     Full(VecDeque<Bytes>, Option<Held>),
     /// Streamed as it arrives.
     Stream(Incoming),
-    /// The first chunks were read (the body was over the parse limit), the rest streams.
-    Chained(VecDeque<Bytes>, Incoming),
+    /// The first chunks were read (the body was over the parse limit or the budget), the rest
+    /// streams; the chunks read hold their part of the budget until they have gone.
+    Chained(VecDeque<Bytes>, Incoming, Option<Held>),
 }
 
 impl RequestBody {
@@ -60,7 +61,7 @@ impl Body for RequestBody {
                 Poll::Ready(pieces.pop_front().map(|b| Ok(Frame::data(b))))
             }
             RequestBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(Into::into),
-            RequestBody::Chained(prefix, rest) => match prefix.pop_front() {
+            RequestBody::Chained(prefix, rest, _) => match prefix.pop_front() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => Pin::new(rest).poll_frame(cx).map_err(Into::into),
             },
@@ -71,7 +72,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Full(pieces, _) => pieces.is_empty(),
             RequestBody::Stream(s) => s.is_end_stream(),
-            RequestBody::Chained(p, s) => p.is_empty() && s.is_end_stream(),
+            RequestBody::Chained(p, s, _) => p.is_empty() && s.is_end_stream(),
         }
     }
 
@@ -80,7 +81,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Full(pieces, _) => SizeHint::with_exact(sum(pieces)),
             RequestBody::Stream(s) => s.size_hint(),
-            RequestBody::Chained(p, s) => {
+            RequestBody::Chained(p, s, _) => {
                 let prefix = sum(p);
                 let rest = s.size_hint();
                 let mut hint = SizeHint::new();
@@ -99,8 +100,8 @@ impl Body for RequestBody {
 pub(crate) enum ReadBody {
     /// All of it, in one buffer, and the parse budget it holds.
     Whole(Bytes, Held),
-    /// Not read whole: what was read, the rest to stream, and why.
-    Partial(VecDeque<Bytes>, Incoming, String),
+    /// Not read whole: what was read (and the budget it holds), the rest to stream, and why.
+    Partial(VecDeque<Bytes>, Option<Held>, Incoming, String),
 }
 
 /// Bodies smaller than this are copied into one buffer when edited; larger ones are sent as
@@ -108,8 +109,9 @@ pub(crate) enum ReadBody {
 const EDIT_IN_PLACE_BELOW: usize = 64 * 1024;
 
 /// Reads an inference request body whole, into one buffer of the announced length, taking
-/// its bytes from `budget`. A body over `limit`, or one that does not fit the budget, is
-/// not read further: the part read and the rest stream upstream unparsed.
+/// its bytes from `budget` as they arrive (a client that trickles a large body holds only what
+/// it sent). A body over `limit`, or one that no longer fits the budget, is not read further:
+/// the part read and the rest stream upstream unparsed.
 pub(crate) async fn read_inference_body(
     mut body: Incoming,
     limit: usize,
@@ -126,11 +128,9 @@ pub(crate) async fn read_inference_body(
     let hint = body.size_hint();
     let announced = usize::try_from(hint.lower()).unwrap_or(usize::MAX);
     if announced > limit {
-        return Ok(ReadBody::Partial(VecDeque::new(), body, over_limit()));
+        return Ok(ReadBody::Partial(VecDeque::new(), None, body, over_limit()));
     }
-    let Some(mut held) = budget.take(announced) else {
-        return Ok(ReadBody::Partial(VecDeque::new(), body, over_budget()));
-    };
+    let mut held = budget.hold();
     // One chunk is kept as it came; more are gathered into one buffer of the body's size.
     let mut first: Option<Bytes> = None;
     let mut all: Option<BytesMut> = None;
@@ -144,7 +144,7 @@ pub(crate) async fn read_inference_body(
             continue;
         }
         len += data.len();
-        let fits = len <= limit && (len <= held.len() || held.grow(len - held.len()));
+        let fits = len <= limit && held.grow(data.len());
         match (&mut all, first.take()) {
             (Some(all), _) => all.extend_from_slice(&data),
             (None, None) => first = Some(data),
@@ -162,7 +162,7 @@ pub(crate) async fn read_inference_body(
             } else {
                 over_budget()
             };
-            return Ok(ReadBody::Partial(read, body, why));
+            return Ok(ReadBody::Partial(read, Some(held), body, why));
         }
     }
     let whole = all.map(BytesMut::freeze).or(first).unwrap_or_default();
@@ -365,8 +365,12 @@ impl ResponseBody {
             && let Some(conn) = &self.conn
         {
             // hyper writes what it holds, then the connection ends; this body is not polled
-            // to an end.
-            conn.conn().cut();
+            // to an end. The first time, the task is woken: hyper may have just flushed and
+            // polled the body once more, and without a wake it would not flush again.
+            if !conn.conn().is_cut() {
+                conn.conn().cut();
+                cx.waker().wake_by_ref();
+            }
             return Poll::Pending;
         }
         let delay = self

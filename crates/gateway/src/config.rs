@@ -727,7 +727,8 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
         _ => return Err("expected an http:// URL".into()),
     }
     let authority = uri.authority().cloned().ok_or("the URL has no host")?;
-    if authority.as_str().contains('@') {
+    // Anywhere, not only in the authority: a password holding `/` ends the authority early.
+    if url.contains('@') {
         return Err("credentials in the upstream URL are not supported".into());
     }
     inferscope_export::config::check_port(&authority)?;

@@ -83,12 +83,12 @@ pub(crate) async fn handle(
                     let usage_requested = edit.is_some();
                     (edited(whole, edit.as_ref(), held), facts, usage_requested)
                 }
-                ReadBody::Partial(read, rest, why) => {
+                ReadBody::Partial(read, held, rest, why) => {
                     let facts = request::RequestFacts {
                         parse_error: Some(why),
                         ..request::RequestFacts::default()
                     };
-                    (RequestBody::Chained(read, rest), facts, false)
+                    (RequestBody::Chained(read, rest, held), facts, false)
                 }
             };
             if usage_requested {

@@ -9,8 +9,9 @@
 //! - **Quiet connections are closed.** A connection with no request in progress for the
 //!   header timeout is closed: one that never sends a byte, one that sent half a head, an idle
 //!   keep-alive or HTTP/2 connection. Checked once per period (no clock read per request): a
-//!   connection is closed between one and two periods after its last request ended, and one
-//!   that never sent a request after one period.
+//!   connection is closed after a whole period in which no request began or ended, so between
+//!   one and two periods after its last request ended, and one that never sent a request after
+//!   one period.
 //! - **Stopping.** [`Listener::serve`] stops accepting when told to drain, lets its connections
 //!   finish for the grace period, then cuts the rest and returns once every connection task has
 //!   ended, so whatever a cut connection held (an exchange and its spans) has ended too.
@@ -65,8 +66,9 @@ pub(crate) struct ClientConn {
     /// The client's IP, formatted once per connection for span attributes.
     pub(crate) ip: Arc<str>,
     cut: AtomicBool,
-    /// Requests started on this connection, ever.
-    started: AtomicU64,
+    /// Requests started or ended on this connection, ever: unchanged over a period means no
+    /// request began or finished in it.
+    events: AtomicU64,
     /// Requests whose response has not ended.
     active: AtomicUsize,
 }
@@ -77,7 +79,7 @@ impl ClientConn {
             addr,
             ip: Arc::from(addr.ip().to_string()),
             cut: AtomicBool::new(false),
-            started: AtomicU64::new(0),
+            events: AtomicU64::new(0),
             active: AtomicUsize::new(0),
         }
     }
@@ -88,9 +90,14 @@ impl ClientConn {
         self.cut.store(true, Ordering::Release);
     }
 
+    /// Whether the connection has been cut.
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
     /// A request started; it counts as in progress until the returned guard is dropped.
     pub(crate) fn request(self: &Arc<Self>) -> InProgress {
-        self.started.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         InProgress(self.clone())
     }
@@ -110,6 +117,7 @@ impl InProgress {
 impl Drop for InProgress {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.events.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -145,6 +153,15 @@ impl Write for ClientIo {
         let this = self.get_mut();
         if this.conn.cut.load(Ordering::Acquire) {
             let _ = std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx));
+            // Bytes the client sent that nobody read would turn the close into a reset, which
+            // discards what the kernel has not sent yet: read away what is there now.
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                match this.io.inner().try_read(&mut sink) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "response cut short",
@@ -343,18 +360,19 @@ impl Listener {
                             connection.as_mut().graceful_shutdown();
                         }
                         () = sleep.as_mut(), if timeout.is_some() && !draining => {
-                            let started = conn.started.load(Ordering::Relaxed);
+                            let events = conn.events.load(Ordering::Relaxed);
                             let idle = conn.active.load(Ordering::Relaxed) == 0;
                             // Asked to close a period ago, and still open: drop it.
                             if quiet && idle {
                                 return;
                             }
-                            if started == seen && idle {
-                                tracing::debug!(client = %conn.addr, requests = started, "closing a quiet connection");
+                            // Quiet for a whole period: no request began or ended in it.
+                            if events == seen && idle {
+                                tracing::debug!(client = %conn.addr, requests = events / 2, "closing a quiet connection");
                                 quiet = true;
                                 connection.as_mut().graceful_shutdown();
                             }
-                            seen = started;
+                            seen = events;
                             sleep.as_mut().reset(tokio::time::Instant::now() + period);
                         }
                     }

@@ -562,9 +562,25 @@ fn start_up_errors_hide_passwords_and_refuse_bad_ports() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("endpoint") && stderr.contains("`notaport` is not a number"),
+        stderr.contains("endpoint") && stderr.contains("the port is not a number"),
         "{stderr}"
     );
+    // A password holding a `/` ends the URL's authority early; it is still hidden.
+    let out = bin()
+        .args([
+            "serve",
+            "--upstream",
+            "http://bob:ab/cd@127.0.0.1:8000",
+            "--otlp-endpoint",
+            "https://user:xy/zw@collector:4318",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for secret in ["ab/cd", "xy/zw", "bob:", "user:"] {
+        assert!(!stderr.contains(secret), "{secret}:\n{stderr}");
+    }
     let out = bin()
         .args(["serve"])
         .env("INFERSCOPE_UPSTREAM", "http://alice:s3cr3t@127.0.0.1:x")

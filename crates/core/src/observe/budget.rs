@@ -52,11 +52,16 @@ impl ParseBudget {
 
     /// Takes `n` bytes, or nothing if they do not fit.
     pub fn take(self: &Arc<Self>, n: usize) -> Option<Held> {
-        let mut held = Held {
+        let mut held = self.hold();
+        held.grow(n).then_some(held)
+    }
+
+    /// A hold of no bytes yet, to [grow](Held::grow) as bytes arrive.
+    pub fn hold(self: &Arc<Self>) -> Held {
+        Held {
             budget: self.clone(),
             n: 0,
-        };
-        held.grow(n).then_some(held)
+        }
     }
 
     fn try_add(&self, n: usize) -> bool {

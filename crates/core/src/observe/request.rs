@@ -254,7 +254,9 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
         .stream_options
         .and_then(|raw| serde_json::from_str::<StreamOptions<'_>>(raw.get()).ok())
     {
-        facts.include_usage = options.include_usage.is_some_and(|v| v.get() == "true");
+        facts.include_usage = options
+            .include_usage
+            .is_some_and(|v| lax_bool(v) == Some(true));
     }
     if let Some(format) = decode(f.response_format).or_else(|| decode(f.text)) {
         let kind = format
@@ -425,6 +427,8 @@ pub fn include_usage_edit(api: Api, body: &[u8], facts: &RequestFacts) -> Option
     }
     let options: StreamOptions<'_> = serde_json::from_str(raw.get()).ok()?;
     let usage = match options.include_usage {
+        // A value vLLM would refuse is left for it to refuse.
+        Some(value) if lax_bool(value).is_none() && value.get() != "null" => return None,
         Some(value) => Change {
             range: span_in(body, value.get())?,
             with: b"true",
@@ -439,11 +443,11 @@ pub fn include_usage_edit(api: Api, body: &[u8], facts: &RequestFacts) -> Option
         },
     };
     let continuous = match options.continuous_usage_stats {
-        Some(c) if c.get() == "true" => Some(Change {
+        Some(c) if lax_bool(c) == Some(true) => Some(Change {
             range: span_in(body, c.get())?,
             with: b"false",
         }),
-        Some(c) if !matches!(c.get(), "false" | "null") => return None,
+        Some(c) if lax_bool(c).is_none() && c.get() != "null" => return None,
         _ => None,
     };
     Some(match continuous {
@@ -465,6 +469,26 @@ pub fn include_usage_edit(api: Api, body: &[u8], facts: &RequestFacts) -> Option
 /// [`include_usage_edit`], made: the body to send, or `None` to send it unchanged.
 pub fn with_include_usage(api: Api, body: &[u8], facts: &RequestFacts) -> Option<Vec<u8>> {
     include_usage_edit(api, body, facts).map(|e| e.apply(body))
+}
+
+/// A boolean as vLLM's request models read one (pydantic's lax mode): `true`/`false`, `1`/`0`
+/// (also `1.0`/`0.0`), and the strings `1`, `on`, `t`, `true`, `y`, `yes` and `0`, `off`, `f`,
+/// `false`, `n`, `no` in any case; anything else is `None` (vLLM refuses the request).
+fn lax_bool(raw: &RawValue) -> Option<bool> {
+    let text = raw.get();
+    match text {
+        "true" | "1" | "1.0" => return Some(true),
+        "false" | "0" | "0.0" => return Some(false),
+        _ => {}
+    }
+    let word: String = serde_json::from_str::<String>(text)
+        .ok()?
+        .to_ascii_lowercase();
+    match word.as_str() {
+        "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
+        "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
+        _ => None,
+    }
 }
 
 /// Where `part` (a slice borrowed from `body`) sits in `body`.
@@ -715,7 +739,7 @@ mod tests {
     /// byte stays, big numbers and key order included.
     #[test]
     fn stream_options_are_edited_in_place() {
-        let cases: [(&str, Option<&str>); 9] = [
+        let cases: [(&str, Option<&str>); 13] = [
             (
                 r#"{"seed":123456789012345678901234,"stream":true,"stream_options":{"continuous_usage_stats":false},"model":"m"}"#,
                 Some(
@@ -758,6 +782,23 @@ mod tests {
                 ),
             ),
             (r#"{"stream":true,"stream_options":"yes"}"#, None),
+            // What vLLM reads as true is asking already; what it would refuse is left to it.
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":1}}"#,
+                None,
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":"Yes"}}"#,
+                None,
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":"maybe"}}"#,
+                None,
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":"off"}}"#,
+                Some(r#"{"stream":true,"stream_options":{"include_usage":true}}"#),
+            ),
         ];
         for (body, want) in cases {
             let f = facts(body);

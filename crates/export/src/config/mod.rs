@@ -360,12 +360,14 @@ impl fmt::Display for ExporterConfig {
 /// `scheme://user:pass@host/…` → `scheme://<redacted>@host/…`, for logs and errors.
 pub fn redact_userinfo(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((_, host)) => {
+    // A password may hold an unescaped `/`, which ends the authority early: everything up to
+    // the last `@` before the query goes (an `@` in a path is rare enough to hide too much).
+    let query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let cut = rest[..query].rfind('@');
+    match cut {
+        Some(at) => {
             let sep = if scheme.is_empty() { "" } else { "://" };
-            format!("{scheme}{sep}<redacted>@{host}{tail}")
+            format!("{scheme}{sep}<redacted>@{}", &rest[at + 1..])
         }
         None => url.to_owned(),
     }
@@ -546,7 +548,8 @@ pub fn check_port(authority: &http::uri::Authority) -> Result<(), String> {
     };
     match port.parse::<u16>() {
         Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-        _ => Err(format!("the port `{port}` is not a number from 1 to 65535")),
+        // The text is not repeated: with a password that holds a `/`, it may be part of it.
+        _ => Err("the port is not a number from 1 to 65535".to_owned()),
     }
 }
 
@@ -1002,6 +1005,11 @@ mod tests {
             "<redacted>@collector:4317"
         );
         assert_eq!(redact_userinfo("http://c/x?a=b@c"), "http://c/x?a=b@c");
+        // A password holding `/` ends the authority early; it is hidden all the same.
+        assert_eq!(
+            redact_userinfo("https://user:ab/cd@collector:4318/v1/traces"),
+            "https://<redacted>@collector:4318/v1/traces"
+        );
     }
 
     #[test]

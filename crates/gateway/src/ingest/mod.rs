@@ -135,6 +135,9 @@ pub(crate) async fn accept(
     }
     stats.rejected.fetch_add(rejected, Ordering::Relaxed);
     let config = &shared.config;
+    // One bound for the whole request: the sender (vLLM's exporter, 10 s by default) must get
+    // its answer before it gives up and sends the batch again.
+    let room_until = tokio::time::Instant::now() + ROOM_WAIT;
     let opts = engine::EngineOptions {
         provider: &config.provider,
         engine_model: config.ingest.engine_model.as_deref(),
@@ -163,12 +166,12 @@ pub(crate) async fn accept(
             stats
                 .phases
                 .fetch_add(children.len() as u64, Ordering::Relaxed);
-            forward(shared, span).await;
+            forward(shared, span, room_until).await;
             for child in children {
-                forward(shared, child).await;
+                forward(shared, child, room_until).await;
             }
         } else {
-            forward(shared, span).await;
+            forward(shared, span, room_until).await;
         }
     }
     Ok(Accepted {
@@ -177,27 +180,25 @@ pub(crate) async fn accept(
     })
 }
 
-/// Longest an ingest request waits for room in the export queue before its spans go in
-/// anyway (and the queue drops and counts what does not fit).
+/// Longest one ingest request waits, in all, for room in the export queue before its spans go
+/// in anyway (and the queue drops and counts what does not fit).
 const ROOM_WAIT: Duration = Duration::from_secs(5);
 
-/// Hands a span to the exporter. While the export queue is three quarters full, waits (a few
-/// milliseconds at a time, up to [`ROOM_WAIT`] in all) for the exporter to drain it, so that a
-/// large request is fed in at the exporter's pace and the last quarter stays free for the
-/// gateway's own spans, which cannot wait. The sender waits for the answer meanwhile: that is
-/// the back-pressure.
-async fn forward(shared: &Shared, span: SpanRecord) {
+/// Hands a span to the exporter. While the export queue is three quarters full, waits (5 ms at
+/// a time, until `room_until`) for the exporter to drain it, so that a large request is fed in
+/// at the exporter's pace and the last quarter stays free for the gateway's own spans, which
+/// cannot wait. The sender waits for the answer meanwhile: that is the back-pressure.
+async fn forward(shared: &Shared, span: SpanRecord, room_until: tokio::time::Instant) {
     if let Some(export) = &shared.export_stats {
-        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
         loop {
             let (queued, capacity) = export.queue_fill();
             if capacity == 0
                 || queued < capacity - capacity / 4
-                || tokio::time::Instant::now() >= deadline
+                || tokio::time::Instant::now() >= room_until
             {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     shared

@@ -123,8 +123,9 @@ impl Conn {
     /// idle connections deliberately at their keep-alive timeout (uvicorn's, which vLLM
     /// uses, is 5 s by default), so a connection idle for [`TRUST_READINESS_FOR`] or longer
     /// always gets the read. A close within that time is the same race as one that arrives
-    /// just after the read, and the retry of a reused connection that fails before any byte
-    /// of a response covers both ([`super::Pool`]).
+    /// just after the read: the request is sent again only if writing it failed before any
+    /// byte was taken ([`super::Pool`], ADR 0010); otherwise the client gets a 502, never a
+    /// request sent twice.
     pub(crate) fn is_idle_usable(&mut self, idle_for: Duration) -> bool {
         if !self.keep_alive || !self.buf.is_empty() {
             return false;
