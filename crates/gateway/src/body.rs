@@ -109,15 +109,18 @@ pub(crate) enum ReadBody {
 const EDIT_IN_PLACE_BELOW: usize = 64 * 1024;
 
 /// Reads an inference request body whole, into one buffer of the announced length, taking
-/// its bytes from `budget` as they arrive (a client that trickles a large body holds only what
-/// it sent). A body over `limit`, or one that no longer fits the budget, is not read further:
-/// the part read and the rest stream upstream unparsed.
+/// its bytes from `budget`: the announced length at once (a body that cannot fit is not read
+/// at all, so a burst of large bodies parses some whole instead of all in part), more as bytes
+/// beyond it arrive. A body over `limit`, one that does not fit the budget, or one still
+/// arriving after `within` (the header timeout: a client that trickles a large body would
+/// otherwise hold its share of the budget as long as it likes) is not read further: the part
+/// read and the rest stream upstream unparsed.
 pub(crate) async fn read_inference_body(
     mut body: Incoming,
     limit: usize,
     budget: &Arc<ParseBudget>,
+    within: Option<Duration>,
 ) -> Result<ReadBody, String> {
-    use http_body_util::BodyExt as _;
     let over_limit = || format!("request body over {limit} bytes, not parsed");
     let over_budget = || {
         format!(
@@ -130,13 +133,45 @@ pub(crate) async fn read_inference_body(
     if announced > limit {
         return Ok(ReadBody::Partial(VecDeque::new(), None, body, over_limit()));
     }
-    let mut held = budget.hold();
+    let Some(mut held) = budget.take(announced) else {
+        return Ok(ReadBody::Partial(
+            VecDeque::new(),
+            None,
+            body,
+            over_budget(),
+        ));
+    };
+    let deadline = within.map(|w| Instant::now() + w);
+    // Made only when the body is not all there at once (most are).
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
     // One chunk is kept as it came; more are gathered into one buffer of the body's size.
     let mut first: Option<Bytes> = None;
     let mut all: Option<BytesMut> = None;
     let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| describe(&e))?;
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(cx) {
+                return Poll::Ready(Some(frame));
+            }
+            let Some(deadline) = deadline else {
+                return Poll::Pending;
+            };
+            let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            t.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        let frame = match next {
+            Some(Some(frame)) => frame.map_err(|e| describe(&e))?,
+            Some(None) => break,
+            None => {
+                let read = all.map(BytesMut::freeze).or(first).into_iter().collect();
+                let why = format!(
+                    "request body not parsed: still arriving after {} ms",
+                    within.unwrap_or_default().as_millis()
+                );
+                return Ok(ReadBody::Partial(read, Some(held), body, why));
+            }
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -144,7 +179,7 @@ pub(crate) async fn read_inference_body(
             continue;
         }
         len += data.len();
-        let fits = len <= limit && held.grow(data.len());
+        let fits = len <= limit && (len <= held.len() || held.grow(len - held.len()));
         match (&mut all, first.take()) {
             (Some(all), _) => all.extend_from_slice(&data),
             (None, None) => first = Some(data),

@@ -65,7 +65,13 @@ pub(crate) async fn handle(
     let upstream_body = match route::classify(&method, &path) {
         None => RequestBody::Stream(body),
         Some(route) => {
-            let read = match read_inference_body(body, config.max_parse_bytes, &shared.budget).await
+            let read = match read_inference_body(
+                body,
+                config.max_parse_bytes,
+                &shared.budget,
+                config.header_timeout,
+            )
+            .await
             {
                 Ok(r) => r,
                 Err(e) => {

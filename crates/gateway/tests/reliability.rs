@@ -604,3 +604,53 @@ async fn shutdown_returns_once_every_cut_exchange_has_its_spans() {
     assert_eq!((got.len(), cut), (12, 12), "{got:?}");
     drop(bodies);
 }
+
+/// A client that trickles an inference body holds its share of the parse budget for the header
+/// timeout at most: then the part read goes upstream, the rest streams behind it unparsed, the
+/// upstream gets every byte, and the span says why nothing was parsed.
+#[tokio::test]
+async fn a_trickled_body_is_forwarded_unparsed_after_the_header_timeout() {
+    use inferscope_semconv::inferscope as own;
+    let (up, _task) = echo_server().await;
+    let (gw, spans) = gateway(
+        &format!("http://{up}"),
+        |c| c.header_timeout = Some(Duration::from_millis(300)),
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hello there"}]}"#;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.write_all(&body[10..]).await.unwrap();
+    let mut wire = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !framed(&wire) || !parse_response(&wire).complete {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early");
+        wire.extend_from_slice(&chunk[..n]);
+    }
+    let seen = parse_response(&wire);
+    assert_eq!(seen.status, Some(200));
+    let echo: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(echo["body_len"], body.len());
+    assert_eq!(echo["body_fnv"], fnv(body));
+    let got = take_spans(&spans, 2).await;
+    let client = got.iter().find(|s| s.kind == SpanKind::Client).unwrap();
+    assert!(
+        string(client, own::BODY_PARSE_ERROR).contains("still arriving"),
+        "{client:?}"
+    );
+}
