@@ -23,28 +23,69 @@ use crate::upstream::{self, Pool};
 /// Errors of a body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The pieces of a body in memory: usually one, kept without a list (no allocation), or the
+/// several of an edited large body.
+#[derive(Debug, Clone, Default)]
+pub struct Pieces {
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl Pieces {
+    /// One piece.
+    pub fn one(bytes: Bytes) -> Pieces {
+        Pieces {
+            first: Some(bytes),
+            rest: VecDeque::new(),
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Bytes> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn len(&self) -> u64 {
+        let first = self.first.as_ref().map_or(0, |b| b.len() as u64);
+        first + self.rest.iter().map(|b| b.len() as u64).sum::<u64>()
+    }
+}
+
+impl FromIterator<Bytes> for Pieces {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(iter: I) -> Pieces {
+        let mut it = iter.into_iter();
+        Pieces {
+            first: it.next(),
+            rest: it.collect(),
+        }
+    }
+}
+
 /// A request body on its way upstream.
 #[derive(Debug)]
 pub enum RequestBody {
     /// Read whole for tracing (perhaps edited, as pieces that share the bytes read), with the
     /// parse budget it holds until it has gone.
-    Full(VecDeque<Bytes>, Option<Held>),
+    Full(Pieces, Option<Held>),
     /// Streamed as it arrives.
     Stream(Incoming),
     /// The first chunks were read (the body was over the parse limit or the budget), the rest
     /// streams; the chunks read hold their part of the budget until they have gone.
-    Chained(VecDeque<Bytes>, Incoming, Option<Held>),
+    Chained(Pieces, Incoming, Option<Held>),
 }
 
 impl RequestBody {
     /// A body of these bytes.
     pub fn full(bytes: Bytes) -> RequestBody {
-        RequestBody::Full(VecDeque::from([bytes]), None)
+        RequestBody::Full(Pieces::one(bytes), None)
     }
 
     /// An empty body.
     pub fn empty() -> RequestBody {
-        RequestBody::Full(VecDeque::new(), None)
+        RequestBody::Full(Pieces::default(), None)
     }
 }
 
@@ -77,12 +118,11 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let sum = |pieces: &VecDeque<Bytes>| pieces.iter().map(|b| b.len() as u64).sum::<u64>();
         match self {
-            RequestBody::Full(pieces, _) => SizeHint::with_exact(sum(pieces)),
+            RequestBody::Full(pieces, _) => SizeHint::with_exact(pieces.len()),
             RequestBody::Stream(s) => s.size_hint(),
             RequestBody::Chained(p, s, _) => {
-                let prefix = sum(p);
+                let prefix = p.len();
                 let rest = s.size_hint();
                 let mut hint = SizeHint::new();
                 hint.set_lower(prefix + rest.lower());
@@ -101,7 +141,7 @@ pub(crate) enum ReadBody {
     /// All of it, in one buffer, and the parse budget it holds.
     Whole(Bytes, Held),
     /// Not read whole: what was read (and the budget it holds), the rest to stream, and why.
-    Partial(VecDeque<Bytes>, Option<Held>, Incoming, String),
+    Partial(Pieces, Option<Held>, Incoming, String),
 }
 
 /// Bodies smaller than this are copied into one buffer when edited; larger ones are sent as
@@ -131,11 +171,16 @@ pub(crate) async fn read_inference_body(
     let hint = body.size_hint();
     let announced = usize::try_from(hint.lower()).unwrap_or(usize::MAX);
     if announced > limit {
-        return Ok(ReadBody::Partial(VecDeque::new(), None, body, over_limit()));
+        return Ok(ReadBody::Partial(
+            Pieces::default(),
+            None,
+            body,
+            over_limit(),
+        ));
     }
     let Some(mut held) = budget.take(announced) else {
         return Ok(ReadBody::Partial(
-            VecDeque::new(),
+            Pieces::default(),
             None,
             body,
             over_budget(),
@@ -207,20 +252,18 @@ pub(crate) async fn read_inference_body(
 /// The body to send upstream: `whole` with `edit` made (if any).
 pub(crate) fn edited(whole: Bytes, edit: Option<&Edit>, held: Held) -> RequestBody {
     let pieces = match edit {
-        None => VecDeque::from([whole]),
-        Some(e) if whole.len() < EDIT_IN_PLACE_BELOW => {
-            VecDeque::from([Bytes::from(e.apply(&whole))])
-        }
+        None => Pieces::one(whole),
+        Some(e) if whole.len() < EDIT_IN_PLACE_BELOW => Pieces::one(Bytes::from(e.apply(&whole))),
         Some(e) => {
-            let mut pieces = VecDeque::with_capacity(5);
+            let mut pieces = Vec::with_capacity(5);
             let mut at = 0;
             for c in e.changes() {
-                pieces.push_back(whole.slice(at..c.range.start));
-                pieces.push_back(Bytes::from_static(c.with));
+                pieces.push(whole.slice(at..c.range.start));
+                pieces.push(Bytes::from_static(c.with));
                 at = c.range.end;
             }
-            pieces.push_back(whole.slice(at..));
-            pieces
+            pieces.push(whole.slice(at..));
+            pieces.into_iter().collect()
         }
     };
     RequestBody::Full(pieces, Some(held))
