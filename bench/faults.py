@@ -249,6 +249,18 @@ def load(port, n, concurrency=8, **kw):
 ROWS = []
 
 
+def spans_with_error(rcv, error_type):
+    """Spans the receiver got whose `error.type` is `error_type`."""
+    return sum(1 for sp in rcv.spans for a in sp.attributes
+               if a.key == "error.type" and a.value.string_value == error_type)
+
+
+def last_line(err):
+    """The gateway's last `stopped` log line."""
+    lines = [l for l in err.splitlines() if " stopped " in l]
+    return lines[-1] if lines else ""
+
+
 def row(case, sent, failed, expected, received, before, after, ok, note):
     ROWS.append((case, sent, failed, expected, received, before, after, "pass" if ok else "FAIL", note))
     print(f"{case}: {'pass' if ok else 'FAIL'} ({note})", flush=True)
@@ -276,9 +288,9 @@ def receiver_fails(name, mode):
     after = rss_kib(g.pid)
     m = metrics(g.admin)
     err = g.stop()
-    last = [l for l in err.splitlines() if " stopped " in l]
+    last = last_line(err)
     ended = 2 * (sent + 50)
-    counts = re.search(r"spans_ended=(\d+).*spans_dropped=(\d+).*otlp: (\d+) exported, (\d+) failed, (\d+) rejected", last[-1] if last else "")
+    counts = re.search(r"spans_ended=(\d+).*spans_dropped=(\d+).*otlp: (\d+) exported, (\d+) failed, (\d+) rejected", last)
     counted = counts and int(counts.group(1)) == ended and \
         int(counts.group(2)) + int(counts.group(3)) + int(counts.group(4)) + int(counts.group(5)) == ended
     ok = failed == 0 and bool(counted) and after - before < 20 * 1024
@@ -369,8 +381,7 @@ def client_aborts():
         lags.append(time.time() - t0)
     time.sleep(1)
     g.stop()
-    aborted = sum(1 for sp in rcv.spans for a in sp.attributes
-                  if a.key == "error.type" and a.value.string_value == "client_aborted")
+    aborted = spans_with_error(rcv, "client_aborted")
     lags.sort()
     ok = lags[-1] < 0.5 and rcv.count() == 40 and aborted == 40
     row("client aborts mid-stream", 20, 0, 40, rcv.count(), 0, 0, ok,
@@ -681,8 +692,7 @@ def close_after_last_bytes():
         time.sleep(0.5)
         g.stop()
         srv.close()
-    broken = sum(1 for sp in rcv.spans for a in sp.attributes
-                 if a.key == "error.type" and a.value.string_value == "upstream_broken")
+    broken = spans_with_error(rcv, "upstream_broken")
     # The simulator's own fault, streamed and not.
     s = sim()
     g = gateway(f"http://127.0.0.1:{s.port}", rcv.endpoint())
@@ -795,9 +805,8 @@ def shutdown_cut():
     took = time.time() - t0
     for t in ts:
         t.join()
-    last = [l for l in err.splitlines() if " stopped " in l][-1]
-    cut = sum(1 for sp in rcv.spans for a in sp.attributes
-              if a.key == "error.type" and a.value.string_value == "gateway_shutdown")
+    last = last_line(err)
+    cut = spans_with_error(rcv, "gateway_shutdown")
     ok = rcv.count() == 40 and cut == 40 and "spans_ended=40" in last and "spans_dropped=0" in last
     row("20 streams cut at the end of a 1 s shutdown grace", 20, 20, 40, rcv.count(), 0, 0, ok,
         f"exit after {took:.1f} s; {cut} spans say gateway_shutdown; last line: {last.split('stopped', 1)[1].strip()}")
@@ -812,7 +821,7 @@ def spans_at_exit():
     sent, failed, _ = load(g.port, 100, body=CHAT)
     time.sleep(0.5)
     err = g.stop()
-    last = [l for l in err.splitlines() if " stopped " in l][-1]
+    last = last_line(err)
     m = re.search(r"spans_ended=(\d+).*spans_dropped=(\d+).*otlp: (\d+) exported, (\d+) failed, (\d+) rejected", last)
     total = sum(int(m.group(i)) for i in (2, 3, 4, 5)) if m else -1
     ok = m is not None and int(m.group(1)) == 2 * sent == total

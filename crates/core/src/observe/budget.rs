@@ -35,11 +35,6 @@ impl ParseBudget {
         }
     }
 
-    /// An unlimited budget.
-    pub fn unlimited() -> Arc<ParseBudget> {
-        Arc::new(ParseBudget::new(usize::MAX))
-    }
-
     /// The bound.
     pub fn limit(&self) -> usize {
         self.limit
