@@ -38,6 +38,7 @@ pub mod join;
 pub mod metrics;
 mod proxy;
 mod server;
+mod socket;
 mod upstream;
 
 pub use server::raise_open_file_limit;

@@ -38,6 +38,8 @@ use hyper_util::server::conn::auto::Builder;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
+use crate::socket::{Pending, recv_now};
+
 /// How a listener treats its connections.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -125,9 +127,111 @@ impl Drop for InProgress {
 /// next flush (which hyper makes only after writing everything it buffered) shuts the socket's
 /// write side and fails, and hyper drops the connection: the client gets every byte, then the
 /// end of the stream, as it would from an upstream that closed.
+///
+/// **Lingering close.** Closing a socket that holds bytes nobody read makes the kernel send a
+/// reset instead of a FIN, and a reset can reach the client before it has read the response:
+/// a client still uploading (an upstream that answered 413 early, say) then sees its write
+/// fail with a broken pipe and never reads the answer. So whenever the gateway ends a
+/// connection (hyper's shutdown, or a cut) it first shuts its write side, then, if the client
+/// has sent bytes nobody read, reads and discards what arrives until the client closes, it
+/// stays quiet for [`LINGER_QUIET`], or [`LINGER_MAX`] has passed, as nginx's
+/// `lingering_close` does. Memory stays one small buffer; time is bounded.
 pub(crate) struct ClientIo {
     io: TokioIo<TcpStream>,
     conn: Arc<ClientConn>,
+    linger: Linger,
+}
+
+/// Longest a closing connection reads away what its client still sends (nginx: 30 s).
+const LINGER_MAX: Duration = Duration::from_secs(5);
+/// A closing connection whose client sends nothing for this long is closed (nginx: 5 s).
+const LINGER_QUIET: Duration = Duration::from_millis(500);
+/// Reads per poll while lingering, before yielding to other tasks.
+const LINGER_READS_PER_POLL: usize = 64;
+
+/// Where a connection is in its lingering close.
+enum Linger {
+    /// Not closing yet.
+    Open,
+    /// Write side shut; reading away what the client still sends.
+    Draining {
+        /// The end of the whole linger.
+        until: tokio::time::Instant,
+        /// The end of the current quiet spell.
+        quiet: Pin<Box<tokio::time::Sleep>>,
+    },
+    /// Done: the socket may close.
+    Done,
+}
+
+impl ClientIo {
+    fn new(stream: TcpStream, conn: Arc<ClientConn>) -> ClientIo {
+        ClientIo {
+            io: TokioIo::new(stream),
+            conn,
+            linger: Linger::Open,
+        }
+    }
+
+    /// Shuts the write side (every byte written before it goes first), then reads away what
+    /// the client still sends (see [`ClientIo`]). Ready once the socket may close.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut sink = [0u8; 16 * 1024];
+        loop {
+            match &mut self.linger {
+                Linger::Done => return Poll::Ready(()),
+                Linger::Open => {
+                    let shut = std::task::ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    // Asked of the kernel, not of the reactor, which may not have looked yet.
+                    // Nothing unread: the close sends a FIN, not a reset; no need to linger.
+                    let unread = recv_now(self.io.inner(), &mut sink, false);
+                    self.linger = match (shut, unread) {
+                        (Ok(()), Pending::Bytes(_)) => {
+                            let now = tokio::time::Instant::now();
+                            Linger::Draining {
+                                until: now + LINGER_MAX,
+                                quiet: Box::pin(tokio::time::sleep_until(now + LINGER_QUIET)),
+                            }
+                        }
+                        _ => Linger::Done,
+                    };
+                }
+                Linger::Draining { until, quiet } => {
+                    let stream = self.io.inner();
+                    let finished = 'drain: {
+                        for _ in 0..LINGER_READS_PER_POLL {
+                            match stream.poll_read_ready(cx) {
+                                Poll::Pending => {
+                                    if quiet.as_mut().poll(cx).is_pending() {
+                                        return Poll::Pending;
+                                    }
+                                    break 'drain true;
+                                }
+                                Poll::Ready(Err(_)) => break 'drain true,
+                                Poll::Ready(Ok(())) => match stream.try_read(&mut sink) {
+                                    // The client closed: nothing more can arrive.
+                                    Ok(0) => break 'drain true,
+                                    Ok(_) => {
+                                        let next = tokio::time::Instant::now() + LINGER_QUIET;
+                                        quiet.as_mut().reset(next.min(*until));
+                                    }
+                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                                    Err(_) => break 'drain true,
+                                },
+                            }
+                        }
+                        tokio::time::Instant::now() >= *until
+                    };
+                    if !finished {
+                        // A batch read and the client is still sending: let others run.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    self.linger = Linger::Done;
+                }
+            }
+        }
+    }
 }
 
 impl Read for ClientIo {
@@ -152,16 +256,7 @@ impl Write for ClientIo {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.conn.cut.load(Ordering::Acquire) {
-            let _ = std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx));
-            // Bytes the client sent that nobody read would turn the close into a reset, which
-            // discards what the kernel has not sent yet: read away what is there now.
-            let mut sink = [0u8; 4096];
-            for _ in 0..16 {
-                match this.io.inner().try_read(&mut sink) {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
-            }
+            std::task::ready!(this.poll_close(cx));
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "response cut short",
@@ -171,7 +266,7 @@ impl Write for ClientIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        self.get_mut().poll_close(cx).map(Ok)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -326,10 +421,7 @@ impl Listener {
             let guard = OpenGuard(self.open.clone());
             let _ = stream.set_nodelay(true);
             let conn = Arc::new(ClientConn::new(addr));
-            let io = ClientIo {
-                io: TokioIo::new(stream),
-                conn: conn.clone(),
-            };
+            let io = ClientIo::new(stream, conn.clone());
             let handle = handle.clone();
             let service_conn = conn.clone();
             let service = hyper::service::service_fn(move |req| {

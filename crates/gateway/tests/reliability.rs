@@ -654,3 +654,67 @@ async fn a_trickled_body_is_forwarded_unparsed_after_the_header_timeout() {
         "{client:?}"
     );
 }
+
+/// A client that sends its whole body before it reads (as curl and Python's `requests` do)
+/// gets an upstream's early answer, not a reset: the gateway reads away the rest of the
+/// upload before it closes the connection.
+#[tokio::test]
+async fn a_client_still_uploading_gets_the_early_answer() {
+    const BODY: usize = 16 << 20;
+    let upstream = scripted(|mut s| async move {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let body = r#"{"error":{"message":"upload too large","type":"PayloadTooLarge"}}"#;
+        let reply = format!(
+            "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.write_all(reply.as_bytes()).await;
+        // Closed with the upload unread.
+    })
+    .await;
+    let (gw, _spans) = gateway(
+        &format!("http://{upstream}"),
+        |_| {},
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    let addr: SocketAddr = gw.addr();
+    let upload = vec![b'x'; BODY];
+    for path in ["/v1/files", "/v1/chat/completions"] {
+        for attempt in 0..3 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {BODY}\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            let sent = tokio::time::timeout(Duration::from_secs(10), s.write_all(&upload))
+                .await
+                .expect("the upload is read in time");
+            assert!(sent.is_ok(), "{path} #{attempt}: upload failed: {sent:?}");
+            // Read until the answer is complete (the connection may stay open for the next).
+            let mut wire = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), async {
+                let mut chunk = [0u8; 8192];
+                while !parse_response(&wire).complete {
+                    match s.read(&mut chunk).await {
+                        Ok(0) => break,
+                        Ok(n) => wire.extend_from_slice(&chunk[..n]),
+                        Err(e) => panic!("{path} #{attempt}: the answer, not {e}"),
+                    }
+                }
+            })
+            .await
+            .expect("the answer in time");
+            let seen = parse_response(&wire);
+            assert_eq!(seen.status, Some(413), "{path} #{attempt}");
+            assert!(seen.complete, "{path} #{attempt}: {seen:?}");
+        }
+    }
+}

@@ -116,8 +116,8 @@ impl Conn {
     /// The last read of a body that came up short of the buffer drained the socket, and Tokio
     /// then cleared its readiness (see [`Conn::poll_fill`]). If the reactor has seen nothing on
     /// the socket since, it is still empty and open, and no system call is needed. Otherwise
-    /// (data, end of stream, a reset, or a last read that filled the buffer) a one-byte read
-    /// tells.
+    /// (data, end of stream, a reset, or a last read that filled the buffer) a one-byte peek
+    /// asked of the kernel tells.
     ///
     /// The reactor may not have picked up a close that the kernel already has. Upstreams close
     /// idle connections deliberately at their keep-alive timeout (uvicorn's, which vLLM
@@ -134,8 +134,10 @@ impl Conn {
         if idle_for < TRUST_READINESS_FOR && self.stream.poll_read_ready(&mut cx).is_pending() {
             return true;
         }
+        // Asked of the kernel: Tokio's `try_read` would answer "nothing there" without a system
+        // call while the reactor has not looked (see [`crate::socket`]).
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        crate::socket::recv_now(&self.stream, &mut probe, true) == crate::socket::Pending::Nothing
     }
 
     /// Reads more bytes into the buffer. `Ready(Ok(0))` at the end of the stream.
