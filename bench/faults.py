@@ -715,6 +715,81 @@ def close_after_last_bytes():
     rcv.stop()
 
 
+def early_answer():
+    """An upstream that refuses an upload after its head (413) and reads the rest away, as a
+    server with a body-size limit and a lingering close does; the client sends its whole body
+    before reading (Python's http.client, as curl and requests do)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(128)
+    body = b'{"error":{"message":"upload too large","type":"PayloadTooLarge"}}'
+    reply = (b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
+             + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+
+    def one(c):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            b = c.recv(65536)
+            if not b:
+                c.close()
+                return
+            buf += b
+        c.sendall(reply)
+        c.shutdown(socket.SHUT_WR)
+        c.settimeout(5)
+        try:
+            while c.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+        c.close()
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(c,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = srv.getsockname()[1]
+    rcv = Receiver()
+    g = gateway(f"http://127.0.0.1:{port}", rcv.endpoint())
+    upload = b"x" * (16 << 20)
+    tries = wrong = 0
+    direct = []
+    odd = []
+    for path in ("/v1/files", "/v1/chat/completions"):
+        for target in (port, g.port):
+            for _ in range(10):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", target, timeout=10)
+                    c.request("POST", path, upload, {"content-type": "application/json"})
+                    status = c.getresponse().status
+                    c.close()
+                except Exception as e:
+                    status = type(e).__name__
+                if target == port:
+                    direct.append(status)
+                else:
+                    tries += 1
+                    if status != 413:
+                        wrong += 1
+                        odd.append(f"{path}: {status}")
+    time.sleep(0.5)
+    g.stop()
+    srv.close()
+    spans = sum(1 for sp in rcv.spans for a in sp.attributes
+                if a.key == "http.response.status_code" and a.value.int_value == 413)
+    ok = wrong == 0 and all(d == 413 for d in direct) and spans == 30
+    row("upstream answers 413 early to a 16 MiB upload", tries, wrong, 30, spans, 0, 0, ok,
+        f"{tries - wrong} of {tries} clients that send their whole body first got the 413 "
+        f"(directly: {sum(d == 413 for d in direct)} of {len(direct)})" + (f"; others: {', '.join(odd)}" if odd else ""))
+    rcv.stop()
+
+
 def post_replay():
     seen = []
     srv = socket.socket()
@@ -900,6 +975,7 @@ CASES = [
     ("close-after-last-bytes", close_after_last_bytes),
     ("shutdown-cut", shutdown_cut),
     ("post-replay", post_replay),
+    ("early-answer", early_answer),
     ("large-bodies", large_inference_bodies),
     ("spans-at-exit", spans_at_exit),
     ("start-up-errors", start_up_errors),

@@ -17,23 +17,23 @@ use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
 use crate::failure::{Failure, describe};
-use crate::server::InProgress;
+use crate::server::{ClientBody, InProgress};
 use crate::upstream::{self, Pool};
 
 /// Errors of a body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The pieces of a body in memory: usually one, kept without a list (no allocation), or the
 /// several of an edited large body.
 #[derive(Debug, Clone, Default)]
-pub struct Pieces {
+pub(crate) struct Pieces {
     first: Option<Bytes>,
     rest: VecDeque<Bytes>,
 }
 
 impl Pieces {
     /// One piece.
-    pub fn one(bytes: Bytes) -> Pieces {
+    pub(crate) fn one(bytes: Bytes) -> Pieces {
         Pieces {
             first: Some(bytes),
             rest: VecDeque::new(),
@@ -66,25 +66,24 @@ impl FromIterator<Bytes> for Pieces {
 
 /// A request body on its way upstream.
 #[derive(Debug)]
-pub enum RequestBody {
+#[allow(
+    dead_code,
+    reason = "the `Held` parts are kept for their drop: the parse budget returns when the body has gone"
+)]
+pub(crate) enum RequestBody {
     /// Read whole for tracing (perhaps edited, as pieces that share the bytes read), with the
     /// parse budget it holds until it has gone.
     Full(Pieces, Option<Held>),
     /// Streamed as it arrives.
-    Stream(Incoming),
+    Stream(ClientBody),
     /// The first chunks were read (the body was over the parse limit or the budget), the rest
     /// streams; the chunks read hold their part of the budget until they have gone.
-    Chained(Pieces, Incoming, Option<Held>),
+    Chained(Pieces, ClientBody, Option<Held>),
 }
 
 impl RequestBody {
-    /// A body of these bytes.
-    pub fn full(bytes: Bytes) -> RequestBody {
-        RequestBody::Full(Pieces::one(bytes), None)
-    }
-
     /// An empty body.
-    pub fn empty() -> RequestBody {
+    pub(crate) fn empty() -> RequestBody {
         RequestBody::Full(Pieces::default(), None)
     }
 }
@@ -141,7 +140,7 @@ pub(crate) enum ReadBody {
     /// All of it, in one buffer, and the parse budget it holds.
     Whole(Bytes, Held),
     /// Not read whole: what was read (and the budget it holds), the rest to stream, and why.
-    Partial(Pieces, Option<Held>, Incoming, String),
+    Partial(Pieces, Option<Held>, ClientBody, String),
 }
 
 /// Bodies smaller than this are copied into one buffer when edited; larger ones are sent as
@@ -156,7 +155,7 @@ const EDIT_IN_PLACE_BELOW: usize = 64 * 1024;
 /// otherwise hold its share of the budget as long as it likes) is not read further: the part
 /// read and the rest stream upstream unparsed.
 pub(crate) async fn read_inference_body(
-    mut body: Incoming,
+    mut body: ClientBody,
     limit: usize,
     budget: &Arc<ParseBudget>,
     within: Option<Duration>,
@@ -320,7 +319,7 @@ impl UpstreamBody {
 /// whatever bytes it has already read, and every chunk available now leaves as one frame (one
 /// write to the client), up to [`COALESCE`] bytes; the first chunk leaves alone, at once.
 /// Nothing waits for bytes not yet arrived.
-pub struct ResponseBody {
+pub(crate) struct ResponseBody {
     inner: Option<UpstreamBody>,
     exchange: Option<Exchange>,
     /// Where the upstream connection goes back at the end of the body.
@@ -368,7 +367,7 @@ pub(crate) const H2_RESET_DELAY: Duration = Duration::from_millis(20);
 
 impl ResponseBody {
     /// A body the gateway wrote itself.
-    pub fn full(bytes: Bytes) -> ResponseBody {
+    pub(crate) fn full(bytes: Bytes) -> ResponseBody {
         ResponseBody {
             inner: None,
             exchange: None,

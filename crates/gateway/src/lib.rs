@@ -28,7 +28,7 @@
 //! ```
 
 pub mod admin;
-pub mod body;
+mod body;
 pub mod config;
 mod exchange;
 pub mod failure;

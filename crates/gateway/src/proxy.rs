@@ -32,7 +32,7 @@ use crate::exchange::{Exchange, Inference};
 use crate::failure::{Failure, describe};
 use crate::headers::remove_hop_by_hop;
 use crate::join::JoinInfo;
-use crate::server::{ClientConn, InProgress};
+use crate::server::{ClientBody, ClientConn, InProgress};
 
 /// Serves one request. Never fails: every failure becomes a response and a span.
 pub(crate) async fn handle(
@@ -42,6 +42,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let arrived = std::time::SystemTime::now();
     let (mut parts, body) = req.into_parts();
+    let body = ClientBody::new(body, in_progress.conn().clone());
     let config = &shared.config;
     let version = parts.version;
 

@@ -68,6 +68,9 @@ pub(crate) struct ClientConn {
     /// The client's IP, formatted once per connection for span attributes.
     pub(crate) ip: Arc<str>,
     cut: AtomicBool,
+    /// A request body on this connection was left unread (the response went first): the
+    /// client may still be sending it when the connection closes.
+    unread_body: AtomicBool,
     /// Requests started or ended on this connection, ever: unchanged over a period means no
     /// request began or finished in it.
     events: AtomicU64,
@@ -81,6 +84,7 @@ impl ClientConn {
             addr,
             ip: Arc::from(addr.ip().to_string()),
             cut: AtomicBool::new(false),
+            unread_body: AtomicBool::new(false),
             events: AtomicU64::new(0),
             active: AtomicUsize::new(0),
         }
@@ -123,6 +127,61 @@ impl Drop for InProgress {
     }
 }
 
+/// A request body as the client sends it. Dropped before its end (the upstream answered
+/// early, say), it marks its connection: the client may still be sending, and the connection's
+/// close must read that away first (see [`ClientIo`]).
+#[derive(Debug)]
+pub(crate) struct ClientBody {
+    body: Incoming,
+    conn: Arc<ClientConn>,
+    ended: bool,
+}
+
+impl ClientBody {
+    /// `body`, arriving on `conn`.
+    pub(crate) fn new(body: Incoming, conn: Arc<ClientConn>) -> ClientBody {
+        ClientBody {
+            body,
+            conn,
+            ended: false,
+        }
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        if frame.is_none() {
+            this.ended = true;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        use http_body::Body as _;
+        if !self.is_end_stream() {
+            self.conn.unread_body.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The client's socket as hyper sees it. Once the connection is [cut](ClientConn::cut), the
 /// next flush (which hyper makes only after writing everything it buffered) shuts the socket's
 /// write side and fails, and hyper drops the connection: the client gets every byte, then the
@@ -133,9 +192,10 @@ impl Drop for InProgress {
 /// a client still uploading (an upstream that answered 413 early, say) then sees its write
 /// fail with a broken pipe and never reads the answer. So whenever the gateway ends a
 /// connection (hyper's shutdown, or a cut) it first shuts its write side, then, if the client
-/// has sent bytes nobody read, reads and discards what arrives until the client closes, it
-/// stays quiet for [`LINGER_QUIET`], or [`LINGER_MAX`] has passed, as nginx's
-/// `lingering_close` does. Memory stays one small buffer; time is bounded.
+/// has sent bytes nobody read or a request body was left unread ([`ClientBody`]), reads and
+/// discards what arrives until the client closes, it stays quiet for [`LINGER_QUIET`], or
+/// [`LINGER_MAX`] has passed, as nginx's `lingering_close` does. Memory stays one small
+/// buffer; time is bounded.
 pub(crate) struct ClientIo {
     io: TokioIo<TcpStream>,
     conn: Arc<ClientConn>,
@@ -164,6 +224,16 @@ enum Linger {
     Done,
 }
 
+impl Linger {
+    fn draining() -> Linger {
+        let now = tokio::time::Instant::now();
+        Linger::Draining {
+            until: now + LINGER_MAX,
+            quiet: Box::pin(tokio::time::sleep_until(now + LINGER_QUIET)),
+        }
+    }
+}
+
 impl ClientIo {
     fn new(stream: TcpStream, conn: Arc<ClientConn>) -> ClientIo {
         ClientIo {
@@ -185,14 +255,12 @@ impl ClientIo {
                     // Asked of the kernel, not of the reactor, which may not have looked yet.
                     // Nothing unread: the close sends a FIN, not a reset; no need to linger.
                     let unread = recv_now(self.io.inner(), &mut sink, false);
+                    // A body left unread may still be on its way even if nothing is here now.
+                    let body_left = self.conn.unread_body.load(Ordering::Relaxed)
+                        && matches!(unread, Pending::Nothing);
                     self.linger = match (shut, unread) {
-                        (Ok(()), Pending::Bytes(_)) => {
-                            let now = tokio::time::Instant::now();
-                            Linger::Draining {
-                                until: now + LINGER_MAX,
-                                quiet: Box::pin(tokio::time::sleep_until(now + LINGER_QUIET)),
-                            }
-                        }
+                        (Ok(()), Pending::Bytes(_)) => Linger::draining(),
+                        (Ok(()), _) if body_left => Linger::draining(),
                         _ => Linger::Done,
                     };
                 }

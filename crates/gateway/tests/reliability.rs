@@ -688,7 +688,7 @@ async fn a_client_still_uploading_gets_the_early_answer() {
     let addr: SocketAddr = gw.addr();
     let upload = vec![b'x'; BODY];
     for path in ["/v1/files", "/v1/chat/completions"] {
-        for attempt in 0..3 {
+        for attempt in 0..10 {
             let mut s = TcpStream::connect(addr).await.unwrap();
             let head = format!(
                 "POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {BODY}\r\n\r\n"
