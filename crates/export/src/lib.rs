@@ -29,7 +29,6 @@ pub mod config;
 pub mod exporter;
 pub mod otlp;
 mod pipeline;
-pub mod secret;
 pub mod sink;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -37,8 +36,8 @@ pub mod testing;
 pub use batch::{ExportStats, FlushError, StatsSnapshot};
 pub use config::{ConfigErrors, ExporterConfig, ExporterSettings, Protocol};
 pub use exporter::{Accepted, ExportError, SpanExporter};
+pub use inferscope_settings::Secret;
 pub use pipeline::{Tracing, TracingBuilder, init_tracer};
-pub use secret::Secret;
 
 /// Why a pipeline could not start.
 #[derive(Debug, thiserror::Error)]

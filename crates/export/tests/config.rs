@@ -474,6 +474,17 @@ fn exporters_and_off_switch() {
     assert!(c.exporters.is_empty());
     let c = load(&none(), &[("OTEL_SDK_DISABLED", "TRUE")], &none());
     assert!(c.disabled);
+    // One boolean grammar for every setting: 1/0, yes/no, on/off too.
+    for (text, want) in [
+        ("yes", true),
+        ("1", true),
+        ("On", true),
+        ("no", false),
+        ("0", false),
+    ] {
+        let c = load(&none(), &[("OTEL_SDK_DISABLED", text)], &none());
+        assert_eq!(c.disabled, want, "{text}");
+    }
     let explicit = ExporterSettings {
         disabled: Some(false),
         ..none()
@@ -494,7 +505,7 @@ fn every_invalid_value_is_reported_at_once_with_its_variable_and_value() {
             ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "-1"),
             ("OTEL_BSP_SCHEDULE_DELAY", "soon"),
-            ("OTEL_SDK_DISABLED", "yes"),
+            ("OTEL_SDK_DISABLED", "perhaps"),
             ("OTEL_TRACES_EXPORTER", "zipkin"),
             ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "maybe"),
         ],
@@ -507,7 +518,7 @@ fn every_invalid_value_is_reported_at_once_with_its_variable_and_value() {
         "OTEL_TRACES_SAMPLER=\"jaeger_remote\"",
         "OTEL_BSP_MAX_QUEUE_SIZE=\"-1\"",
         "OTEL_BSP_SCHEDULE_DELAY=\"soon\"",
-        "OTEL_SDK_DISABLED=\"yes\"",
+        "OTEL_SDK_DISABLED=\"perhaps\"",
         "OTEL_TRACES_EXPORTER=\"zipkin\"",
         "OTEL_EXPORTER_OTLP_TRACES_INSECURE=\"maybe\"",
     ];

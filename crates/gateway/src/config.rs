@@ -1,7 +1,9 @@
-//! The gateway's configuration: raw layers (flags, environment, a TOML file), resolved with the
-//! precedence flag > environment > file > default into a typed [`GatewayConfig`], every
-//! unusable value reported at once. The exporter's own settings (the `[exporter]` table and the
-//! `OTEL_*` variables) resolve through `inferscope-export` in the same pass.
+//! The gateway's configuration: the `[gateway]` and `[capture]` settings tables (one row per
+//! setting: key, flag, environment variable, type, check, default, doc), resolved with flag >
+//! environment > file > default into a typed [`GatewayConfig`], every unusable value reported
+//! at once. The exporter's own table (`[exporter]` and the `OTEL_*` variables) resolves through
+//! `inferscope-export` in the same pass. Rules across settings are the named functions at the
+//! end: [`listeners_clash`], [`parse_budget`], [`export_loop`].
 //!
 //! ```toml
 //! [gateway]
@@ -21,221 +23,23 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use http::HeaderName;
-use inferscope_core::observe::capture::{CapturePolicy, REDACTED, Redaction};
-use inferscope_export::config::{ConfigError, Env, Layers, Origin, redact_userinfo};
-use inferscope_export::{ConfigErrors, ExporterConfig, ExporterSettings};
+use inferscope_core::observe::capture::{CapturePolicy, Redaction};
+use inferscope_export::config::{ExporterSettings, resolve_with};
+use inferscope_export::{ConfigErrors, ExporterConfig};
 use inferscope_semconv::dialect::Dialect;
-use serde::Deserialize;
+use inferscope_settings::{
+    ConfigError, Env, FileLayer, Flag, Origin, Report, Resolver, Value, check_port, ok, opt,
+    redact_userinfo, req, settings,
+};
 
 use crate::ingest::IngestConfig;
 
-/// Gateway settings as a person writes them (flags, `[gateway]` in a file, the environment).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewaySettings {
-    /// The upstream base URL, e.g. `http://127.0.0.1:8000`.
-    pub upstream: Option<String>,
-    /// Where the proxy listens.
-    pub listen: Option<String>,
-    /// Where the admin endpoints listen, or `off`.
-    pub admin: Option<String>,
-    /// Speak HTTP/2 with prior knowledge (h2c) to the upstream.
-    pub upstream_h2c: Option<bool>,
-    /// `gen_ai.provider.name`.
-    pub provider: Option<String>,
-    /// Connecting to the upstream, milliseconds.
-    pub connect_timeout_ms: Option<u64>,
-    /// From sending the request to the upstream's response headers, milliseconds.
-    pub first_byte_timeout_ms: Option<u64>,
-    /// Longest silence within a response body, milliseconds (0: none).
-    pub idle_timeout_ms: Option<u64>,
-    /// Longest whole exchange, milliseconds (0, the default: none; streams may run long).
-    pub total_timeout_ms: Option<u64>,
-    /// Ask the upstream for stream usage and hide the extra chunk from the client.
-    pub inject_usage: Option<bool>,
-    /// The response header that names the trace (empty: none).
-    pub traceresponse_header: Option<String>,
-    /// Attribute dialects: `otel` (always), `vllm`, `openinference`.
-    pub dialects: Option<Vec<String>>,
-    /// How long in-flight requests may finish after SIGTERM, milliseconds.
-    pub shutdown_grace_ms: Option<u64>,
-    /// Most bytes of a request or non-streamed response body read for tracing.
-    pub max_parse_bytes: Option<usize>,
-    /// Most bytes held for parsing across all requests at once.
-    pub max_parse_bytes_total: Option<usize>,
-    /// Time a client connection has to send a request head, from connect or from the end of
-    /// its previous request; a connection quiet that long is closed. Milliseconds, 0: none.
-    pub header_timeout_ms: Option<u64>,
-    /// Most client connections open at once (default: from the open-file limit).
-    pub max_connections: Option<usize>,
-    /// Request headers recorded on the SERVER span (an allowlist; secrets are refused).
-    pub captured_headers: Option<Vec<String>>,
-    /// Where OTLP/gRPC from vLLM is accepted, or `off`.
-    pub otlp_ingest_grpc: Option<String>,
-    /// Where OTLP/HTTP (`/v1/traces`) from vLLM is accepted, or `off`.
-    pub otlp_ingest_http: Option<String>,
-    /// Largest OTLP request accepted, bytes.
-    pub ingest_max_bytes: Option<usize>,
-    /// Drop vLLM's start-up spans instead of forwarding them.
-    pub ingest_drop_startup_spans: Option<bool>,
-    /// Drop received spans with these names.
-    pub ingest_drop_span_names: Option<Vec<String>>,
-    /// The model named on engine spans the gateway has no record of.
-    pub engine_model: Option<String>,
-    /// Most CLIENT spans remembered for joining engine spans.
-    pub join_capacity: Option<usize>,
-    /// How long one is remembered, milliseconds.
-    pub join_ttl_ms: Option<u64>,
-    /// How long an engine span waits for its exchange to end, milliseconds.
-    pub join_wait_ms: Option<u64>,
-}
-
-/// Content capture settings (`[capture]`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaptureSettings {
-    /// Capture prompts and outputs at all (off by default).
-    pub enabled: Option<bool>,
-    /// Longest text part kept, bytes.
-    pub max_length: Option<usize>,
-    /// See [`CapturePolicy`].
-    pub hide_inputs: Option<bool>,
-    /// See [`CapturePolicy`].
-    pub hide_outputs: Option<bool>,
-    /// See [`CapturePolicy`].
-    pub hide_input_messages: Option<bool>,
-    /// See [`CapturePolicy`].
-    pub hide_output_messages: Option<bool>,
-    /// See [`CapturePolicy`].
-    pub hide_input_text: Option<bool>,
-    /// See [`CapturePolicy`].
-    pub hide_output_text: Option<bool>,
-    /// See [`CapturePolicy`].
-    pub hide_tool_definitions: Option<bool>,
-    /// See [`CapturePolicy`].
-    pub hide_system_instructions: Option<bool>,
-    /// Regular expressions whose matches are replaced.
-    pub redact: Option<Vec<String>>,
-    /// What a match becomes (default `__REDACTED__`).
-    pub redact_replacement: Option<String>,
-}
-
-/// A configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// `[gateway]`.
-    #[serde(default)]
-    pub gateway: GatewaySettings,
-    /// `[capture]`.
-    #[serde(default)]
-    pub capture: CaptureSettings,
-    /// `[exporter]`.
-    #[serde(default)]
-    pub exporter: ExporterSettings,
-}
-
-impl FileConfig {
-    /// Reads a TOML file. The error names the file and the TOML problem, never its contents.
-    pub fn read(path: &Path) -> Result<FileConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| {
-            format!(
-                "config file {}: {}",
-                path.display(),
-                e.message().lines().next().unwrap_or("invalid TOML")
-            )
-        })
-    }
-}
-
-/// Environment variables of the gateway (the exporter reads the `OTEL_*` ones).
-pub mod vars {
-    /// `upstream`.
-    pub const UPSTREAM: &str = "INFERSCOPE_UPSTREAM";
-    /// `listen`.
-    pub const LISTEN: &str = "INFERSCOPE_LISTEN";
-    /// `admin`.
-    pub const ADMIN: &str = "INFERSCOPE_ADMIN";
-    /// `upstream_h2c`.
-    pub const UPSTREAM_H2C: &str = "INFERSCOPE_UPSTREAM_H2C";
-    /// `provider`.
-    pub const PROVIDER: &str = "INFERSCOPE_PROVIDER";
-    /// `connect_timeout_ms`.
-    pub const CONNECT_TIMEOUT_MS: &str = "INFERSCOPE_CONNECT_TIMEOUT_MS";
-    /// `first_byte_timeout_ms`.
-    pub const FIRST_BYTE_TIMEOUT_MS: &str = "INFERSCOPE_FIRST_BYTE_TIMEOUT_MS";
-    /// `idle_timeout_ms`.
-    pub const IDLE_TIMEOUT_MS: &str = "INFERSCOPE_IDLE_TIMEOUT_MS";
-    /// `total_timeout_ms`.
-    pub const TOTAL_TIMEOUT_MS: &str = "INFERSCOPE_TOTAL_TIMEOUT_MS";
-    /// `inject_usage`.
-    pub const INJECT_USAGE: &str = "INFERSCOPE_INJECT_USAGE";
-    /// `traceresponse_header`.
-    pub const TRACERESPONSE_HEADER: &str = "INFERSCOPE_TRACERESPONSE_HEADER";
-    /// `dialects`, comma-separated.
-    pub const DIALECTS: &str = "INFERSCOPE_DIALECTS";
-    /// `shutdown_grace_ms`.
-    pub const SHUTDOWN_GRACE_MS: &str = "INFERSCOPE_SHUTDOWN_GRACE_MS";
-    /// `max_parse_bytes`.
-    pub const MAX_PARSE_BYTES: &str = "INFERSCOPE_MAX_PARSE_BYTES";
-    /// `max_parse_bytes_total`.
-    pub const MAX_PARSE_BYTES_TOTAL: &str = "INFERSCOPE_MAX_PARSE_BYTES_TOTAL";
-    /// `header_timeout_ms`.
-    pub const HEADER_TIMEOUT_MS: &str = "INFERSCOPE_HEADER_TIMEOUT_MS";
-    /// `max_connections`.
-    pub const MAX_CONNECTIONS: &str = "INFERSCOPE_MAX_CONNECTIONS";
-    /// `captured_headers`, comma-separated.
-    pub const CAPTURED_HEADERS: &str = "INFERSCOPE_CAPTURED_HEADERS";
-    /// `otlp_ingest_grpc`.
-    pub const OTLP_INGEST_GRPC: &str = "INFERSCOPE_OTLP_INGEST_GRPC";
-    /// `otlp_ingest_http`.
-    pub const OTLP_INGEST_HTTP: &str = "INFERSCOPE_OTLP_INGEST_HTTP";
-    /// `ingest_max_bytes`.
-    pub const INGEST_MAX_BYTES: &str = "INFERSCOPE_INGEST_MAX_BYTES";
-    /// `ingest_drop_startup_spans`.
-    pub const INGEST_DROP_STARTUP_SPANS: &str = "INFERSCOPE_INGEST_DROP_STARTUP_SPANS";
-    /// `ingest_drop_span_names`, comma-separated.
-    pub const INGEST_DROP_SPAN_NAMES: &str = "INFERSCOPE_INGEST_DROP_SPAN_NAMES";
-    /// `engine_model`.
-    pub const ENGINE_MODEL: &str = "INFERSCOPE_ENGINE_MODEL";
-    /// `join_capacity`.
-    pub const JOIN_CAPACITY: &str = "INFERSCOPE_JOIN_CAPACITY";
-    /// `join_ttl_ms`.
-    pub const JOIN_TTL_MS: &str = "INFERSCOPE_JOIN_TTL_MS";
-    /// `join_wait_ms`.
-    pub const JOIN_WAIT_MS: &str = "INFERSCOPE_JOIN_WAIT_MS";
-    /// `capture.enabled`.
-    pub const CAPTURE_CONTENT: &str = "INFERSCOPE_CAPTURE_CONTENT";
-    /// `capture.enabled`, the name OpenTelemetry's GenAI instrumentations read.
-    pub const OTEL_CAPTURE_CONTENT: &str = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
-    /// `capture.max_length`.
-    pub const CAPTURE_MAX_LENGTH: &str = "INFERSCOPE_CAPTURE_MAX_LENGTH";
-    /// `capture.hide_inputs`.
-    pub const HIDE_INPUTS: &str = "INFERSCOPE_HIDE_INPUTS";
-    /// `capture.hide_outputs`.
-    pub const HIDE_OUTPUTS: &str = "INFERSCOPE_HIDE_OUTPUTS";
-    /// `capture.hide_input_messages`.
-    pub const HIDE_INPUT_MESSAGES: &str = "INFERSCOPE_HIDE_INPUT_MESSAGES";
-    /// `capture.hide_output_messages`.
-    pub const HIDE_OUTPUT_MESSAGES: &str = "INFERSCOPE_HIDE_OUTPUT_MESSAGES";
-    /// `capture.hide_input_text`.
-    pub const HIDE_INPUT_TEXT: &str = "INFERSCOPE_HIDE_INPUT_TEXT";
-    /// `capture.hide_output_text`.
-    pub const HIDE_OUTPUT_TEXT: &str = "INFERSCOPE_HIDE_OUTPUT_TEXT";
-    /// `capture.hide_tool_definitions`.
-    pub const HIDE_TOOL_DEFINITIONS: &str = "INFERSCOPE_HIDE_TOOL_DEFINITIONS";
-    /// `capture.hide_system_instructions`.
-    pub const HIDE_SYSTEM_INSTRUCTIONS: &str = "INFERSCOPE_HIDE_SYSTEM_INSTRUCTIONS";
-    /// `capture.redact`, one pattern.
-    pub const REDACT: &str = "INFERSCOPE_REDACT";
-}
+/// The tables a gateway configuration file may have.
+pub const FILE_TABLES: &[&str] = &["gateway", "capture", "exporter"];
 
 /// Most connections each of the admin and ingest listeners keeps open.
 pub(crate) const SIDE_LISTENER_CONNECTIONS: usize = 64;
@@ -255,9 +59,232 @@ pub const SECRET_HEADERS: &[&str] = &[
     "x-auth-token",
 ];
 
-/// Request headers recorded by default.
-pub const DEFAULT_CAPTURED_HEADERS: &[&str] =
-    &["x-request-id", "content-type", "openai-organization"];
+settings! {
+    /// Gateway settings as a person writes them (flags, `[gateway]` in a file).
+    pub struct GatewaySettings => GatewayValues, table "gateway", rows gateway_rows {
+        /// The server to front, `http://host[:port][/base]` (an optional base path is kept).
+        upstream: String => Upstream = req(|v: String| parse_upstream(&v)), {
+            default: Some("http://127.0.0.1:8000"), flag: Flag::Value("upstream"),
+            env: &["INFERSCOPE_UPSTREAM"],
+        },
+        /// Where the proxy listens (HTTP/1.1 and h2c).
+        listen: String => SocketAddr = req(|v: String| socket(&v)), {
+            default: Some("0.0.0.0:9000"), flag: Flag::Value("listen"),
+            env: &["INFERSCOPE_LISTEN"],
+        },
+        /// Where `/metrics`, `/healthz` and `/readyz` listen, or `off`.
+        admin: String => Option<SocketAddr> = req(|v: String| optional_socket(&v)), {
+            default: Some("127.0.0.1:9464"), flag: Flag::Value("admin"),
+            env: &["INFERSCOPE_ADMIN"],
+        },
+        /// Speak HTTP/2 with prior knowledge (h2c) to the upstream instead of HTTP/1.1.
+        upstream_h2c: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Switch("upstream-h2c"),
+            env: &["INFERSCOPE_UPSTREAM_H2C"],
+        },
+        /// `gen_ai.provider.name` on inference spans.
+        provider: String => String = req(non_empty), {
+            default: Some("vllm"), flag: Flag::Value("provider"), env: &["INFERSCOPE_PROVIDER"],
+        },
+        /// Connecting to the upstream, milliseconds (then 502).
+        connect_timeout_ms: u64 => Duration = req(millis), {
+            default: Some("5000"), flag: Flag::Value("connect-timeout-ms"),
+            env: &["INFERSCOPE_CONNECT_TIMEOUT_MS"],
+        },
+        /// From sending the request to the upstream's response headers, milliseconds (then 504).
+        first_byte_timeout_ms: u64 => Duration = req(millis), {
+            default: Some("600000"), flag: Flag::Value("first-byte-timeout-ms"),
+            env: &["INFERSCOPE_FIRST_BYTE_TIMEOUT_MS"],
+        },
+        /// Longest silence inside a response body, milliseconds; 0 for none.
+        idle_timeout_ms: u64 => Option<Duration> = req(optional_millis), {
+            default: Some("300000"), flag: Flag::Value("idle-timeout-ms"),
+            env: &["INFERSCOPE_IDLE_TIMEOUT_MS"],
+        },
+        /// Longest whole exchange, milliseconds; 0 for none (streams may run as long as they run).
+        total_timeout_ms: u64 => Option<Duration> = req(optional_millis), {
+            default: Some("0"), flag: Flag::Value("total-timeout-ms"),
+            env: &["INFERSCOPE_TOTAL_TIMEOUT_MS"],
+        },
+        /// Ask the upstream for `stream_options.include_usage` and hide the extra chunk from the client.
+        inject_usage: bool => bool = req(ok), {
+            default: Some("true"), flag: Flag::Negated("no-inject-usage"),
+            env: &["INFERSCOPE_INJECT_USAGE"],
+        },
+        /// The response header that names the trace; empty for none.
+        traceresponse_header: String => Option<HeaderName> = req(|v: String| header_or_none(&v)), {
+            default: Some("traceresponse"), flag: Flag::Value("traceresponse-header"),
+            env: &["INFERSCOPE_TRACERESPONSE_HEADER"],
+        },
+        /// Attribute dialects besides `otel` (always on): `vllm`, `openinference`.
+        dialects: Vec<String> => Vec<Dialect> = req(dialects), {
+            default: Some("otel"), flag: Flag::Repeat("dialect"), env: &["INFERSCOPE_DIALECTS"],
+        },
+        /// How long requests in flight may finish after SIGTERM, milliseconds.
+        shutdown_grace_ms: u64 => Duration = req(millis), {
+            default: Some("30000"), flag: Flag::Value("shutdown-grace-ms"),
+            env: &["INFERSCOPE_SHUTDOWN_GRACE_MS"],
+        },
+        /// Most bytes of a request or non-streamed response body read for tracing; larger bodies stream through unparsed.
+        max_parse_bytes: usize => usize = req(at_least_1024), {
+            default: Some("33554432"), default_doc: Some("33554432 (32 MiB)"),
+            env: &["INFERSCOPE_MAX_PARSE_BYTES"],
+        },
+        /// Most bytes held for parsing across all requests at once; a body that does not fit streams through unparsed, and its span says so.
+        max_parse_bytes_total: usize => Option<usize> = ok, {
+            default_doc: Some("67108864 (64 MiB), at least max_parse_bytes"),
+            env: &["INFERSCOPE_MAX_PARSE_BYTES_TOTAL"],
+        },
+        /// A client connection with no request in progress this long is closed (one that sends nothing included), milliseconds; 0 for none.
+        header_timeout_ms: u64 => Option<Duration> = req(optional_millis), {
+            default: Some("30000"), flag: Flag::Value("header-timeout-ms"),
+            env: &["INFERSCOPE_HEADER_TIMEOUT_MS"],
+        },
+        /// Most client connections open at once; past it new connections are closed at once.
+        max_connections: usize => Option<usize> = opt(above_zero), {
+            default_doc: Some("auto: half of what the open-file limit leaves (raised to its hard limit at start)"),
+            flag: Flag::Value("max-connections"), env: &["INFERSCOPE_MAX_CONNECTIONS"],
+        },
+        /// Request headers recorded on the SERVER span (an allowlist; credential headers are refused).
+        captured_headers: Vec<String> => Vec<HeaderName> = req(captured_headers), {
+            default: Some("x-request-id,content-type,openai-organization"),
+            flag: Flag::Repeat("capture-header"), env: &["INFERSCOPE_CAPTURED_HEADERS"],
+        },
+        /// Where OTLP/gRPC from vLLM is accepted (vLLM's `--otlp-traces-endpoint`), or `off`.
+        otlp_ingest_grpc: String => Option<SocketAddr> = req(|v: String| optional_socket(&v)), {
+            default: Some("127.0.0.1:4327"), flag: Flag::Value("otlp-ingest-grpc"),
+            env: &["INFERSCOPE_OTLP_INGEST_GRPC"],
+        },
+        /// Where OTLP/HTTP (`POST /v1/traces`, protobuf or JSON, gzip) is accepted, or `off`.
+        otlp_ingest_http: String => Option<SocketAddr> = req(|v: String| optional_socket(&v)), {
+            default: Some("127.0.0.1:4328"), flag: Flag::Value("otlp-ingest-http"),
+            env: &["INFERSCOPE_OTLP_INGEST_HTTP"],
+        },
+        /// Largest OTLP request accepted, bytes.
+        ingest_max_bytes: usize => usize = req(at_least_1024), {
+            default: Some("8388608"), default_doc: Some("8388608 (8 MiB)"),
+            env: &["INFERSCOPE_INGEST_MAX_BYTES"],
+        },
+        /// Drop vLLM's start-up spans instead of forwarding them.
+        ingest_drop_startup_spans: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Switch("ingest-drop-startup-spans"),
+            env: &["INFERSCOPE_INGEST_DROP_STARTUP_SPANS"],
+        },
+        /// Drop received spans with these names.
+        ingest_drop_span_names: Vec<String> => Vec<String> = req(ok), {
+            default: Some(""), default_doc: Some("none"), flag: Flag::Repeat("ingest-drop-span"),
+            env: &["INFERSCOPE_INGEST_DROP_SPAN_NAMES"],
+        },
+        /// The model named on engine spans the gateway has no record of.
+        engine_model: String => Option<String> = ok, {
+            flag: Flag::Value("engine-model"), env: &["INFERSCOPE_ENGINE_MODEL"],
+        },
+        /// Most CLIENT spans remembered for joining engine spans.
+        join_capacity: usize => usize = req(above_zero), {
+            default: Some("16384"), env: &["INFERSCOPE_JOIN_CAPACITY"],
+        },
+        /// How long one is remembered, milliseconds.
+        join_ttl_ms: u64 => Duration = req(millis), {
+            default: Some("30000"), env: &["INFERSCOPE_JOIN_TTL_MS"],
+        },
+        /// How long an engine span waits for its exchange to end, milliseconds (vLLM exports every 5 s by default).
+        join_wait_ms: u64 => Duration = req(millis), {
+            default: Some("2000"), env: &["INFERSCOPE_JOIN_WAIT_MS"],
+        },
+    }
+}
+
+settings! {
+    /// Content capture settings (`[capture]`).
+    pub struct CaptureSettings => CaptureValues, table "capture", rows capture_rows {
+        /// Record prompts and outputs at all.
+        enabled: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Switch("capture-content"),
+            env: &["INFERSCOPE_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"],
+        },
+        /// Longest text part kept, bytes, then `…[truncated N bytes]`.
+        max_length: usize => usize = req(above_zero), {
+            default: Some("8192"), flag: Flag::Value("capture-max-length"),
+            env: &["INFERSCOPE_CAPTURE_MAX_LENGTH"],
+        },
+        /// Hide the request side (messages, text, tools, system instructions).
+        hide_inputs: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Choice("hide", "inputs"), env: &["INFERSCOPE_HIDE_INPUTS"],
+        },
+        /// Hide the response side.
+        hide_outputs: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Choice("hide", "outputs"), env: &["INFERSCOPE_HIDE_OUTPUTS"],
+        },
+        /// Hide the input messages.
+        hide_input_messages: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Choice("hide", "input-messages"),
+            env: &["INFERSCOPE_HIDE_INPUT_MESSAGES"],
+        },
+        /// Hide the output messages.
+        hide_output_messages: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Choice("hide", "output-messages"),
+            env: &["INFERSCOPE_HIDE_OUTPUT_MESSAGES"],
+        },
+        /// Hide the text of inputs (structure kept).
+        hide_input_text: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Choice("hide", "input-text"),
+            env: &["INFERSCOPE_HIDE_INPUT_TEXT"],
+        },
+        /// Hide the text of outputs (structure kept).
+        hide_output_text: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Choice("hide", "output-text"),
+            env: &["INFERSCOPE_HIDE_OUTPUT_TEXT"],
+        },
+        /// Hide tool definitions.
+        hide_tool_definitions: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Choice("hide", "tool-definitions"),
+            env: &["INFERSCOPE_HIDE_TOOL_DEFINITIONS"],
+        },
+        /// Hide system instructions.
+        hide_system_instructions: bool => bool = req(ok), {
+            default: Some("false"), flag: Flag::Choice("hide", "system-instructions"),
+            env: &["INFERSCOPE_HIDE_SYSTEM_INSTRUCTIONS"],
+        },
+        /// Regular expressions whose matches are replaced in captured text (the variable holds one).
+        redact: Patterns => Vec<regex::Regex> = req(patterns), {
+            default: Some(""), default_doc: Some("none"), flag: Flag::Repeat("redact"),
+            env: &["INFERSCOPE_REDACT"],
+        },
+        /// What a match becomes.
+        redact_replacement: String => String = req(ok), {
+            default: Some("__REDACTED__"),
+        },
+    }
+}
+
+/// Regular expressions for `capture.redact`: an array in a file, repeated flags, one pattern
+/// per environment variable (a pattern may hold commas).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Patterns(pub Vec<String>);
+
+impl Value for Patterns {
+    const KIND: &'static str = "regular expressions";
+
+    fn from_text(text: &str) -> Result<Patterns, String> {
+        Ok(Patterns(if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![text.to_owned()]
+        }))
+    }
+
+    fn from_toml(value: &toml::Value) -> Result<Patterns, String> {
+        match value {
+            toml::Value::String(s) => Patterns::from_text(s),
+            v => Vec::<String>::from_toml(v).map(Patterns),
+        }
+    }
+
+    fn show(&self) -> String {
+        format!("{} rule(s)", self.0.len())
+    }
+}
 
 /// Timeouts towards the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,8 +352,8 @@ pub struct GatewayConfig {
     pub capture: CapturePolicy,
     /// Engine-span ingest.
     pub ingest: IngestConfig,
-    /// Where each setting came from.
-    pub origins: Vec<(&'static str, Origin)>,
+    /// Every setting, its value as shown and its origin: `--print-config`.
+    pub report: Report,
 }
 
 impl GatewayConfig {
@@ -340,12 +367,14 @@ impl GatewayConfig {
             otlp_ingest_http: Some("127.0.0.1:0".into()),
             ..GatewaySettings::default()
         };
-        resolve_gateway(
+        let mut r = Resolver::new(&inferscope_settings::NoEnv, None);
+        let config = resolve_gateway(
             &explicit,
             &CaptureSettings::default(),
-            &[("", "")],
-            &FileConfig::default(),
-        )
+            &FileLayer::empty(),
+            &mut r,
+        );
+        finished(config, r.finish()?)
     }
 
     /// The most client connections the proxy keeps open: `max_connections` if set, else
@@ -362,123 +391,27 @@ impl GatewayConfig {
             .max(1)
     }
 
-    fn origin(&self, name: &str) -> String {
-        self.origins
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or_else(|| "default".to_owned(), |(_, o)| o.to_string())
+    /// Where the setting `key` (of `[gateway]`, or `capture.key`) came from.
+    pub fn origin(&self, key: &str) -> Origin {
+        let (table, key) = key.split_once('.').unwrap_or(("gateway", key));
+        self.report
+            .origin(table, key)
+            .cloned()
+            .unwrap_or(Origin::Default)
     }
 }
 
 impl fmt::Display for GatewayConfig {
-    /// Every setting with its origin; the upstream's userinfo is hidden.
+    /// Every setting with its origin; secrets and the upstream's userinfo are hidden.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |d: Option<Duration>| {
-            d.map_or_else(|| "none".to_owned(), |d| d.as_millis().to_string())
-        };
-        let addr = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
-        let c = &self.capture;
-        let rows: Vec<(&str, String)> = vec![
-            ("upstream", redact_userinfo(&self.upstream.base)),
-            ("listen", self.listen.to_string()),
-            (
-                "admin",
-                self.admin
-                    .map_or_else(|| "off".to_owned(), |a| a.to_string()),
-            ),
-            ("upstream_h2c", self.upstream_h2c.to_string()),
-            ("provider", self.provider.clone()),
-            ("connect_timeout_ms", ms(Some(self.timeouts.connect))),
-            ("first_byte_timeout_ms", ms(Some(self.timeouts.first_byte))),
-            ("idle_timeout_ms", ms(self.timeouts.idle)),
-            ("total_timeout_ms", ms(self.timeouts.total)),
-            ("inject_usage", self.inject_usage.to_string()),
-            (
-                "traceresponse_header",
-                self.traceresponse_header
-                    .as_ref()
-                    .map_or("-", |h| h.as_str())
-                    .to_owned(),
-            ),
-            (
-                "dialects",
-                self.dialects
-                    .iter()
-                    .map(|d| d.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            ("shutdown_grace_ms", ms(Some(self.shutdown_grace))),
-            ("max_parse_bytes", self.max_parse_bytes.to_string()),
-            (
-                "max_parse_bytes_total",
-                self.max_parse_bytes_total.to_string(),
-            ),
-            ("header_timeout_ms", ms(self.header_timeout)),
-            (
-                "max_connections",
-                match self.max_connections {
-                    Some(n) => n.to_string(),
-                    None => format!("auto ({})", self.connection_limit()),
-                },
-            ),
-            (
-                "captured_headers",
-                self.captured_headers
-                    .iter()
-                    .map(HeaderName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            ("capture.enabled", c.enabled.to_string()),
-            ("capture.max_length", c.max_length.to_string()),
-            ("capture.hide_inputs", c.hide_inputs.to_string()),
-            ("capture.hide_outputs", c.hide_outputs.to_string()),
-            (
-                "capture.hide_input_messages",
-                c.hide_input_messages.to_string(),
-            ),
-            (
-                "capture.hide_output_messages",
-                c.hide_output_messages.to_string(),
-            ),
-            ("capture.hide_input_text", c.hide_input_text.to_string()),
-            ("capture.hide_output_text", c.hide_output_text.to_string()),
-            (
-                "capture.hide_tool_definitions",
-                c.hide_tool_definitions.to_string(),
-            ),
-            (
-                "capture.hide_system_instructions",
-                c.hide_system_instructions.to_string(),
-            ),
-            ("capture.redact", format!("{} rule(s)", c.redactions.len())),
-            ("otlp_ingest_grpc", addr(self.ingest.grpc)),
-            ("otlp_ingest_http", addr(self.ingest.http)),
-            ("ingest_max_bytes", self.ingest.max_bytes.to_string()),
-            (
-                "ingest_drop_startup_spans",
-                self.ingest.drop_startup_spans.to_string(),
-            ),
-            (
-                "ingest_drop_span_names",
-                self.ingest.drop_span_names.join(","),
-            ),
-            (
-                "engine_model",
-                self.ingest
-                    .engine_model
-                    .clone()
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            ("join_capacity", self.ingest.join_capacity.to_string()),
-            ("join_ttl_ms", ms(Some(self.ingest.join_ttl))),
-            ("join_wait_ms", ms(Some(self.ingest.join_wait))),
-        ];
-        for (name, value) in rows {
-            writeln!(f, "{name:<32} = {value:<30} # {}", self.origin(name))?;
+        let mut report = self.report.clone();
+        if self.max_connections.is_none() {
+            report.set_shown(
+                &gateway_rows::max_connections,
+                format!("auto ({})", self.connection_limit()),
+            );
         }
-        Ok(())
+        f.write_str(&report.render("gateway"))
     }
 }
 
@@ -491,43 +424,176 @@ pub struct Loaded {
     pub exporter: ExporterConfig,
 }
 
-/// Resolves flags (`explicit`, `explicit_capture`, `explicit_exporter`), the environment and
-/// the file into both configurations, or every error in any layer.
+/// The explicit layer: flags (or a program's own settings), highest precedence.
+#[derive(Debug, Clone, Default)]
+pub struct Explicit {
+    /// `[gateway]` settings.
+    pub gateway: GatewaySettings,
+    /// `[capture]` settings.
+    pub capture: CaptureSettings,
+    /// `[exporter]` settings.
+    pub exporter: ExporterSettings,
+    /// Errors found reading these (a flag's value that cannot be read).
+    pub errors: Vec<ConfigError>,
+}
+
+/// Resolves the explicit settings, the environment and the file into both configurations,
+/// or every error in any layer (`errors`: those already found reading flags or the file).
+/// `defaults` replace the tables' own defaults (the gateway's `service_name`, say).
 pub fn load(
+    explicit: &Explicit,
+    env: &dyn Env,
+    file: &FileLayer,
+    defaults: &[(&'static inferscope_settings::Setting, &'static str)],
+) -> Result<Loaded, ConfigErrors> {
+    let mut r = Resolver::new(env, Some(file));
+    r.keep(explicit.errors.iter().cloned());
+    for (s, text) in defaults {
+        r.set_default(s, text);
+    }
+    let mut errors = Vec::new();
+    let file_exporter: ExporterSettings = file.table(&mut errors);
+    r.keep(errors);
+    let gateway = resolve_gateway(&explicit.gateway, &explicit.capture, file, &mut r);
+    let exporter = resolve_with(&explicit.exporter, &file_exporter, &mut r);
+    if let (Some(g), Some(e)) = (&gateway, &exporter)
+        && let Some(error) = export_loop(g, e)
+    {
+        r.keep([error]);
+    }
+    let report = r.finish()?;
+    let exporter = inferscope_export::config::finished(exporter, &report);
+    match (finished(gateway, report), exporter) {
+        (Ok(gateway), Some(exporter)) => Ok(Loaded { gateway, exporter }),
+        (Err(e), _) => Err(e),
+        (_, None) => Err(ConfigErrors(Vec::new())),
+    }
+}
+
+fn finished(config: Option<GatewayConfig>, report: Report) -> Result<GatewayConfig, ConfigErrors> {
+    let mut c = config.ok_or_else(|| ConfigErrors(Vec::new()))?;
+    c.report = report.only(&["gateway", "capture"]);
+    Ok(c)
+}
+
+/// The gateway's and capture's settings from the layers, with the rules across them.
+fn resolve_gateway(
     explicit: &GatewaySettings,
     explicit_capture: &CaptureSettings,
-    explicit_exporter: &ExporterSettings,
-    env: &dyn Env,
-    file: &FileConfig,
-) -> Result<Loaded, ConfigErrors> {
-    let gateway = resolve_gateway(explicit, explicit_capture, env, file);
-    let exporter = inferscope_export::config::resolve(Layers {
-        explicit: explicit_exporter,
-        env,
-        file: &file.exporter,
-    });
-    match (gateway, exporter) {
-        (Ok(gateway), Ok(exporter)) => {
-            if let Some(e) = export_loop(&gateway, &exporter) {
-                return Err(ConfigErrors(vec![e]));
-            }
-            Ok(Loaded { gateway, exporter })
-        }
-        (g, e) => {
-            let mut errors = Vec::new();
-            if let Err(ConfigErrors(es)) = g {
-                errors.extend(es);
-            }
-            if let Err(ConfigErrors(es)) = e {
-                errors.extend(es);
-            }
-            Err(ConfigErrors(errors))
+    file: &FileLayer,
+    r: &mut Resolver<'_>,
+) -> Option<GatewayConfig> {
+    let mut errors = Vec::new();
+    let file_gateway: GatewaySettings = file.table(&mut errors);
+    let file_capture: CaptureSettings = file.table(&mut errors);
+    r.keep(errors);
+    let g = GatewayValues::resolve(explicit, &file_gateway, r);
+    let c = CaptureValues::resolve(explicit_capture, &file_capture, r);
+    let (g, c) = (g?, c?);
+    // `otel` is always on: show the dialects in force.
+    let dialects: Vec<&str> = g.dialects.iter().map(|d| d.as_str()).collect();
+    r.report_mut()
+        .set_shown(&gateway_rows::dialects, dialects.join(","));
+    listeners_clash(&g, r);
+    let max_parse_bytes_total = parse_budget(&g, r);
+    let capture = CapturePolicy {
+        enabled: c.enabled,
+        max_length: c.max_length,
+        hide_inputs: c.hide_inputs,
+        hide_outputs: c.hide_outputs,
+        hide_input_messages: c.hide_input_messages,
+        hide_output_messages: c.hide_output_messages,
+        hide_input_text: c.hide_input_text,
+        hide_output_text: c.hide_output_text,
+        hide_tool_definitions: c.hide_tool_definitions,
+        hide_system_instructions: c.hide_system_instructions,
+        redactions: c
+            .redact
+            .into_iter()
+            .map(|pattern| Redaction {
+                pattern,
+                replacement: c.redact_replacement.clone(),
+            })
+            .collect(),
+    };
+    Some(GatewayConfig {
+        upstream: g.upstream,
+        listen: g.listen,
+        admin: g.admin,
+        upstream_h2c: g.upstream_h2c,
+        provider: g.provider,
+        timeouts: Timeouts {
+            connect: g.connect_timeout_ms,
+            first_byte: g.first_byte_timeout_ms,
+            idle: g.idle_timeout_ms,
+            total: g.total_timeout_ms,
+        },
+        inject_usage: g.inject_usage,
+        traceresponse_header: g.traceresponse_header,
+        dialects: g.dialects,
+        shutdown_grace: g.shutdown_grace_ms,
+        max_parse_bytes: g.max_parse_bytes,
+        max_parse_bytes_total,
+        header_timeout: g.header_timeout_ms,
+        max_connections: g.max_connections,
+        captured_headers: g.captured_headers,
+        capture,
+        ingest: IngestConfig {
+            grpc: g.otlp_ingest_grpc,
+            http: g.otlp_ingest_http,
+            max_bytes: g.ingest_max_bytes,
+            drop_startup_spans: g.ingest_drop_startup_spans,
+            drop_span_names: g.ingest_drop_span_names,
+            engine_model: g.engine_model,
+            join_capacity: g.join_capacity,
+            join_ttl: g.join_ttl_ms,
+            join_wait: g.join_wait_ms,
+        },
+        report: Report::default(),
+    })
+}
+
+// ---- rules across settings ----
+
+/// Two of the gateway's listeners on one port.
+fn listeners_clash(g: &GatewayValues, r: &mut Resolver<'_>) {
+    let mut ports = std::collections::HashSet::new();
+    for (row, a) in [
+        (&gateway_rows::listen, Some(g.listen)),
+        (&gateway_rows::admin, g.admin),
+        (&gateway_rows::otlp_ingest_grpc, g.otlp_ingest_grpc),
+        (&gateway_rows::otlp_ingest_http, g.otlp_ingest_http),
+    ] {
+        if let Some(a) = a.filter(|a| a.port() != 0)
+            && !ports.insert(a.port())
+        {
+            r.reject(
+                row,
+                "this port is already used by another of the gateway's listeners",
+            );
         }
     }
 }
 
-/// An exporter endpoint that is one of the gateway's own ingest listeners would send every span
-/// round in a loop.
+/// The bytes held for parsing across requests: at least one body's worth; by default 64 MiB,
+/// or one body's worth if that is more.
+fn parse_budget(g: &GatewayValues, r: &mut Resolver<'_>) -> usize {
+    let one = g.max_parse_bytes;
+    match g.max_parse_bytes_total {
+        None => (64 << 20).max(one),
+        Some(total) if total < one => {
+            r.reject(
+                &gateway_rows::max_parse_bytes_total,
+                format!("must be at least max_parse_bytes ({one})"),
+            );
+            (64 << 20).max(one)
+        }
+        Some(total) => total,
+    }
+}
+
+/// An exporter endpoint that is one of the gateway's own ingest listeners would send every
+/// span round in a loop.
 fn export_loop(gateway: &GatewayConfig, exporter: &ExporterConfig) -> Option<ConfigError> {
     if !exporter
         .exporters
@@ -548,172 +614,114 @@ fn export_loop(gateway: &GatewayConfig, exporter: &ExporterConfig) -> Option<Con
             && a.port() == port
             && (local || a.ip().to_string() == host)
         {
-            return Some(ConfigError {
-                origin: Origin::Explicit(name),
-                value: a.to_string(),
-                reason: format!(
+            return Some(ConfigError::new(
+                Origin::Explicit(name),
+                a.to_string(),
+                format!(
                     "the exporter endpoint {} is this ingest listener: spans would loop",
                     redact_userinfo(endpoint)
                 ),
-            });
+            ));
         }
     }
     None
 }
 
-/// One layer's value of a setting, with where it came from.
-struct Candidate<T> {
-    value: T,
-    origin: Origin,
-    shown: String,
-}
+// ---- checks of one setting ----
 
-struct Resolver<'a> {
-    env: &'a dyn Env,
-    errors: Vec<ConfigError>,
-    origins: Vec<(&'static str, Origin)>,
-}
-
-impl Resolver<'_> {
-    fn env_value(&self, var: &'static str) -> Option<String> {
-        self.env
-            .var(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// The first of flag, environment variable, file that is set; the environment's string is
-    /// parsed with `parse_env`.
-    fn pick<T: Clone + fmt::Debug>(
-        &mut self,
-        name: &'static str,
-        flag: Option<&T>,
-        var: &'static str,
-        parse_env: impl Fn(&str) -> Result<T, String>,
-        file: Option<&T>,
-    ) -> Option<Candidate<T>> {
-        let found = if let Some(v) = flag {
-            Some(Candidate {
-                value: v.clone(),
-                origin: Origin::Explicit(name),
-                shown: format!("{v:?}"),
-            })
-        } else if let Some(raw) = self.env_value(var) {
-            match parse_env(&raw) {
-                Ok(value) => Some(Candidate {
-                    value,
-                    origin: Origin::Env(var),
-                    shown: raw,
-                }),
-                Err(reason) => {
-                    self.errors.push(ConfigError {
-                        origin: Origin::Env(var),
-                        value: redact_userinfo(&raw),
-                        reason,
-                    });
-                    return None;
-                }
-            }
-        } else {
-            file.map(|v| Candidate {
-                value: v.clone(),
-                origin: Origin::File(name),
-                shown: format!("{v:?}"),
-            })
-        };
-        if let Some(c) = &found {
-            self.origins.push((name, c.origin.clone()));
-        }
-        found
-    }
-
-    /// [`Resolver::pick`], then a check that turns the value into its typed form.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one setting's layers, parsers and default, each call reads as a table row"
-    )]
-    fn typed<T: Clone + fmt::Debug, U>(
-        &mut self,
-        name: &'static str,
-        flag: Option<&T>,
-        var: &'static str,
-        parse_env: impl Fn(&str) -> Result<T, String>,
-        file: Option<&T>,
-        check: impl Fn(&T) -> Result<U, String>,
-        default: U,
-    ) -> U {
-        let Some(c) = self.pick(name, flag, var, parse_env, file) else {
-            return default;
-        };
-        match check(&c.value) {
-            Ok(u) => u,
-            Err(reason) => {
-                // A URL's userinfo (a password) never reaches an error message.
-                self.errors.push(ConfigError {
-                    origin: c.origin,
-                    value: redact_userinfo(&c.shown),
-                    reason,
-                });
-                default
-            }
-        }
+fn non_empty(v: String) -> Result<String, String> {
+    if v.is_empty() {
+        Err("cannot be empty".into())
+    } else {
+        Ok(v)
     }
 }
 
-/// One gateway setting from its three layers: `layer!(resolver, flags, file, field, VAR,
-/// parse_env, check, default)`; the field's name is its name in the file and in `--print-config`.
-macro_rules! layer {
-    ($r:ident, $flags:ident, $file:ident, $field:ident, $var:expr, $parse:expr, $check:expr, $default:expr) => {
-        $r.typed(
-            stringify!($field),
-            $flags.$field.as_ref(),
-            $var,
-            $parse,
-            $file.$field.as_ref(),
-            $check,
-            $default,
-        )
-    };
+fn millis(v: u64) -> Result<Duration, String> {
+    Ok(Duration::from_millis(v))
 }
 
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false".into()),
+fn optional_millis(v: u64) -> Result<Option<Duration>, String> {
+    Ok((v > 0).then(|| Duration::from_millis(v)))
+}
+
+fn at_least_1024(v: usize) -> Result<usize, String> {
+    if v < 1024 {
+        Err("must be at least 1024".into())
+    } else {
+        Ok(v)
     }
 }
 
-fn parse_num<T: FromStr>(s: &str) -> Result<T, String> {
-    s.parse().map_err(|_| "expected a whole number".to_owned())
-}
-
-fn parse_list(s: &str) -> Result<Vec<String>, String> {
-    Ok(s.split(',')
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect())
-}
-
-fn parse_string(s: &str) -> Result<String, String> {
-    Ok(s.to_owned())
-}
-
-fn ok<T: Clone>(v: &T) -> Result<T, String> {
-    Ok(v.clone())
-}
-
-fn millis(v: &u64) -> Result<Duration, String> {
-    Ok(Duration::from_millis(*v))
-}
-
-fn optional_millis(v: &u64) -> Result<Option<Duration>, String> {
-    Ok((*v > 0).then(|| Duration::from_millis(*v)))
+fn above_zero(v: usize) -> Result<usize, String> {
+    if v == 0 {
+        Err("must be above 0".to_owned())
+    } else {
+        Ok(v)
+    }
 }
 
 fn socket(v: &str) -> Result<SocketAddr, String> {
     v.parse()
         .map_err(|_| "expected an address like 127.0.0.1:9000".to_owned())
+}
+
+fn optional_socket(v: &str) -> Result<Option<SocketAddr>, String> {
+    if v == "off" {
+        Ok(None)
+    } else {
+        socket(v).map(Some)
+    }
+}
+
+fn header_or_none(v: &str) -> Result<Option<HeaderName>, String> {
+    if v.is_empty() {
+        Ok(None)
+    } else {
+        HeaderName::from_str(v)
+            .map(Some)
+            .map_err(|_| "not a valid header name".to_owned())
+    }
+}
+
+fn dialects(names: Vec<String>) -> Result<Vec<Dialect>, String> {
+    let mut out = vec![Dialect::OTel];
+    for n in &names {
+        let d = Dialect::parse(n)
+            .ok_or_else(|| format!("unknown dialect `{n}` (otel, vllm, openinference)"))?;
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+fn captured_headers(names: Vec<String>) -> Result<Vec<HeaderName>, String> {
+    names
+        .iter()
+        .map(|n| {
+            let h = HeaderName::from_str(n).map_err(|_| format!("`{n}` is not a header name"))?;
+            if SECRET_HEADERS.contains(&h.as_str()) {
+                return Err(format!("`{n}` carries credentials and is never recorded"));
+            }
+            Ok(h)
+        })
+        .collect()
+}
+
+fn patterns(p: Patterns) -> Result<Vec<regex::Regex>, String> {
+    p.0.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            regex::Regex::new(p).map_err(|e| {
+                format!(
+                    "pattern {} is not a regular expression: {}",
+                    i + 1,
+                    e.to_string().lines().last().unwrap_or("")
+                )
+            })
+        })
+        .collect()
 }
 
 /// Parses an upstream base URL: `http://host[:port][/prefix]`.
@@ -731,7 +739,7 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
     if url.contains('@') {
         return Err("credentials in the upstream URL are not supported".into());
     }
-    inferscope_export::config::check_port(&authority)?;
+    check_port(authority.as_str())?;
     if uri.query().is_some() {
         return Err("the upstream URL cannot have a query".into());
     }
@@ -751,564 +759,6 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
     })
 }
 
-fn resolve_gateway(
-    flags: &GatewaySettings,
-    cflags: &CaptureSettings,
-    env: &dyn Env,
-    file: &FileConfig,
-) -> Result<GatewayConfig, ConfigErrors> {
-    use vars::*;
-    let f = &file.gateway;
-    let cf = &file.capture;
-    let mut r = Resolver {
-        env,
-        errors: Vec::new(),
-        origins: Vec::new(),
-    };
-
-    let upstream_default =
-        parse_upstream("http://127.0.0.1:8000").map_err(|_| ConfigErrors(Vec::new()))?;
-    let upstream = r.typed(
-        "upstream",
-        flags.upstream.as_ref(),
-        UPSTREAM,
-        parse_string,
-        f.upstream.as_ref(),
-        |v| parse_upstream(v),
-        upstream_default,
-    );
-    let listen = r.typed(
-        "listen",
-        flags.listen.as_ref(),
-        LISTEN,
-        parse_string,
-        f.listen.as_ref(),
-        |v: &String| socket(v),
-        SocketAddr::from(([0, 0, 0, 0], 9000)),
-    );
-    let admin = r.typed(
-        "admin",
-        flags.admin.as_ref(),
-        ADMIN,
-        parse_string,
-        f.admin.as_ref(),
-        |v| {
-            if v == "off" {
-                Ok(None)
-            } else {
-                socket(v).map(Some)
-            }
-        },
-        Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
-    );
-    let upstream_h2c = layer!(
-        r,
-        flags,
-        f,
-        upstream_h2c,
-        UPSTREAM_H2C,
-        parse_bool,
-        ok,
-        false
-    );
-    let provider = r.typed(
-        "provider",
-        flags.provider.as_ref(),
-        PROVIDER,
-        parse_string,
-        f.provider.as_ref(),
-        |v| {
-            if v.is_empty() {
-                Err("cannot be empty".into())
-            } else {
-                Ok(v.clone())
-            }
-        },
-        inferscope_semconv::value::provider::VLLM.to_owned(),
-    );
-    let connect = layer!(
-        r,
-        flags,
-        f,
-        connect_timeout_ms,
-        CONNECT_TIMEOUT_MS,
-        parse_num,
-        millis,
-        Duration::from_secs(5)
-    );
-    let first_byte = layer!(
-        r,
-        flags,
-        f,
-        first_byte_timeout_ms,
-        FIRST_BYTE_TIMEOUT_MS,
-        parse_num,
-        millis,
-        Duration::from_secs(600)
-    );
-    let idle = layer!(
-        r,
-        flags,
-        f,
-        idle_timeout_ms,
-        IDLE_TIMEOUT_MS,
-        parse_num,
-        optional_millis,
-        Some(Duration::from_secs(300))
-    );
-    let total = layer!(
-        r,
-        flags,
-        f,
-        total_timeout_ms,
-        TOTAL_TIMEOUT_MS,
-        parse_num,
-        optional_millis,
-        None
-    );
-    let inject_usage = layer!(
-        r,
-        flags,
-        f,
-        inject_usage,
-        INJECT_USAGE,
-        parse_bool,
-        ok,
-        true
-    );
-    let traceresponse_header = r.typed(
-        "traceresponse_header",
-        flags.traceresponse_header.as_ref(),
-        TRACERESPONSE_HEADER,
-        parse_string,
-        f.traceresponse_header.as_ref(),
-        |v| {
-            if v.is_empty() {
-                Ok(None)
-            } else {
-                HeaderName::from_str(v)
-                    .map(Some)
-                    .map_err(|_| "not a valid header name".to_owned())
-            }
-        },
-        Some(HeaderName::from_static("traceresponse")),
-    );
-    let dialects = r.typed(
-        "dialects",
-        flags.dialects.as_ref(),
-        DIALECTS,
-        parse_list,
-        f.dialects.as_ref(),
-        |names| {
-            let mut out = vec![Dialect::OTel];
-            for n in names {
-                let d = Dialect::parse(n)
-                    .ok_or_else(|| format!("unknown dialect `{n}` (otel, vllm, openinference)"))?;
-                if !out.contains(&d) {
-                    out.push(d);
-                }
-            }
-            Ok(out)
-        },
-        vec![Dialect::OTel],
-    );
-    let shutdown_grace = layer!(
-        r,
-        flags,
-        f,
-        shutdown_grace_ms,
-        SHUTDOWN_GRACE_MS,
-        parse_num,
-        millis,
-        Duration::from_secs(30)
-    );
-    let max_parse_bytes = r.typed(
-        "max_parse_bytes",
-        flags.max_parse_bytes.as_ref(),
-        MAX_PARSE_BYTES,
-        parse_num,
-        f.max_parse_bytes.as_ref(),
-        |v| {
-            if *v < 1024 {
-                Err("must be at least 1024".into())
-            } else {
-                Ok(*v)
-            }
-        },
-        32 << 20,
-    );
-    let max_parse_bytes_total = layer!(
-        r,
-        flags,
-        f,
-        max_parse_bytes_total,
-        MAX_PARSE_BYTES_TOTAL,
-        parse_num,
-        |v: &usize| if *v < max_parse_bytes {
-            Err(format!(
-                "must be at least max_parse_bytes ({max_parse_bytes})"
-            ))
-        } else {
-            Ok(*v)
-        },
-        (64 << 20).max(max_parse_bytes)
-    );
-    let header_timeout = layer!(
-        r,
-        flags,
-        f,
-        header_timeout_ms,
-        HEADER_TIMEOUT_MS,
-        parse_num,
-        optional_millis,
-        Some(Duration::from_secs(30))
-    );
-    let max_connections = layer!(
-        r,
-        flags,
-        f,
-        max_connections,
-        MAX_CONNECTIONS,
-        parse_num,
-        |v: &usize| if *v == 0 {
-            Err("must be above 0".to_owned())
-        } else {
-            Ok(Some(*v))
-        },
-        None
-    );
-    let default_headers: Vec<HeaderName> = DEFAULT_CAPTURED_HEADERS
-        .iter()
-        .map(|h| HeaderName::from_static(h))
-        .collect();
-    let captured_headers = r.typed(
-        "captured_headers",
-        flags.captured_headers.as_ref(),
-        CAPTURED_HEADERS,
-        parse_list,
-        f.captured_headers.as_ref(),
-        |names| {
-            names
-                .iter()
-                .map(|n| {
-                    let h = HeaderName::from_str(n)
-                        .map_err(|_| format!("`{n}` is not a header name"))?;
-                    if SECRET_HEADERS.contains(&h.as_str()) {
-                        return Err(format!("`{n}` carries credentials and is never recorded"));
-                    }
-                    Ok(h)
-                })
-                .collect()
-        },
-        default_headers,
-    );
-
-    // Engine-span ingest.
-    let di = IngestConfig::default();
-    let optional_addr = |v: &String| {
-        if v == "off" {
-            Ok(None)
-        } else {
-            socket(v).map(Some)
-        }
-    };
-    let ingest_grpc = layer!(
-        r,
-        flags,
-        f,
-        otlp_ingest_grpc,
-        OTLP_INGEST_GRPC,
-        parse_string,
-        optional_addr,
-        di.grpc
-    );
-    let ingest_http = layer!(
-        r,
-        flags,
-        f,
-        otlp_ingest_http,
-        OTLP_INGEST_HTTP,
-        parse_string,
-        optional_addr,
-        di.http
-    );
-    let ingest_max_bytes = layer!(
-        r,
-        flags,
-        f,
-        ingest_max_bytes,
-        INGEST_MAX_BYTES,
-        parse_num,
-        |v: &usize| if *v < 1024 {
-            Err("must be at least 1024".to_owned())
-        } else {
-            Ok(*v)
-        },
-        di.max_bytes
-    );
-    let drop_startup_spans = layer!(
-        r,
-        flags,
-        f,
-        ingest_drop_startup_spans,
-        INGEST_DROP_STARTUP_SPANS,
-        parse_bool,
-        ok,
-        false
-    );
-    let drop_span_names = layer!(
-        r,
-        flags,
-        f,
-        ingest_drop_span_names,
-        INGEST_DROP_SPAN_NAMES,
-        parse_list,
-        ok,
-        Vec::new()
-    );
-    let engine_model = layer!(
-        r,
-        flags,
-        f,
-        engine_model,
-        ENGINE_MODEL,
-        parse_string,
-        |v: &String| Ok(Some(v.clone())),
-        None
-    );
-    let join_capacity = layer!(
-        r,
-        flags,
-        f,
-        join_capacity,
-        JOIN_CAPACITY,
-        parse_num,
-        |v: &usize| if *v == 0 {
-            Err("must be above 0".to_owned())
-        } else {
-            Ok(*v)
-        },
-        di.join_capacity
-    );
-    let join_ttl = layer!(
-        r,
-        flags,
-        f,
-        join_ttl_ms,
-        JOIN_TTL_MS,
-        parse_num,
-        millis,
-        di.join_ttl
-    );
-    let join_wait = layer!(
-        r,
-        flags,
-        f,
-        join_wait_ms,
-        JOIN_WAIT_MS,
-        parse_num,
-        millis,
-        di.join_wait
-    );
-    let mut ports = std::collections::HashSet::new();
-    for (name, a) in [
-        ("listen", Some(listen)),
-        ("admin", admin),
-        ("otlp_ingest_grpc", ingest_grpc),
-        ("otlp_ingest_http", ingest_http),
-    ] {
-        if let Some(a) = a.filter(|a| a.port() != 0)
-            && !ports.insert(a.port())
-        {
-            r.errors.push(ConfigError {
-                origin: Origin::Explicit(name),
-                value: a.to_string(),
-                reason: "this port is already used by another of the gateway's listeners".into(),
-            });
-        }
-    }
-
-    // Content capture. OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT is read when
-    // INFERSCOPE_CAPTURE_CONTENT is not set.
-    let d = CapturePolicy::default();
-    let enabled_var = if env
-        .var(CAPTURE_CONTENT)
-        .is_some_and(|v| !v.trim().is_empty())
-    {
-        CAPTURE_CONTENT
-    } else {
-        OTEL_CAPTURE_CONTENT
-    };
-    let enabled = r.typed(
-        "capture.enabled",
-        cflags.enabled.as_ref(),
-        enabled_var,
-        parse_bool,
-        cf.enabled.as_ref(),
-        ok,
-        d.enabled,
-    );
-    let max_length = r.typed(
-        "capture.max_length",
-        cflags.max_length.as_ref(),
-        CAPTURE_MAX_LENGTH,
-        parse_num,
-        cf.max_length.as_ref(),
-        |v| {
-            if *v == 0 {
-                Err("must be above 0".into())
-            } else {
-                Ok(*v)
-            }
-        },
-        d.max_length,
-    );
-    let mut switch =
-        |name: &'static str, flag: Option<bool>, var: &'static str, file: Option<bool>| {
-            r.typed(
-                name,
-                flag.as_ref(),
-                var,
-                parse_bool,
-                file.as_ref(),
-                ok,
-                false,
-            )
-        };
-    let hide_inputs = switch(
-        "capture.hide_inputs",
-        cflags.hide_inputs,
-        HIDE_INPUTS,
-        cf.hide_inputs,
-    );
-    let hide_outputs = switch(
-        "capture.hide_outputs",
-        cflags.hide_outputs,
-        HIDE_OUTPUTS,
-        cf.hide_outputs,
-    );
-    let hide_input_messages = switch(
-        "capture.hide_input_messages",
-        cflags.hide_input_messages,
-        HIDE_INPUT_MESSAGES,
-        cf.hide_input_messages,
-    );
-    let hide_output_messages = switch(
-        "capture.hide_output_messages",
-        cflags.hide_output_messages,
-        HIDE_OUTPUT_MESSAGES,
-        cf.hide_output_messages,
-    );
-    let hide_input_text = switch(
-        "capture.hide_input_text",
-        cflags.hide_input_text,
-        HIDE_INPUT_TEXT,
-        cf.hide_input_text,
-    );
-    let hide_output_text = switch(
-        "capture.hide_output_text",
-        cflags.hide_output_text,
-        HIDE_OUTPUT_TEXT,
-        cf.hide_output_text,
-    );
-    let hide_tool_definitions = switch(
-        "capture.hide_tool_definitions",
-        cflags.hide_tool_definitions,
-        HIDE_TOOL_DEFINITIONS,
-        cf.hide_tool_definitions,
-    );
-    let hide_system_instructions = switch(
-        "capture.hide_system_instructions",
-        cflags.hide_system_instructions,
-        HIDE_SYSTEM_INSTRUCTIONS,
-        cf.hide_system_instructions,
-    );
-    let replacement = cflags
-        .redact_replacement
-        .clone()
-        .or_else(|| cf.redact_replacement.clone())
-        .unwrap_or_else(|| REDACTED.to_owned());
-    let redactions = r.typed(
-        "capture.redact",
-        cflags.redact.as_ref(),
-        REDACT,
-        |s| Ok(vec![s.to_owned()]),
-        cf.redact.as_ref(),
-        |patterns| {
-            patterns
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    regex::Regex::new(p)
-                        .map(|pattern| Redaction {
-                            pattern,
-                            replacement: replacement.clone(),
-                        })
-                        .map_err(|e| {
-                            format!(
-                                "pattern {} is not a regular expression: {}",
-                                i + 1,
-                                e.to_string().lines().last().unwrap_or("")
-                            )
-                        })
-                })
-                .collect()
-        },
-        Vec::new(),
-    );
-
-    if !r.errors.is_empty() {
-        return Err(ConfigErrors(r.errors));
-    }
-    Ok(GatewayConfig {
-        upstream,
-        listen,
-        admin,
-        upstream_h2c,
-        provider,
-        timeouts: Timeouts {
-            connect,
-            first_byte,
-            idle,
-            total,
-        },
-        inject_usage,
-        traceresponse_header,
-        dialects,
-        shutdown_grace,
-        max_parse_bytes,
-        max_parse_bytes_total,
-        header_timeout,
-        max_connections,
-        captured_headers,
-        capture: CapturePolicy {
-            enabled,
-            max_length,
-            hide_inputs,
-            hide_outputs,
-            hide_input_messages,
-            hide_output_messages,
-            hide_input_text,
-            hide_output_text,
-            hide_tool_definitions,
-            hide_system_instructions,
-            redactions,
-        },
-        ingest: IngestConfig {
-            grpc: ingest_grpc,
-            http: ingest_http,
-            max_bytes: ingest_max_bytes,
-            drop_startup_spans,
-            drop_span_names,
-            engine_model,
-            join_capacity,
-            join_ttl,
-            join_wait,
-        },
-        origins: r.origins,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1318,8 +768,13 @@ mod tests {
         env: &[(&str, &str)],
         file: &str,
     ) -> Result<GatewayConfig, ConfigErrors> {
-        let file: FileConfig = toml::from_str(file).unwrap();
-        resolve_gateway(&flags, &CaptureSettings::default(), &env.to_vec(), &file)
+        let (file, errors) = FileLayer::parse("test.toml", file, FILE_TABLES);
+        assert!(errors.is_empty(), "{errors:?}");
+        let explicit = Explicit {
+            gateway: flags,
+            ..Explicit::default()
+        };
+        load(&explicit, &env.to_vec(), &file, &[]).map(|l| l.gateway)
     }
 
     #[test]
@@ -1362,46 +817,35 @@ mod tests {
 
     #[test]
     fn an_exporter_pointed_at_our_own_ingest_is_refused() {
-        let file = FileConfig {
-            gateway: GatewaySettings {
-                otlp_ingest_grpc: Some("127.0.0.1:4327".into()),
-                ..GatewaySettings::default()
-            },
-            ..FileConfig::default()
-        };
+        let file = "[gateway]\notlp_ingest_grpc = \"127.0.0.1:4327\"\n";
+        let (file, _) = FileLayer::parse("test.toml", file, FILE_TABLES);
         let exporter = ExporterSettings {
             endpoint: Some("http://localhost:4327".into()),
             ..ExporterSettings::default()
         };
-        let errors = load(
-            &GatewaySettings::default(),
-            &CaptureSettings::default(),
-            &exporter,
-            &[("", "")],
-            &file,
-        )
-        .unwrap_err();
+        let explicit = Explicit {
+            exporter,
+            ..Explicit::default()
+        };
+        let errors = load(&explicit, &[("", "")], &file, &[]).unwrap_err();
         assert!(errors.to_string().contains("loop"), "{errors}");
-        let fine = ExporterSettings {
-            endpoint: Some("http://collector:4317".into()),
-            ..ExporterSettings::default()
+        let fine = Explicit {
+            exporter: ExporterSettings {
+                endpoint: Some("http://collector:4317".into()),
+                ..ExporterSettings::default()
+            },
+            ..Explicit::default()
         };
-        assert!(
-            load(
-                &GatewaySettings::default(),
-                &CaptureSettings::default(),
-                &fine,
-                &[("", "")],
-                &file
-            )
-            .is_ok()
-        );
+        assert!(load(&fine, &[("", "")], &file, &[]).is_ok());
         // Two listeners on one port.
-        let clash = GatewaySettings {
-            admin: Some("127.0.0.1:4327".into()),
-            ..GatewaySettings::default()
+        let clash = Explicit {
+            gateway: GatewaySettings {
+                admin: Some("127.0.0.1:4327".into()),
+                ..GatewaySettings::default()
+            },
+            ..fine
         };
-        assert!(resolve_gateway(&clash, &CaptureSettings::default(), &[("", "")], &file).is_err());
+        assert!(load(&clash, &[("", "")], &file, &[]).is_err());
     }
 
     #[test]
@@ -1421,7 +865,28 @@ mod tests {
         .unwrap();
         assert!(c.capture.hide_output_text);
         assert_eq!(c.capture.redactions.len(), 1);
-        let unknown = toml::from_str::<FileConfig>("[gateway]\nbogus = 1\n").unwrap_err();
-        assert!(unknown.message().contains("bogus"), "{unknown}");
+        let (file, _) = FileLayer::parse("test.toml", "[gateway]\nbogus = 1\n", FILE_TABLES);
+        let mut errors = Vec::new();
+        let _: GatewaySettings = file.table(&mut errors);
+        assert!(errors[0].to_string().contains("bogus"), "{errors:?}");
+    }
+
+    #[test]
+    fn file_errors_name_the_file_the_key_and_the_line_all_at_once() {
+        let text = "[gateway]\nlisten = \"nowhere\"\nbogus = 1\n\n[capture]\nmax_length = \"many\"\n[exporter]\ncompression = \"zstd\"\n";
+        let (file, errors) = FileLayer::parse("gw.toml", text, FILE_TABLES);
+        assert!(errors.is_empty());
+        let errors = load(&Explicit::default(), &[("", "")], &file, &[])
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "config file `listen`=\"nowhere\": expected an address like 127.0.0.1:9000 (gw.toml, line 2)",
+            "config file `[gateway] bogus`: unknown key",
+            "(gw.toml, line 3)",
+            "config file `max_length`=\"many\": expected a whole number (gw.toml, line 6)",
+            "config file `compression`=\"zstd\": expected gzip or none (gw.toml, line 8)",
+        ] {
+            assert!(errors.contains(want), "{want} missing from {errors}");
+        }
     }
 }

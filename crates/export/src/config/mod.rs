@@ -1,5 +1,8 @@
 //! Exporter configuration: explicit settings > signal-specific variable > generic variable >
-//! configuration file > default, with every error reported at once.
+//! configuration file > default, with every error reported at once. Each setting is one row
+//! of the table below ([`ExporterSettings`]); the rules that span settings (the endpoint and
+//! its protocol, TLS, `service.name` and the resource, the sampler and its argument, the batch
+//! and the queue) are the named functions after it.
 //!
 //! The environment variables are those of the OpenTelemetry specification:
 //!
@@ -15,26 +18,23 @@
 //! | resource | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | `service.name=inferscope` |
 //! | sampler | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` |
 //! | batching | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT` | 2048, 512, 5000 ms, 30000 ms |
-//! | off switch | `OTEL_SDK_DISABLED` (`true`/`false`) | `false` |
+//! | off switch | `OTEL_SDK_DISABLED` (`true`/`false`, or `1/0`, `yes/no`, `on/off`) | `false` |
 //!
 //! An empty variable counts as unset. A value that cannot be used is an error naming the
 //! variable (or setting) and the value — except secrets, such as header values, which are
 //! never echoed.
-
-mod env;
-mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use env::{Env, ProcessEnv};
-pub use settings::ExporterSettings;
+pub use inferscope_settings::{
+    ConfigError, ConfigErrors, Env, Origin, ProcessEnv, Report, check_port, redact_userinfo,
+};
 
 use inferscope_core::Sampler;
-
-use crate::secret::Secret;
+use inferscope_settings::{Flag, Merge, Resolver, Secret, Value, ok, opt, req, settings};
 
 /// Names of the environment variables read.
 pub mod vars {
@@ -96,6 +96,153 @@ pub mod vars {
     pub const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 }
 
+use vars::*;
+
+settings! {
+    /// Exporter settings as a person writes them: every field optional, the same shape for
+    /// explicit settings (a builder or command-line flags) and for a configuration file's
+    /// `[exporter]` table (unknown keys are an error). [`resolve`] turns the layers into an
+    /// [`ExporterConfig`].
+    ///
+    /// ```toml
+    /// exporters = ["otlp", "console"]
+    /// protocol = "http/protobuf"
+    /// endpoint = "https://collector.example:4318/v1/traces"
+    /// headers = { "x-api-key" = "…" }
+    /// compression = "gzip"
+    /// timeout_ms = 10000
+    /// service_name = "inferscope"
+    /// sampler = "parentbased_traceidratio"
+    /// sampler_arg = 0.25
+    /// ```
+    pub struct ExporterSettings => ExporterValues, table "exporter", rows rows {
+        /// Where spans go: `otlp`, `console`, `none` (comma-separated or repeated).
+        exporters: Vec<String> => Vec<ExporterKind> = req(exporter_kinds), {
+            default: Some("otlp"), flag: Flag::Repeat("exporter"), env: &[TRACES_EXPORTER],
+        },
+        /// The OTLP transport: `grpc`, `http/protobuf` or `http/json`.
+        protocol: String => Protocol = req(|s: String| Protocol::parse(&s)), {
+            default: Some("grpc"), flag: Flag::Value("otlp-protocol"),
+            env: &[TRACES_PROTOCOL, PROTOCOL],
+        },
+        /// The traces endpoint; from `OTEL_EXPORTER_OTLP_ENDPOINT`, `/v1/traces` is appended for HTTP.
+        endpoint: String => Option<String> = ok, {
+            flag: Flag::Value("otlp-endpoint"), env: &[TRACES_ENDPOINT, ENDPOINT],
+            default_doc: Some("http://localhost:4317 (HTTP: http://localhost:4318/v1/traces)"),
+        },
+        /// Headers sent with every export request (`k=v,k2=v2`, values URL-decoded); values are secrets.
+        headers: Headers => Headers = req(ok), {
+            default: Some(""), default_doc: Some("none"), env: &[TRACES_HEADERS, HEADERS],
+            merge: Merge::EnvVars,
+        },
+        /// Body compression of export requests: `gzip` or `none`.
+        compression: String => Compression = req(|s: String| Compression::parse(&s)), {
+            default: Some("none"), env: &[TRACES_COMPRESSION, COMPRESSION],
+        },
+        /// Timeout of one export request, milliseconds.
+        timeout_ms: u64 => Duration = req(millis), {
+            default: Some("10000"), env: &[TRACES_TIMEOUT, TIMEOUT],
+        },
+        /// PEM file of a CA trusted besides the system roots.
+        certificate: PathBuf => Option<PathBuf> = opt(readable_file), {
+            env: &[TRACES_CERTIFICATE, CERTIFICATE],
+        },
+        /// PEM file of a client certificate (mutual TLS).
+        client_certificate: PathBuf => Option<PathBuf> = opt(readable_file), {
+            env: &[TRACES_CLIENT_CERTIFICATE, CLIENT_CERTIFICATE],
+        },
+        /// PEM file of the client certificate's key (mutual TLS).
+        client_key: PathBuf => Option<PathBuf> = opt(readable_file), {
+            env: &[TRACES_CLIENT_KEY, CLIENT_KEY],
+        },
+        /// For a gRPC endpoint without a scheme: plaintext instead of TLS.
+        insecure: bool => bool = req(ok), {
+            default: Some("false"), env: &[TRACES_INSECURE, INSECURE],
+        },
+        /// `service.name` (beats one in the resource attributes, except from the file).
+        service_name: String => Option<String> = ok, {
+            flag: Flag::Value("service-name"), env: &[SERVICE_NAME],
+            default_doc: Some("inferscope"),
+        },
+        /// More resource attributes (`k=v,…`, URL-decoded); every layer merges, the higher winning per key.
+        resource_attributes: BTreeMap<String, String> => BTreeMap<String, String> = req(ok), {
+            default: Some(""), default_doc: Some("telemetry.sdk.*"), env: &[RESOURCE_ATTRIBUTES],
+            merge: Merge::AllLayers,
+        },
+        /// `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio`.
+        sampler: String => Option<String> = ok, {
+            flag: Flag::Value("sampler"), env: &[TRACES_SAMPLER],
+            default_doc: Some("parentbased_always_on"),
+        },
+        /// The ratio of the ratio samplers, from 0 to 1.
+        sampler_arg: f64 => Option<f64> = ok, {
+            flag: Flag::Value("sampler-arg"), env: &[TRACES_SAMPLER_ARG],
+        },
+        /// Spans held while waiting for export; more are dropped and counted.
+        max_queue_size: usize => usize = req(at_least_one), {
+            default: Some("2048"), env: &[BSP_MAX_QUEUE_SIZE],
+        },
+        /// Most spans in one export request (at most the queue size).
+        max_export_batch_size: usize => Option<usize> = opt(at_least_one), {
+            env: &[BSP_MAX_EXPORT_BATCH_SIZE], default_doc: Some("512"),
+        },
+        /// Longest wait before a partial batch is exported, milliseconds.
+        schedule_delay_ms: u64 => Duration = req(millis), {
+            default: Some("5000"), env: &[BSP_SCHEDULE_DELAY],
+        },
+        /// Longest time one batch may take, retries included, milliseconds.
+        export_timeout_ms: u64 => Duration = req(millis), {
+            default: Some("30000"), env: &[BSP_EXPORT_TIMEOUT],
+        },
+        /// Turns tracing off entirely.
+        disabled: bool => bool = req(ok), {
+            default: Some("false"), env: &[SDK_DISABLED],
+        },
+        /// Also write every span as OTLP-JSON lines to this file.
+        file: PathBuf => Option<PathBuf> = ok, {
+            flag: Flag::Value("spans-file"),
+        },
+    }
+}
+
+/// Export request headers: names as given in a file, lower-cased from the environment (so
+/// the traces variable wins over the generic one whatever the case); values are secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Headers(pub BTreeMap<String, Secret>);
+
+impl<const N: usize> From<[(String, Secret); N]> for Headers {
+    fn from(pairs: [(String, Secret); N]) -> Headers {
+        Headers(pairs.into())
+    }
+}
+
+impl Value for Headers {
+    const KIND: &'static str = "key=value list";
+    const TEXT_IS_SECRET: bool = true;
+
+    fn from_text(text: &str) -> Result<Headers, String> {
+        let map = BTreeMap::<String, Secret>::from_text(text)?;
+        Ok(Headers(
+            map.into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        ))
+    }
+
+    fn from_toml(value: &toml::Value) -> Result<Headers, String> {
+        BTreeMap::<String, Secret>::from_toml(value).map(Headers)
+    }
+
+    fn show(&self) -> String {
+        self.0.show()
+    }
+
+    fn merge(self, over: Headers) -> Headers {
+        Headers(self.0.merge(over.0))
+    }
+}
+
 /// The OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -139,6 +286,16 @@ pub enum Compression {
     None,
     /// gzip.
     Gzip,
+}
+
+impl Compression {
+    fn parse(s: &str) -> Result<Compression, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "gzip" => Ok(Compression::Gzip),
+            "none" => Ok(Compression::None),
+            _ => Err("expected gzip or none".to_owned()),
+        }
+    }
 }
 
 /// Where spans go.
@@ -204,65 +361,6 @@ impl Default for BatchConfig {
     }
 }
 
-/// Where a resolved value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// An explicit setting (builder or command-line flag) of this name.
-    Explicit(&'static str),
-    /// This environment variable.
-    Env(&'static str),
-    /// The configuration file key of this name.
-    File(&'static str),
-    /// The built-in default.
-    Default,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Explicit(name) => write!(f, "setting `{name}`"),
-            Origin::Env(var) => f.write_str(var),
-            Origin::File(name) => write!(f, "config file `{name}`"),
-            Origin::Default => f.write_str("default"),
-        }
-    }
-}
-
-/// One unusable value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Where the value came from.
-    pub origin: Origin,
-    /// The value, or `<redacted>` for a secret.
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={:?}: {}", self.origin, self.value, self.reason)
-    }
-}
-
-/// Every unusable value found, reported together.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration ({} error", self.0.len())?;
-        if self.0.len() != 1 {
-            f.write_str("s")?;
-        }
-        f.write_str("):")?;
-        for e in &self.0 {
-            write!(f, "\n  - {e}")?;
-        }
-        Ok(())
-    }
-}
-
 /// The typed configuration of an export pipeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExporterConfig {
@@ -280,8 +378,10 @@ pub struct ExporterConfig {
     pub sampler: Sampler,
     /// Queue and batching.
     pub batch: BatchConfig,
-    /// Where each setting came from, for `--print-config`.
+    /// Where each setting not at its default came from.
     pub origins: Vec<(&'static str, Origin)>,
+    /// Every setting, its value as shown (secrets hidden) and its origin: `--print-config`.
+    pub report: Report,
 }
 
 impl ExporterConfig {
@@ -292,84 +392,50 @@ impl ExporterConfig {
             .find(|(k, _)| k == "service.name")
             .map_or("inferscope", |(_, v)| v.as_str())
     }
-
-    fn origin(&self, name: &str) -> String {
-        self.origins
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or_else(|| "default".to_owned(), |(_, o)| o.to_string())
-    }
 }
 
 impl fmt::Display for ExporterConfig {
-    /// Prints every setting with its origin; secrets are hidden.
+    /// Every setting with its origin; secrets are hidden.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kinds: Vec<&str> = self
-            .exporters
-            .iter()
-            .map(|k| match k {
-                ExporterKind::Otlp => "otlp",
-                ExporterKind::Console => "console",
-            })
-            .collect();
-        let o = &self.otlp;
-        let b = &self.batch;
-        let headers: Vec<String> = o.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let resource: Vec<String> = self
-            .resource
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let path = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or("-".to_owned(), |p| p.display().to_string())
-        };
-        let rows: [(&str, String); 18] = [
-            ("disabled", self.disabled.to_string()),
-            ("exporters", kinds.join(",")),
-            ("protocol", o.protocol.as_str().to_owned()),
-            ("endpoint", redact_userinfo(&o.endpoint)),
-            ("tls", o.tls_enabled.to_string()),
-            ("certificate", path(&o.tls.ca_certificate)),
-            ("client_certificate", path(&o.tls.client_certificate)),
-            ("client_key", path(&o.tls.client_key)),
-            ("headers", headers.join(",")),
-            ("compression", format!("{:?}", o.compression).to_lowercase()),
-            ("timeout_ms", o.timeout.as_millis().to_string()),
-            ("resource", resource.join(",")),
-            ("sampler", self.sampler.describe()),
-            ("max_queue_size", b.max_queue_size.to_string()),
-            ("max_export_batch_size", b.max_export_batch_size.to_string()),
-            (
-                "schedule_delay_ms",
-                b.schedule_delay.as_millis().to_string(),
-            ),
-            (
-                "export_timeout_ms",
-                b.export_timeout.as_millis().to_string(),
-            ),
-            ("file", path(&self.file)),
-        ];
-        for (name, value) in rows {
-            writeln!(f, "{name:<22} = {value:<40} # {}", self.origin(name))?;
-        }
-        Ok(())
+        f.write_str(&self.report.render("exporter"))
     }
 }
 
-/// `scheme://user:pass@host/…` → `scheme://<redacted>@host/…`, for logs and errors.
-pub fn redact_userinfo(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    // A password may hold an unescaped `/`, which ends the authority early: everything up to
-    // the last `@` before the query goes (an `@` in a path is rare enough to hide too much).
-    let query = rest.find(['?', '#']).unwrap_or(rest.len());
-    let cut = rest[..query].rfind('@');
-    match cut {
-        Some(at) => {
-            let sep = if scheme.is_empty() { "" } else { "://" };
-            format!("{scheme}{sep}<redacted>@{}", &rest[at + 1..])
+fn millis(v: u64) -> Result<Duration, String> {
+    Ok(Duration::from_millis(v))
+}
+
+fn at_least_one(v: usize) -> Result<usize, String> {
+    if v == 0 {
+        Err("must be at least 1".to_owned())
+    } else {
+        Ok(v)
+    }
+}
+
+fn exporter_kinds(names: Vec<String>) -> Result<Vec<ExporterKind>, String> {
+    let mut kinds = Vec::new();
+    for name in &names {
+        match name.to_ascii_lowercase().as_str() {
+            "otlp" => kinds.push(ExporterKind::Otlp),
+            "console" | "logging" => kinds.push(ExporterKind::Console),
+            "none" => {}
+            _ => {
+                return Err(format!(
+                    "unknown exporter `{name}` (expected otlp, console or none)"
+                ));
+            }
         }
-        None => url.to_owned(),
+    }
+    kinds.dedup();
+    Ok(kinds)
+}
+
+fn readable_file(p: PathBuf) -> Result<PathBuf, String> {
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_file() => Ok(p),
+        Ok(_) => Err("not a file".to_owned()),
+        Err(e) => Err(format!("cannot read the file: {e}")),
     }
 }
 
@@ -383,134 +449,108 @@ pub struct Layers<'a> {
     pub file: &'a ExporterSettings,
 }
 
-struct Resolver<'a> {
-    layers: Layers<'a>,
-    errors: Vec<ConfigError>,
-    origins: Vec<(&'static str, Origin)>,
+/// Resolves the layers into a typed configuration, or every error found.
+pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
+    let mut r = Resolver::new(layers.env, None);
+    let config = resolve_with(layers.explicit, layers.file, &mut r);
+    let report = r.finish()?;
+    finished(config, &report).ok_or_else(|| ConfigErrors(Vec::new()))
 }
 
-impl Resolver<'_> {
-    fn env(&self, var: &'static str) -> Option<String> {
-        self.layers
-            .env
-            .var(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+/// Resolves the exporter's settings with a resolver shared with other tables (a program's
+/// own defaults, one file, every error together). Call [`finished`] with its report.
+pub fn resolve_with(
+    explicit: &ExporterSettings,
+    file: &ExporterSettings,
+    r: &mut Resolver<'_>,
+) -> Option<ExporterConfig> {
+    let v = ExporterValues::resolve(explicit, file, r)?;
+    let protocol = v.protocol;
+    let endpoint = endpoint(r, v.endpoint, protocol);
+    let tls_enabled = match endpoint.split_once("://") {
+        Some(("https", _)) => true,
+        Some(_) => false,
+        // gRPC without a scheme: TLS unless the insecure switch says otherwise.
+        None => !v.insecure,
+    };
+    if v.client_certificate.is_some() != v.client_key.is_some() {
+        r.reject(
+            &rows::client_certificate,
+            "a client certificate and a client key must be given together",
+        );
     }
-
-    fn error(&mut self, origin: Origin, value: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(ConfigError {
-            origin,
-            value: value.into(),
-            reason: reason.into(),
-        });
-    }
-
-    /// explicit > each of `vars` in order > file; records the origin under `name`.
-    /// An environment value that `from_env` rejects is an error, and the field falls back to
-    /// its default so the remaining fields are still checked.
-    fn pick<T>(
-        &mut self,
-        name: &'static str,
-        explicit: Option<T>,
-        vars: &[&'static str],
-        from_env: impl Fn(&str) -> Result<T, String>,
-        file: Option<T>,
-    ) -> Option<(T, Origin)> {
-        let found = if let Some(v) = explicit {
-            Some((v, Origin::Explicit(name)))
-        } else if let Some((var, raw)) =
-            vars.iter().find_map(|var| self.env(var).map(|v| (*var, v)))
-        {
-            match from_env(&raw) {
-                Ok(v) => Some((v, Origin::Env(var))),
-                Err(reason) => {
-                    self.error(Origin::Env(var), raw, reason);
-                    None
-                }
-            }
-        } else {
-            file.map(|v| (v, Origin::File(name)))
-        };
-        if let Some((_, origin)) = &found {
-            self.origins.push((name, origin.clone()));
-        }
-        found
-    }
-
-    /// Checks a value that came from any layer; an error names its origin.
-    fn check<T>(&mut self, origin: &Origin, shown: &str, result: Result<T, String>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(reason) => {
-                self.error(origin.clone(), shown, reason);
-                None
-            }
-        }
-    }
+    let headers = headers(r, v.headers);
+    let resource = resource(r, v.service_name, v.resource_attributes);
+    let sampler = sampler(r, v.sampler.as_deref(), v.sampler_arg);
+    let max_export_batch_size = batch_size(r, v.max_export_batch_size, v.max_queue_size);
+    Some(ExporterConfig {
+        disabled: v.disabled,
+        exporters: v.exporters,
+        otlp: OtlpConfig {
+            protocol,
+            endpoint,
+            tls_enabled,
+            tls: TlsConfig {
+                ca_certificate: v.certificate,
+                client_certificate: v.client_certificate,
+                client_key: v.client_key,
+            },
+            headers,
+            compression: v.compression,
+            timeout: v.timeout_ms,
+        },
+        file: v.file,
+        resource,
+        sampler,
+        batch: BatchConfig {
+            max_queue_size: v.max_queue_size,
+            max_export_batch_size,
+            schedule_delay: v.schedule_delay_ms,
+            export_timeout: v.export_timeout_ms,
+        },
+        origins: Vec::new(),
+        report: Report::default(),
+    })
 }
 
-fn parse_u64(s: &str) -> Result<u64, String> {
-    s.parse::<u64>()
-        .map_err(|_| "expected a whole number of milliseconds".to_owned())
+/// `config` with its origins and report filled in from the resolver's `report`.
+pub fn finished(config: Option<ExporterConfig>, report: &Report) -> Option<ExporterConfig> {
+    let mut c = config?;
+    c.report = report.only(&["exporter"]);
+    c.origins = c.report.origins();
+    Some(c)
 }
 
-fn parse_usize(s: &str) -> Result<usize, String> {
-    s.parse::<usize>()
-        .map_err(|_| "expected a positive whole number".to_owned())
-}
-
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("expected true or false".into()),
-    }
-}
-
-fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect()
-}
-
-/// Parses a W3C-baggage-like `key=value,key2=value2` list; values are percent-decoded.
-/// The error never contains a value (header values are often secrets).
-fn parse_kv_list(s: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for (i, entry) in s.split(',').enumerate() {
-        if entry.trim().is_empty() {
-            continue;
-        }
-        let Some((k, v)) = entry.split_once('=') else {
-            return Err(format!("entry {} is not key=value", i + 1));
-        };
-        let key = k.trim();
-        if key.is_empty() {
-            return Err(format!("entry {} has an empty key", i + 1));
-        }
-        let value = percent_encoding::percent_decode_str(v.trim())
-            .decode_utf8()
-            .map_err(|_| format!("the value of `{key}` is not valid UTF-8 once decoded"))?;
-        out.push((key.to_owned(), value.into_owned()));
-    }
-    Ok(out)
-}
-
-fn check_headers(headers: Vec<(String, Secret)>) -> Result<Vec<(String, Secret)>, String> {
-    for (k, v) in &headers {
-        if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            return Err(format!("`{k}` is not a valid header name"));
-        }
-        if http::HeaderValue::from_str(v.expose()).is_err() {
-            return Err(format!("the value of `{k}` is not a valid header value"));
+/// The endpoint: as given, except that the generic variable gets `/v1/traces` for HTTP; the
+/// default follows the protocol. Checked against the protocol (refused: the default stands in).
+fn endpoint(r: &mut Resolver<'_>, given: Option<String>, protocol: Protocol) -> String {
+    let default = if protocol.is_http() {
+        "http://localhost:4318/v1/traces"
+    } else {
+        "http://localhost:4317"
+    };
+    let Some(given) = given else {
+        r.report_mut()
+            .set_shown(&rows::endpoint, default.to_owned());
+        return default.to_owned();
+    };
+    let url = if r.origin(&rows::endpoint) == Origin::Env(ENDPOINT) && protocol.is_http() {
+        append_traces_path(&given)
+    } else {
+        given
+    };
+    r.report_mut()
+        .set_shown(&rows::endpoint, redact_userinfo(&url));
+    match check_endpoint(&url, protocol) {
+        Ok(()) => url,
+        Err(reason) => {
+            r.reject(&rows::endpoint, reason);
+            default.to_owned()
         }
     }
-    Ok(headers)
 }
 
-fn check_endpoint(endpoint: &str, protocol: Protocol) -> Result<String, String> {
+fn check_endpoint(endpoint: &str, protocol: Protocol) -> Result<(), String> {
     let uri: http::Uri = endpoint
         .parse()
         .map_err(|e| format!("not a valid URL: {e}"))?;
@@ -528,29 +568,9 @@ fn check_endpoint(endpoint: &str, protocol: Protocol) -> Result<String, String> 
         return Err("the URL has no host".into());
     }
     if let Some(authority) = uri.authority() {
-        check_port(authority)?;
+        check_port(authority.as_str())?;
     }
-    Ok(endpoint.to_owned())
-}
-
-/// Checks the port of a URL's authority, when it names one: a number from 1 to 65535. (The
-/// `http` crate accepts `host:notaport` and reports no port, which a client would then replace
-/// with the scheme's default.)
-pub fn check_port(authority: &http::uri::Authority) -> Result<(), String> {
-    let text = authority.as_str();
-    let host_port = text.rsplit_once('@').map_or(text, |(_, h)| h);
-    let after_host = match host_port.rfind(']') {
-        Some(end) => &host_port[end + 1..],
-        None => host_port,
-    };
-    let Some((_, port)) = after_host.rsplit_once(':') else {
-        return Ok(());
-    };
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-        // The text is not repeated: with a password that holds a `/`, it may be part of it.
-        _ => Err("the port is not a number from 1 to 65535".to_owned()),
-    }
+    Ok(())
 }
 
 /// Appends `v1/traces` to a generic base endpoint, as the specification says for HTTP.
@@ -568,449 +588,95 @@ fn append_traces_path(base: &str) -> String {
     url
 }
 
-/// Resolves the layers into a typed configuration, or every error found.
-pub fn resolve(layers: Layers<'_>) -> Result<ExporterConfig, ConfigErrors> {
-    let explicit = layers.explicit.clone();
-    let file = layers.file.clone();
-    let mut r = Resolver {
-        layers,
-        errors: Vec::new(),
-        origins: Vec::new(),
-    };
-    use vars::*;
-
-    // --- off switch and exporters ---
-    let disabled = r
-        .pick(
-            "disabled",
-            explicit.disabled,
-            &[SDK_DISABLED],
-            parse_bool,
-            file.disabled,
-        )
-        .is_some_and(|(v, _)| v);
-
-    let exporters = match r.pick(
-        "exporters",
-        explicit.exporters.clone(),
-        &[TRACES_EXPORTER],
-        |s| Ok(split_list(s)),
-        file.exporters.clone(),
-    ) {
-        None => vec![ExporterKind::Otlp],
-        Some((names, origin)) => {
-            let mut kinds = Vec::new();
-            for name in &names {
-                match name.to_ascii_lowercase().as_str() {
-                    "otlp" => kinds.push(ExporterKind::Otlp),
-                    "console" | "logging" => kinds.push(ExporterKind::Console),
-                    "none" => {}
-                    _ => r.error(
-                        origin.clone(),
-                        names.join(","),
-                        format!("unknown exporter `{name}` (expected otlp, console or none)"),
-                    ),
-                }
-            }
-            kinds.dedup();
-            kinds
+/// Header names and values must be valid HTTP (refused: no headers).
+fn headers(r: &mut Resolver<'_>, given: Headers) -> Vec<(String, Secret)> {
+    for (k, v) in &given.0 {
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            r.reject(&rows::headers, format!("`{k}` is not a valid header name"));
+            return Vec::new();
         }
-    };
-
-    // --- protocol and endpoint ---
-    let protocol = match r.pick(
-        "protocol",
-        explicit.protocol.clone(),
-        &[TRACES_PROTOCOL, PROTOCOL],
-        |s| Ok(s.to_owned()),
-        file.protocol.clone(),
-    ) {
-        None => Protocol::Grpc,
-        Some((raw, origin)) => {
-            let parsed = Protocol::parse(&raw);
-            r.check(&origin, &raw, parsed).unwrap_or(Protocol::Grpc)
-        }
-    };
-
-    let endpoint = {
-        let traces = r.pick(
-            "endpoint",
-            explicit.endpoint.clone(),
-            &[TRACES_ENDPOINT],
-            |s| Ok(s.to_owned()),
-            None,
-        );
-        let chosen = match traces {
-            Some(found) => Some(found),
-            None => match r.env(ENDPOINT) {
-                Some(base) => {
-                    r.origins.push(("endpoint", Origin::Env(ENDPOINT)));
-                    let url = if protocol.is_http() {
-                        append_traces_path(&base)
-                    } else {
-                        base
-                    };
-                    Some((url, Origin::Env(ENDPOINT)))
-                }
-                None => file.endpoint.clone().map(|e| {
-                    r.origins.push(("endpoint", Origin::File("endpoint")));
-                    (e, Origin::File("endpoint"))
-                }),
-            },
-        };
-        let default = if protocol.is_http() {
-            "http://localhost:4318/v1/traces"
-        } else {
-            "http://localhost:4317"
-        };
-        match chosen {
-            None => default.to_owned(),
-            Some((url, origin)) => {
-                let checked = check_endpoint(&url, protocol);
-                r.check(&origin, &redact_userinfo(&url), checked)
-                    .unwrap_or_else(|| default.to_owned())
-            }
-        }
-    };
-
-    let insecure = r
-        .pick(
-            "insecure",
-            explicit.insecure,
-            &[TRACES_INSECURE, INSECURE],
-            parse_bool,
-            file.insecure,
-        )
-        .is_some_and(|(v, _)| v);
-    let tls_enabled = match endpoint.split_once("://") {
-        Some(("https", _)) => true,
-        Some(_) => false,
-        // gRPC without a scheme: TLS unless the insecure switch says otherwise.
-        None => !insecure,
-    };
-
-    let path_setting = |r: &mut Resolver<'_>,
-                        name: &'static str,
-                        e: Option<PathBuf>,
-                        vars: &[&'static str],
-                        f: Option<PathBuf>| {
-        let picked = r.pick(name, e, vars, |s| Ok(PathBuf::from(s)), f);
-        picked.and_then(|(p, origin)| {
-            let readable = std::fs::metadata(&p)
-                .map(|m| m.is_file())
-                .map_err(|e| format!("cannot read the file: {e}"))
-                .and_then(|is_file| {
-                    if is_file {
-                        Ok(p.clone())
-                    } else {
-                        Err("not a file".to_owned())
-                    }
-                });
-            r.check(&origin, &p.display().to_string(), readable)
-        })
-    };
-    let tls = TlsConfig {
-        ca_certificate: path_setting(
-            &mut r,
-            "certificate",
-            explicit.certificate.clone(),
-            &[TRACES_CERTIFICATE, CERTIFICATE],
-            file.certificate.clone(),
-        ),
-        client_certificate: path_setting(
-            &mut r,
-            "client_certificate",
-            explicit.client_certificate.clone(),
-            &[TRACES_CLIENT_CERTIFICATE, CLIENT_CERTIFICATE],
-            file.client_certificate.clone(),
-        ),
-        client_key: path_setting(
-            &mut r,
-            "client_key",
-            explicit.client_key.clone(),
-            &[TRACES_CLIENT_KEY, CLIENT_KEY],
-            file.client_key.clone(),
-        ),
-    };
-    if tls.client_certificate.is_some() != tls.client_key.is_some() {
-        r.error(
-            Origin::Explicit("client_certificate"),
-            "",
-            "a client certificate and a client key must be given together",
-        );
-    }
-
-    // --- headers: generic and traces variables merge, the traces one winning per key ---
-    let headers: Vec<(String, Secret)> = if let Some(h) = explicit.headers.clone() {
-        r.origins.push(("headers", Origin::Explicit("headers")));
-        h.into_iter().collect()
-    } else {
-        let mut merged: BTreeMap<String, Secret> = BTreeMap::new();
-        let mut from_env = None;
-        for var in [HEADERS, TRACES_HEADERS] {
-            if let Some(raw) = r.env(var) {
-                match parse_kv_list(&raw) {
-                    Ok(list) => {
-                        for (k, v) in list {
-                            merged.insert(k.to_ascii_lowercase(), Secret::new(v));
-                        }
-                        from_env = Some(var);
-                    }
-                    Err(reason) => r.error(Origin::Env(var), "<redacted>", reason),
-                }
-            }
-        }
-        if let Some(var) = from_env {
-            r.origins.push(("headers", Origin::Env(var)));
-            merged.into_iter().collect()
-        } else if let Some(h) = file.headers.clone() {
-            r.origins.push(("headers", Origin::File("headers")));
-            h.into_iter().collect()
-        } else {
-            Vec::new()
-        }
-    };
-    let headers = match check_headers(headers) {
-        Ok(h) => h,
-        Err(reason) => {
-            let origin = r
-                .origins
-                .iter()
-                .rev()
-                .find(|(n, _)| *n == "headers")
-                .map_or(Origin::Default, |(_, o)| o.clone());
-            r.error(origin, "<redacted>", reason);
-            Vec::new()
-        }
-    };
-
-    let compression = match r.pick(
-        "compression",
-        explicit.compression.clone(),
-        &[TRACES_COMPRESSION, COMPRESSION],
-        |s| Ok(s.to_owned()),
-        file.compression.clone(),
-    ) {
-        None => Compression::None,
-        Some((raw, origin)) => {
-            let parsed = match raw.to_ascii_lowercase().as_str() {
-                "gzip" => Ok(Compression::Gzip),
-                "none" => Ok(Compression::None),
-                _ => Err("expected gzip or none".to_owned()),
-            };
-            r.check(&origin, &raw, parsed).unwrap_or(Compression::None)
-        }
-    };
-
-    let timeout = r
-        .pick(
-            "timeout_ms",
-            explicit.timeout_ms,
-            &[TRACES_TIMEOUT, TIMEOUT],
-            parse_u64,
-            file.timeout_ms,
-        )
-        .map_or(Duration::from_millis(10_000), |(ms, _)| {
-            Duration::from_millis(ms)
-        });
-
-    // --- resource ---
-    let mut resource: BTreeMap<String, String> = BTreeMap::new();
-    let mut resource_origin = None;
-    if let Some(attrs) = file.resource_attributes.clone() {
-        resource.extend(attrs);
-        resource_origin = Some(Origin::File("resource_attributes"));
-    }
-    if let Some(raw) = r.env(RESOURCE_ATTRIBUTES) {
-        match parse_kv_list(&raw) {
-            Ok(list) => {
-                resource.extend(list);
-                resource_origin = Some(Origin::Env(RESOURCE_ATTRIBUTES));
-            }
-            Err(reason) => r.error(Origin::Env(RESOURCE_ATTRIBUTES), raw, reason),
+        if http::HeaderValue::from_str(v.expose()).is_err() {
+            r.reject(
+                &rows::headers,
+                format!("the value of `{k}` is not a valid header value"),
+            );
+            return Vec::new();
         }
     }
-    if let Some(attrs) = explicit.resource_attributes.clone() {
-        resource.extend(attrs);
-        resource_origin = Some(Origin::Explicit("resource_attributes"));
-    }
-    if let Some(origin) = resource_origin {
-        r.origins.push(("resource", origin));
-    }
-    // service.name: explicit > OTEL_SERVICE_NAME > OTEL_RESOURCE_ATTRIBUTES > file > default.
-    let service_name = if let Some(name) = explicit.service_name.clone() {
-        Some(name)
-    } else if let Some(name) = r.env(SERVICE_NAME) {
-        Some(name)
-    } else if resource.contains_key("service.name") {
-        None
-    } else {
-        file.service_name.clone()
+    given.0.into_iter().collect()
+}
+
+/// The resource, `service.name` first: explicit or `OTEL_SERVICE_NAME` > `service.name` in the
+/// resource attributes > the file's `service_name` > the default.
+fn resource(
+    r: &Resolver<'_>,
+    service_name: Option<String>,
+    mut attributes: BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let strong = matches!(
+        r.origin(&rows::service_name),
+        Origin::Explicit(_) | Origin::Env(_)
+    );
+    let name = match service_name {
+        Some(n) if strong || !attributes.contains_key("service.name") => Some(n),
+        _ => None,
     };
-    if let Some(name) = service_name {
-        resource.insert("service.name".into(), name);
+    if let Some(n) = name {
+        attributes.insert("service.name".into(), n);
     }
-    let service = resource
+    let service = attributes
         .remove("service.name")
         .unwrap_or_else(|| "inferscope".to_owned());
-    let mut resource_list = vec![("service.name".to_owned(), service)];
-    resource_list.extend(resource);
+    let mut list = vec![("service.name".to_owned(), service)];
+    list.extend(attributes);
+    list
+}
 
-    // --- sampler ---
-    let sampler_arg = r.pick(
-        "sampler_arg",
-        explicit.sampler_arg.map(|a| a.to_string()),
-        &[TRACES_SAMPLER_ARG],
-        |s| Ok(s.to_owned()),
-        file.sampler_arg.map(|a| a.to_string()),
-    );
-    let sampler = match r.pick(
-        "sampler",
-        explicit.sampler.clone(),
-        &[TRACES_SAMPLER],
-        |s| Ok(s.to_owned()),
-        file.sampler.clone(),
-    ) {
-        None => Sampler::default(),
-        Some((name, origin)) => {
-            let arg = sampler_arg.as_ref().map(|(a, _)| a.as_str());
-            match Sampler::from_name(&name, arg) {
-                Ok(s) => s,
-                Err(inferscope_core::sampling::SamplerError::BadRatio(a)) => {
-                    let arg_origin = sampler_arg.as_ref().map_or(origin, |(_, o)| o.clone());
-                    r.error(arg_origin, a, "expected a number between 0 and 1");
-                    Sampler::default()
-                }
-                Err(e) => {
-                    r.error(origin, name, e.to_string());
-                    Sampler::default()
-                }
-            }
+/// The sampler from its name and argument; a bad ratio is the argument's error (refused: the
+/// default sampler stands in).
+fn sampler(r: &mut Resolver<'_>, name: Option<&str>, arg: Option<f64>) -> Sampler {
+    let Some(name) = name else {
+        return Sampler::default();
+    };
+    let arg_text = arg.map(|a| a.to_string());
+    match Sampler::from_name(name, arg_text.as_deref()) {
+        Ok(s) => s,
+        Err(inferscope_core::sampling::SamplerError::BadRatio(_)) => {
+            let which = if arg.is_some() {
+                &rows::sampler_arg
+            } else {
+                &rows::sampler
+            };
+            r.reject(which, "expected a number between 0 and 1");
+            Sampler::default()
         }
-    };
-
-    // --- batching ---
-    let defaults = BatchConfig::default();
-    let max_queue_size = r
-        .pick(
-            "max_queue_size",
-            explicit.max_queue_size,
-            &[BSP_MAX_QUEUE_SIZE],
-            parse_usize,
-            file.max_queue_size,
-        )
-        .and_then(|(v, origin)| {
-            let checked = if v == 0 {
-                Err("must be at least 1".to_owned())
-            } else {
-                Ok(v)
-            };
-            r.check(&origin, &v.to_string(), checked)
-        })
-        .unwrap_or(defaults.max_queue_size);
-    let max_export_batch_size = r
-        .pick(
-            "max_export_batch_size",
-            explicit.max_export_batch_size,
-            &[BSP_MAX_EXPORT_BATCH_SIZE],
-            parse_usize,
-            file.max_export_batch_size,
-        )
-        .and_then(|(v, origin)| {
-            let checked = if v == 0 {
-                Err("must be at least 1".to_owned())
-            } else if v > max_queue_size {
-                Err(format!(
-                    "must not exceed the max queue size ({max_queue_size})"
-                ))
-            } else {
-                Ok(v)
-            };
-            r.check(&origin, &v.to_string(), checked)
-        })
-        .unwrap_or(defaults.max_export_batch_size.min(max_queue_size));
-    let schedule_delay = r
-        .pick(
-            "schedule_delay_ms",
-            explicit.schedule_delay_ms,
-            &[BSP_SCHEDULE_DELAY],
-            parse_u64,
-            file.schedule_delay_ms,
-        )
-        .map_or(defaults.schedule_delay, |(ms, _)| Duration::from_millis(ms));
-    let export_timeout = r
-        .pick(
-            "export_timeout_ms",
-            explicit.export_timeout_ms,
-            &[BSP_EXPORT_TIMEOUT],
-            parse_u64,
-            file.export_timeout_ms,
-        )
-        .map_or(defaults.export_timeout, |(ms, _)| Duration::from_millis(ms));
-
-    let file_sink = if let Some(p) = explicit.file.clone() {
-        r.origins.push(("file", Origin::Explicit("file")));
-        Some(p)
-    } else if let Some(p) = file.file.clone() {
-        r.origins.push(("file", Origin::File("file")));
-        Some(p)
-    } else {
-        None
-    };
-
-    if !r.errors.is_empty() {
-        return Err(ConfigErrors(r.errors));
+        Err(e) => {
+            r.reject(&rows::sampler, e.to_string());
+            Sampler::default()
+        }
     }
-    Ok(ExporterConfig {
-        disabled,
-        exporters,
-        otlp: OtlpConfig {
-            protocol,
-            endpoint,
-            tls_enabled,
-            tls,
-            headers,
-            compression,
-            timeout,
-        },
-        file: file_sink,
-        resource: resource_list,
-        sampler,
-        batch: BatchConfig {
-            max_queue_size,
-            max_export_batch_size,
-            schedule_delay,
-            export_timeout,
-        },
-        origins: r.origins,
-    })
+}
+
+/// The batch size: at most the queue; by default 512 or the queue, whichever is smaller
+/// (refused: the default stands in).
+fn batch_size(r: &mut Resolver<'_>, given: Option<usize>, queue: usize) -> usize {
+    let default = BatchConfig::default().max_export_batch_size.min(queue);
+    match given {
+        None => default,
+        Some(n) if n > queue => {
+            r.reject(
+                &rows::max_export_batch_size,
+                format!("must not exceed the max queue size ({queue})"),
+            );
+            default
+        }
+        Some(n) => n,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn userinfo_is_redacted() {
-        assert_eq!(
-            redact_userinfo("https://user:pw@collector:4318/v1/traces"),
-            "https://<redacted>@collector:4318/v1/traces"
-        );
-        assert_eq!(
-            redact_userinfo("http://collector:4317"),
-            "http://collector:4317"
-        );
-        assert_eq!(
-            redact_userinfo("u:p@collector:4317"),
-            "<redacted>@collector:4317"
-        );
-        assert_eq!(redact_userinfo("http://c/x?a=b@c"), "http://c/x?a=b@c");
-        // A password holding `/` ends the authority early; it is hidden all the same.
-        assert_eq!(
-            redact_userinfo("https://user:ab/cd@collector:4318/v1/traces"),
-            "https://<redacted>@collector:4318/v1/traces"
-        );
-    }
 
     #[test]
     fn traces_path_is_appended_once() {
@@ -1030,21 +696,5 @@ mod tests {
             append_traces_path("http://c:4318?x=1"),
             "http://c:4318/v1/traces?x=1"
         );
-    }
-
-    #[test]
-    fn kv_lists_decode_and_never_echo_values() {
-        assert_eq!(
-            parse_kv_list("a=1, b = x%20y ,,c=%2C").unwrap(),
-            vec![
-                ("a".into(), "1".into()),
-                ("b".into(), "x y".into()),
-                ("c".into(), ",".into())
-            ]
-        );
-        let err = parse_kv_list("api-key=sk-secret,broken").unwrap_err();
-        assert!(!err.contains("sk-secret"), "{err}");
-        assert!(parse_kv_list("=1").is_err());
-        assert!(parse_kv_list("a=%ff").is_err());
     }
 }

@@ -48,22 +48,6 @@ pub struct IngestConfig {
     pub join_wait: Duration,
 }
 
-impl Default for IngestConfig {
-    fn default() -> IngestConfig {
-        IngestConfig {
-            grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4327))),
-            http: Some(SocketAddr::from(([127, 0, 0, 1], 4328))),
-            max_bytes: 8 << 20,
-            drop_startup_spans: false,
-            drop_span_names: Vec::new(),
-            engine_model: None,
-            join_capacity: 16_384,
-            join_ttl: Duration::from_secs(30),
-            join_wait: Duration::from_secs(2),
-        }
-    }
-}
-
 /// Counters of the ingest path.
 #[derive(Debug, Default)]
 pub struct IngestStats {

@@ -52,3 +52,13 @@ impl Env for Vec<(&str, &str)> {
         self.as_slice().var(key)
     }
 }
+
+/// No environment at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEnv;
+
+impl Env for NoEnv {
+    fn var(&self, _key: &str) -> Option<String> {
+        None
+    }
+}
