@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use inferscope_core::Tracer;
 use inferscope_export::TracingBuilder;
-use inferscope_export::testing::Receiver;
+use inferscope_testkit::receiver::Receiver;
 
 fn record(tracer: &Tracer, i: u64) {
-    inferscope_export::testing::record_inference_span(tracer, None, format!("chatcmpl-{i:016x}"));
+    inferscope_testkit::sample::record_inference_span(tracer, None, format!("chatcmpl-{i:016x}"));
 }
 
 /// CPU seconds (user + system) of the thread whose name starts with `prefix`.

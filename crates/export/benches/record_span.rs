@@ -1,5 +1,5 @@
 //! Cost, on the request path, of recording one finished inference span of 25 attributes
-//! (`inferscope_export::testing::record_inference_span`, shared with the tests):
+//! (`inferscope_testkit::sample::record_inference_span`, shared with the tests):
 //! tracing off, not sampled, and sampled (handed to the real bounded batch processor, whose
 //! export thread drains it). The same work through opentelemetry_sdk is measured beside it
 //! for docs/adr/0001-lean-exporter.md.
@@ -24,7 +24,7 @@ use inferscope_semconv::attr;
 
 #[inline(never)]
 fn record(tracer: &Tracer, parent: Option<&SpanContext>) {
-    inferscope_export::testing::record_inference_span(tracer, parent, "chatcmpl-beca11eecc0ffe74");
+    inferscope_testkit::sample::record_inference_span(tracer, parent, "chatcmpl-beca11eecc0ffe74");
 }
 
 /// Discards every batch: isolates the request-path cost from any network.
@@ -173,7 +173,7 @@ mod sdk {
         span.set_attribute(KeyValue::new(attr::USAGE_INPUT_TOKENS, 5i64));
         span.set_attribute(KeyValue::new(attr::USAGE_OUTPUT_TOKENS, 16i64));
         span.set_attribute(KeyValue::new(attr::RESPONSE_TIME_TO_FIRST_CHUNK, 0.025));
-        for (i, k) in inferscope_export::testing::SAMPLE_EXTRA_KEYS
+        for (i, k) in inferscope_testkit::sample::SAMPLE_EXTRA_KEYS
             .iter()
             .enumerate()
         {

@@ -7,7 +7,6 @@
 //! - [`otlp`]: OTLP over gRPC, HTTP/protobuf and HTTP/JSON; TLS, headers, gzip, timeouts,
 //!   retries with backoff honouring `Retry-After` / `RetryInfo`, `partial_success`.
 //! - [`sink`]: a console sink (one line per request) and a file sink (OTLP-JSON lines).
-//! - `testing` (feature): an in-process OTLP receiver for tests and benchmarks.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,8 +29,6 @@ pub mod exporter;
 pub mod otlp;
 mod pipeline;
 pub mod sink;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use batch::{ExportStats, FlushError, StatsSnapshot};
 pub use config::{ConfigErrors, ExporterConfig, ExporterSettings, Protocol};

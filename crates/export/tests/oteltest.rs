@@ -11,54 +11,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use inferscope_core::SpanKind;
 use inferscope_core::trace_context::extract_trace_context;
 use inferscope_export::TracingBuilder;
 use inferscope_semconv::attr;
+use inferscope_testkit::paths::{free_port, python};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The venv's python, created on first use (`INFERSCOPE_PYTHON` overrides).
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Some(p) = std::env::var_os("INFERSCOPE_PYTHON") {
-                return PathBuf::from(p);
-            }
-            let out = std::process::Command::new("bash")
-                .arg(workspace().join("scripts/python-env.sh"))
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run scripts/python-env.sh");
-            assert!(out.status.success(), "scripts/python-env.sh failed");
-            PathBuf::from(
-                String::from_utf8(out.stdout)
-                    .unwrap()
-                    .trim()
-                    .lines()
-                    .last()
-                    .unwrap(),
-            )
-        })
-        .clone()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Sink {
     child: Child,

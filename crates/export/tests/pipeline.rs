@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use inferscope_core::{SpanKind, Status, Tracer};
 use inferscope_export::config::ExporterSettings;
-use inferscope_export::testing::{Receiver, Reply, Transport};
 use inferscope_export::{FlushError, Tracing, TracingBuilder};
 use inferscope_semconv::attr;
+use inferscope_testkit::receiver::{Receiver, Reply, Transport};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -36,7 +36,7 @@ fn pipeline(endpoint: String, pairs: &[(&str, &str)]) -> Tracing {
 /// Records `n` finished inference spans of 25 attributes.
 fn record(tracer: &Tracer, n: usize) {
     for i in 0..n {
-        inferscope_export::testing::record_inference_span(tracer, None, format!("chatcmpl-{i}"));
+        inferscope_testkit::sample::record_inference_span(tracer, None, format!("chatcmpl-{i}"));
     }
 }
 

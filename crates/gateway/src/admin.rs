@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::Shared;
 use crate::body::{RequestBody, ResponseBody};
-use crate::server::{Listener, Phase};
+use inferscope_server::{Listener, Phase};
 
 /// The OpenMetrics-compatible text type prometheus-client writes.
 const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

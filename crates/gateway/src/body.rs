@@ -17,8 +17,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::exchange::Exchange;
 use crate::failure::{Failure, describe};
-use crate::server::{ClientBody, InProgress};
 use crate::upstream::{self, Pool};
+use inferscope_server::{ClientBody, InProgress};
 
 /// Errors of a body.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -312,7 +312,7 @@ impl UpstreamBody {
 /// When the body cannot be completed (the upstream broke off or a timeout ran out), every
 /// byte that arrived still reaches the client, and then the response ends the way it would
 /// have from the upstream directly: an HTTP/1 connection is cut after hyper has written
-/// everything ([`crate::server::ClientIo`]); an HTTP/2 stream is reset a moment later
+/// everything ([`inferscope_server::ClientIo`]); an HTTP/2 stream is reset a moment later
 /// ([`H2_RESET_DELAY`]), once the connection has had the chance to send the data before it.
 ///
 /// The upstream connection is driven from here ([`crate::upstream`]): each poll lets it decode

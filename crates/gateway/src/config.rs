@@ -384,7 +384,7 @@ impl GatewayConfig {
         if let Some(n) = self.max_connections {
             return n;
         }
-        let limit = crate::server::open_file_limit().unwrap_or(1024);
+        let limit = inferscope_server::open_file_limit().unwrap_or(1024);
         let reserved = OWN_FILES + 3 * SIDE_LISTENER_CONNECTIONS as u64;
         usize::try_from(limit.saturating_sub(reserved) / 2)
             .unwrap_or(usize::MAX)

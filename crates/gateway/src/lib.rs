@@ -37,11 +37,9 @@ pub mod ingest;
 pub mod join;
 pub mod metrics;
 mod proxy;
-mod server;
-mod socket;
 mod upstream;
 
-pub use server::raise_open_file_limit;
+pub use inferscope_server::raise_open_file_limit;
 
 pub use ingest::fuzz_check_json as fuzz_ingest_json;
 pub use upstream::h1::fuzz_check as fuzz_upstream_h1;
@@ -61,7 +59,7 @@ use tokio::sync::watch;
 use crate::body::RequestBody;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
-use crate::server::{Limits, Listener, Phase};
+use inferscope_server::{Limits, Listener, Phase};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]

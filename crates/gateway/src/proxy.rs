@@ -32,7 +32,7 @@ use crate::exchange::{Exchange, Inference};
 use crate::failure::{Failure, describe};
 use crate::headers::remove_hop_by_hop;
 use crate::join::JoinInfo;
-use crate::server::{ClientBody, ClientConn, InProgress};
+use inferscope_server::{ClientBody, ClientConn, InProgress};
 
 /// Serves one request. Never fails: every failure becomes a response and a span.
 pub(crate) async fn handle(

@@ -632,7 +632,7 @@ async fn a_request_larger_than_the_export_queue_is_fed_in_not_refused() {
     // The gateway's own spans keep the queue from being empty (a partial batch waits there
     // for the schedule delay).
     for i in 0..10 {
-        inferscope_export::testing::record_inference_span(
+        inferscope_testkit::sample::record_inference_span(
             &tracing.tracer(),
             None,
             format!("own-{i}"),

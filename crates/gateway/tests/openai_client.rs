@@ -12,28 +12,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use common::*;
 use inferscope_core::SpanKind;
 use inferscope_semconv::{attr, inferscope as own};
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("INFERSCOPE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let out = std::process::Command::new("bash")
-        .arg(workspace().join("scripts/python-env.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/python-env.sh");
-    assert!(out.status.success(), "python-env.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+use inferscope_testkit::paths::python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_client_through_the_gateway() {

@@ -237,7 +237,9 @@ async fn shutdown_lets_streams_in_flight_finish() {
 
 #[tokio::test]
 async fn vllm_llm_request_nests_under_the_client_span() {
-    let receiver = inferscope_export::testing::Receiver::start().await.unwrap();
+    let receiver = inferscope_testkit::receiver::Receiver::start()
+        .await
+        .unwrap();
     let s = stack(
         |c| c.otlp_traces_endpoint = Some(receiver.grpc_endpoint()),
         |_| {},

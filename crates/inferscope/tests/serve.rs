@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+use inferscope_testkit::paths::free_port;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -21,14 +22,6 @@ fn bin() -> Command {
         }
     }
     c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

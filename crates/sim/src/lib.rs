@@ -41,8 +41,8 @@ use std::time::Duration;
 pub use config::{EngineConfig, FixedTiming, SimConfig};
 pub use faults::FAULT_HEADER;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
+use inferscope_server::{Limits, Listener, Phase};
 use tokio::sync::watch;
 
 /// Why the simulator could not start.
@@ -70,7 +70,7 @@ pub enum StartError {
 pub struct Sim {
     addr: SocketAddr,
     state: Arc<server::State>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Phase>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -89,19 +89,18 @@ impl Sim {
         spans: Option<spans::EngineSpans>,
     ) -> Result<Sim, StartError> {
         config.validate()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = Listener::bind("simulator", config.listen, LIMITS)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
         let state = Arc::new(server::State::new(config, spans));
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(Phase::Serving);
         let task = tokio::spawn(serve(listener, state.clone(), stopped));
         Ok(Sim {
             addr,
@@ -154,7 +153,7 @@ impl Sim {
 
     /// Stops accepting, lets requests in flight finish (up to 10 s), exports the spans.
     pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Phase::Draining);
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
@@ -166,39 +165,23 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Phase::Draining);
         if let Some(task) = self.task.take() {
             task.abort();
         }
     }
 }
 
-async fn serve(
-    listener: TcpListener,
-    state: Arc<server::State>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+/// How the simulator's listener treats connections: no cap worth the name (benchmarks hold
+/// thousands of streams), no quiet-connection timeout, 10 s for requests in flight at a stop.
+const LIMITS: Limits = Limits {
+    max_connections: 1 << 20,
+    header_timeout: None,
+    grace: Duration::from_secs(10),
+};
+
+async fn serve(listener: Listener, state: Arc<server::State>, phase: watch::Receiver<Phase>) {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.wait_for(|s| *s) => break,
-        };
-        let Ok((stream, _)) = accepted else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |req| server::handle(req, state.clone()));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    let handle = move |req, _in_progress| server::handle(req, state.clone());
+    listener.serve(builder, handle, phase, || {}).await;
 }

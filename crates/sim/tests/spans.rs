@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{post, send, shared, sim};
-use inferscope_export::testing::{ReceivedSpan, Receiver};
+use inferscope_testkit::receiver::{ReceivedSpan, Receiver};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use serde_json::Value;
 

@@ -15,7 +15,7 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use super::{Refusal, accept};
 use crate::Shared;
-use crate::server::{Listener, Phase};
+use inferscope_server::{Listener, Phase};
 
 struct Service(Arc<Shared>);
 

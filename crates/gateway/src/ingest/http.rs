@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::{Refusal, accept};
 use crate::Shared;
 use crate::body::ResponseBody;
-use crate::server::{Listener, Phase};
+use inferscope_server::{Listener, Phase};
 
 /// `google.rpc.Status`, the error body OTLP/HTTP specifies.
 #[derive(Clone, PartialEq, prost::Message)]

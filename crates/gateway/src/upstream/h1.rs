@@ -135,9 +135,10 @@ impl Conn {
             return true;
         }
         // Asked of the kernel: Tokio's `try_read` would answer "nothing there" without a system
-        // call while the reactor has not looked (see [`crate::socket`]).
+        // call while the reactor has not looked (see [`inferscope_server::socket`]).
         let mut probe = [0u8; 1];
-        crate::socket::recv_now(&self.stream, &mut probe, true) == crate::socket::Pending::Nothing
+        inferscope_server::socket::recv_now(&self.stream, &mut probe, true)
+            == inferscope_server::socket::Pending::Nothing
     }
 
     /// Reads more bytes into the buffer. `Ready(Ok(0))` at the end of the stream.

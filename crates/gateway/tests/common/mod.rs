@@ -2,6 +2,7 @@
 //! memory, a plain HTTP client, and an echo server for byte-for-byte forwarding checks.
 #![allow(
     dead_code,
+    unused_imports,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,18 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use inferscope_core::{
     InMemoryProcessor, Sampler, Scope, SpanKind, SpanProcessor as _, SpanRecord, Tracer, Value,
 };
 use inferscope_gateway::Gateway;
 use inferscope_gateway::config::GatewayConfig;
+use inferscope_server::{InProgress, Limits, Listener, Phase};
 use inferscope_sim::{Sim, SimConfig};
-use serde_json::Value as Json;
 
 pub struct Stack {
     pub sim: Sim,
@@ -70,88 +69,7 @@ pub async fn stack(
     Stack { sim, gw, spans }
 }
 
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub cut: bool,
-}
-
-impl Reply {
-    pub fn json(&self) -> Json {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-pub async fn send(
-    base: &str,
-    method: &str,
-    path: &str,
-    body: impl Into<Bytes>,
-    headers: &[(&str, &str)],
-) -> Reply {
-    let body: Bytes = body.into();
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"));
-    if !body.is_empty()
-        && !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-    {
-        req = req.header("content-type", "application/json");
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = tokio::time::timeout(
-        Duration::from_secs(30),
-        client().request(req.body(Full::new(body)).unwrap()),
-    )
-    .await
-    .expect("response in time")
-    .expect("response");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let mut body = resp.into_body();
-    let mut out = Vec::new();
-    let mut cut = false;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), body.frame())
-            .await
-            .expect("body in time")
-        {
-            Some(Ok(f)) => {
-                if let Ok(d) = f.into_data() {
-                    out.extend_from_slice(&d);
-                }
-            }
-            Some(Err(_)) => {
-                cut = true;
-                break;
-            }
-            None => break,
-        }
-    }
-    Reply {
-        status,
-        headers,
-        body: Bytes::from(out),
-        cut,
-    }
-}
-
-pub async fn post(base: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
-    send(base, "POST", path, body.to_owned(), headers).await
-}
+pub use inferscope_testkit::http::{Reply, client, post, send};
 
 /// Waits until `n` spans were recorded, then takes them.
 pub async fn take_spans(spans: &InMemoryProcessor, n: usize) -> Vec<SpanRecord> {
@@ -206,54 +124,55 @@ pub fn strings(s: &SpanRecord, key: &str) -> Vec<String> {
 
 /// An upstream that answers every request with a JSON description of what it received:
 /// method, path and query, headers, and the body (base64-free: its length and a hash).
-pub async fn echo_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+pub async fn echo_server() -> (SocketAddr, tokio::task::JoinHandle<bool>) {
+    let limits = Limits {
+        max_connections: 1 << 16,
+        header_timeout: None,
+        grace: Duration::ZERO,
+    };
+    let listener = Listener::bind("echo", "127.0.0.1:0".parse().unwrap(), limits)
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
+    let handle = |req: Request<hyper::body::Incoming>, in_progress: InProgress| async move {
+        let peer = in_progress.conn().addr;
+        let method = req.method().to_string();
+        let uri = req.uri().to_string();
+        let version = format!("{:?}", req.version());
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let reply = serde_json::json!({
+            "method": method, "uri": uri, "version": version, "headers": headers,
+            "body_len": body.len(), "body_fnv": fnv(&body), "peer_port": peer.port(),
+        });
+        let mut resp = Response::new(Full::new(Bytes::from(reply.to_string())));
+        resp.headers_mut().insert("x-echo", "1".parse().unwrap());
+        resp.headers_mut()
+            .insert("connection", "keep-alive, x-hop".parse().unwrap());
+        resp.headers_mut()
+            .insert("x-hop", "should-not-pass".parse().unwrap());
+        Ok::<_, Infallible>(resp)
+    };
+    // Never told to stop: the task ends with the test's runtime.
+    let (stop, phase) = tokio::sync::watch::channel(Phase::Serving);
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: Request<hyper::body::Incoming>| async move {
-                        let method = req.method().to_string();
-                        let uri = req.uri().to_string();
-                        let version = format!("{:?}", req.version());
-                        let headers: Vec<(String, String)> = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.to_string(),
-                                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                )
-                            })
-                            .collect();
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let reply = serde_json::json!({
-                            "method": method, "uri": uri, "version": version, "headers": headers,
-                            "body_len": body.len(), "body_fnv": fnv(&body), "peer_port": peer.port(),
-                        });
-                        let mut resp = Response::new(Full::new(Bytes::from(reply.to_string())));
-                        resp.headers_mut().insert("x-echo", "1".parse().unwrap());
-                        resp.headers_mut()
-                            .insert("connection", "keep-alive, x-hop".parse().unwrap());
-                        resp.headers_mut()
-                            .insert("x-hop", "should-not-pass".parse().unwrap());
-                        Ok::<_, Infallible>(resp)
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+        let _stop = stop;
+        listener.serve(builder, handle, phase, || {}).await
     });
     (addr, task)
 }

@@ -1,6 +1,7 @@
 //! Helpers for the simulator's tests: a real HTTP client, SSE parsing, JSON shapes.
 #![allow(
     dead_code,
+    unused_imports,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,20 +9,9 @@
 )]
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use inferscope_sim::{Sim, SimConfig};
 use serde_json::Value;
-
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
 
 /// A simulator on a free port with fast steps.
 pub async fn sim(tune: impl FnOnce(&mut SimConfig)) -> Sim {
@@ -36,27 +26,9 @@ pub async fn sim(tune: impl FnOnce(&mut SimConfig)) -> Sim {
     Sim::start(c).await.unwrap()
 }
 
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    /// How many body frames arrived.
-    pub frames: usize,
-    /// The body ended with an error (connection closed early).
-    pub cut: bool,
-}
+pub use inferscope_testkit::http::{Reply, client};
 
-impl Reply {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
+/// Sends one request to the simulator and reads the reply whole.
 pub async fn send(
     sim: &Sim,
     method: &str,
@@ -64,53 +36,7 @@ pub async fn send(
     body: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", sim.url()));
-    if !body.is_empty() {
-        req = req.header("content-type", "application/json");
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = tokio::time::timeout(
-        Duration::from_secs(30),
-        client().request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()),
-    )
-    .await
-    .expect("response within 30 s")
-    .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let mut body = resp.into_body();
-    let mut bytes = Vec::new();
-    let mut frames = 0;
-    let mut cut = false;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), body.frame())
-            .await
-            .expect("body within 30 s")
-        {
-            Some(Ok(f)) => {
-                if let Ok(data) = f.into_data() {
-                    frames += 1;
-                    bytes.extend_from_slice(&data);
-                }
-            }
-            Some(Err(_)) => {
-                cut = true;
-                break;
-            }
-            None => break,
-        }
-    }
-    Reply {
-        status,
-        headers,
-        body: Bytes::from(bytes),
-        frames,
-        cut,
-    }
+    inferscope_testkit::http::send(&sim.url(), method, path, body.to_owned(), headers).await
 }
 
 pub async fn post(sim: &Sim, path: &str, body: &str) -> Reply {
@@ -148,11 +74,7 @@ pub fn shape(v: &Value) -> Value {
     }
 }
 
-pub fn shared() -> PathBuf {
-    std::env::var_os("INFERSCOPE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+pub use inferscope_testkit::paths::shared;
 
 /// A file of `../shared/fixtures/vllm-0.32-cpu/http/`, or of this crate's own captures of the
 /// real server (`tests/fixtures/vllm-0.32-cpu/`); a trailing status line is split off.

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use inferscope_server::{Limits, Listener, Phase};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -24,58 +26,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-
-/// Ten extra keys of the sample inference span: vLLM's sampling extras and stream statistics.
-pub const SAMPLE_EXTRA_KEYS: [&str; 10] = [
-    "vllm.request.min_p",
-    "vllm.request.repetition_penalty",
-    "vllm.request.top_k",
-    "vllm.request.ignore_eos",
-    "vllm.request.min_tokens",
-    "inferscope.stream.chunk_gap.mean",
-    "inferscope.stream.chunk_gap.p50",
-    "inferscope.stream.chunk_gap.p90",
-    "inferscope.stream.chunk_gap.p99",
-    "inferscope.stream.chunk_gap.max",
-];
-
-/// Records the sample inference span the benchmarks and tests share: 25 attributes (the GenAI
-/// keys a streamed chat reveals, with finish reasons as a string array, and ten doubles).
-pub fn record_inference_span(
-    tracer: &inferscope_core::Tracer,
-    parent: Option<&inferscope_core::SpanContext>,
-    response_id: impl Into<inferscope_core::Str>,
-) {
-    use inferscope_core::{SpanKind, Str, Value};
-    use inferscope_semconv::attr;
-    let mut span = tracer.start("chat tiny-llama", SpanKind::Client, parent);
-    span.set_attribute(attr::OPERATION_NAME, "chat");
-    span.set_attribute(attr::PROVIDER_NAME, "vllm");
-    span.set_attribute(attr::REQUEST_MODEL, "tiny-llama");
-    span.set_attribute(attr::RESPONSE_MODEL, "tiny-llama");
-    span.set_attribute(attr::SERVER_ADDRESS, "127.0.0.1");
-    span.set_attribute(attr::SERVER_PORT, 8000i64);
-    span.set_attribute(attr::REQUEST_MAX_TOKENS, 16i64);
-    span.set_attribute(attr::REQUEST_TEMPERATURE, 0.7);
-    span.set_attribute(attr::REQUEST_TOP_P, 0.9);
-    span.set_attribute(attr::REQUEST_STREAM, true);
-    span.set_attribute(attr::RESPONSE_ID, Value::Str(response_id.into()));
-    if span.is_recording() {
-        span.set_attribute(
-            attr::RESPONSE_FINISH_REASONS,
-            Value::StrArray(vec![Str::Static("stop")]),
-        );
-    }
-    span.set_attribute(attr::USAGE_INPUT_TOKENS, 5i64);
-    span.set_attribute(attr::USAGE_OUTPUT_TOKENS, 16i64);
-    span.set_attribute(attr::RESPONSE_TIME_TO_FIRST_CHUNK, 0.025);
-    for (i, key) in SAMPLE_EXTRA_KEYS.iter().enumerate() {
-        span.set_attribute(*key, i as f64);
-    }
-    span.end();
-}
+use tonic::codegen::Service as _;
 
 /// How the receiver answers one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,7 +171,7 @@ pub struct Receiver {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     state: Arc<State>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Phase>,
     tls: bool,
 }
 
@@ -261,9 +213,23 @@ impl Receiver {
         tls: Option<(String, String)>,
     ) -> std::io::Result<Receiver> {
         let state = Arc::new(State::default());
-        let (stop, stopped) = watch::channel(false);
+        let (stop, phase) = watch::channel(Phase::Serving);
+        let acceptor = match &tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
+        let listen = |name, addr| {
+            let acceptor = acceptor.clone();
+            async move {
+                let listener = Listener::bind(name, addr, LIMITS).await?;
+                Ok::<_, std::io::Error>(match acceptor {
+                    Some(a) => listener.with_tls(a),
+                    None => listener,
+                })
+            }
+        };
 
-        let grpc_listener = TcpListener::bind(grpc).await?;
+        let grpc_listener = listen("receiver-grpc", grpc).await?;
         let grpc_addr = grpc_listener.local_addr()?;
         let service = TraceServiceServer::new(GrpcService {
             state: state.clone(),
@@ -271,68 +237,24 @@ impl Receiver {
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(64 * 1024 * 1024);
-        let mut grpc_stop = stopped.clone();
-        let grpc_tls = tls.clone();
-        let acceptor = match &tls {
-            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
-            None => None,
+        let mut builder = Builder::new(TokioExecutor::new()).http2_only();
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(4 * 1024 * 1024)
+            .initial_connection_window_size(8 * 1024 * 1024);
+        let handle = move |req: Request<Incoming>, _in_progress| {
+            let mut service = service.clone();
+            async move { service.call(req).await }
         };
-        tokio::spawn(async move {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-            let mut builder = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .initial_stream_window_size(Some(4 * 1024 * 1024))
-                .initial_connection_window_size(Some(8 * 1024 * 1024));
-            if let Some((cert, key)) = &grpc_tls {
-                let identity = tonic::transport::Identity::from_pem(cert, key);
-                builder = match builder
-                    .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-                {
-                    Ok(b) => b,
-                    Err(_) => return,
-                };
-            }
-            let _ = builder
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = grpc_stop.wait_for(|s| *s).await;
-                })
-                .await;
-        });
+        tokio::spawn(grpc_listener.serve(builder, handle, phase.clone(), || {}));
 
-        let http_listener = TcpListener::bind(http).await?;
+        let http_listener = listen("receiver-http", http).await?;
         let http_addr = http_listener.local_addr()?;
         let http_state = state.clone();
-        let mut http_stop = stopped;
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    a = http_listener.accept() => a,
-                    _ = http_stop.wait_for(|s| *s) => return,
-                };
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let state = http_state.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let svc =
-                        hyper::service::service_fn(move |req| handle_http(req, state.clone()));
-                    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    match acceptor {
-                        Some(acceptor) => {
-                            if let Ok(tls_stream) = acceptor.accept(stream).await {
-                                let _ =
-                                    server.serve_connection(TokioIo::new(tls_stream), svc).await;
-                            }
-                        }
-                        None => {
-                            let _ = server.serve_connection(TokioIo::new(stream), svc).await;
-                        }
-                    }
-                });
-            }
-        });
+        let handle = move |req, _in_progress| handle_http(req, http_state.clone());
+        let builder = Builder::new(TokioExecutor::new());
+        tokio::spawn(http_listener.serve(builder, handle, phase, || {}));
 
         Ok(Receiver {
             grpc_addr,
@@ -436,9 +358,17 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Phase::Draining);
     }
 }
+
+/// The receiver's connections: no cap worth the name, quiet ones closed after a minute, none
+/// left to finish at a stop (a test that drops its receiver is done with it).
+const LIMITS: Limits = Limits {
+    max_connections: 1 << 16,
+    header_timeout: Some(Duration::from_secs(60)),
+    grace: Duration::ZERO,
+};
 
 fn tls_acceptor(cert_pem: &str, key_pem: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
     use rustls_pki_types::pem::PemObject;

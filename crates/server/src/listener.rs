@@ -1,27 +1,3 @@
-//! Accepting connections, the same way for every listener of the gateway (the proxy, the admin
-//! endpoints, both OTLP ingest receivers):
-//!
-//! - **A cap on open connections.** Past it a new connection is closed at once, so a flood of
-//!   connections cannot take the file descriptors the other listeners and the upstream need.
-//! - **Accept errors back off.** Out of file descriptors (`EMFILE`) the loop sleeps from 5 ms,
-//!   doubling to 1 s, instead of spinning on a core; such errors and refused connections are
-//!   logged at most once per 10 s, with how many there were.
-//! - **Quiet connections are closed.** A connection with no request in progress for the
-//!   header timeout is closed: one that never sends a byte, one that sent half a head, an idle
-//!   keep-alive or HTTP/2 connection. Checked once per period (no clock read per request): a
-//!   connection is closed after a whole period in which no request began or ended, so between
-//!   one and two periods after its last request ended, and one that never sent a request after
-//!   one period.
-//! - **Stopping.** [`Listener::serve`] stops accepting when told to drain, lets its connections
-//!   finish for the grace period, then cuts the rest and returns once every connection task has
-//!   ended, so whatever a cut connection held (an exchange and its spans) has ended too.
-//!
-//! A response body that cannot be completed (the upstream broke off, a timeout) throws the
-//! connection's [`ClientConn::cut`] switch instead of returning an error: hyper then writes
-//! every byte it was given and the socket closes after them (see [`ClientIo`]). hyper closes a
-//! connection on a body error without flushing what it buffered, which lost the last bytes of a
-//! response whose upstream closed right after them.
-
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +11,7 @@ use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
@@ -42,18 +19,18 @@ use crate::socket::{Pending, recv_now};
 
 /// How a listener treats its connections.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// Most connections open at once.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
     /// A connection with no request in progress for this long is closed.
-    pub(crate) header_timeout: Option<Duration>,
+    pub header_timeout: Option<Duration>,
     /// How long connections may finish after the drain starts, before they are cut.
-    pub(crate) grace: Duration,
+    pub grace: Duration,
 }
 
 /// What a listener is told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Phase {
+pub enum Phase {
     /// Accept and serve.
     Serving,
     /// Accept nothing more; let connections finish.
@@ -62,11 +39,11 @@ pub(crate) enum Phase {
 
 /// One client connection, as its requests see it.
 #[derive(Debug)]
-pub(crate) struct ClientConn {
+pub struct ClientConn {
     /// The client's address.
-    pub(crate) addr: SocketAddr,
+    pub addr: SocketAddr,
     /// The client's IP, formatted once per connection for span attributes.
-    pub(crate) ip: Arc<str>,
+    pub ip: Arc<str>,
     cut: AtomicBool,
     /// A request body on this connection was left unread (the response went first): the
     /// client may still be sending it when the connection closes.
@@ -92,17 +69,17 @@ impl ClientConn {
 
     /// Ends the connection once every byte already handed to hyper is written (HTTP/1 only:
     /// an HTTP/2 connection carries other requests' streams).
-    pub(crate) fn cut(&self) {
+    pub fn cut(&self) {
         self.cut.store(true, Ordering::Release);
     }
 
     /// Whether the connection has been cut.
-    pub(crate) fn is_cut(&self) -> bool {
+    pub fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Acquire)
     }
 
     /// A request started; it counts as in progress until the returned guard is dropped.
-    pub(crate) fn request(self: &Arc<Self>) -> InProgress {
+    pub fn request(self: &Arc<Self>) -> InProgress {
         self.events.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         InProgress(self.clone())
@@ -111,11 +88,11 @@ impl ClientConn {
 
 /// A request in progress on a connection (see [`ClientConn::request`]).
 #[derive(Debug)]
-pub(crate) struct InProgress(Arc<ClientConn>);
+pub struct InProgress(Arc<ClientConn>);
 
 impl InProgress {
     /// The connection.
-    pub(crate) fn conn(&self) -> &Arc<ClientConn> {
+    pub fn conn(&self) -> &Arc<ClientConn> {
         &self.0
     }
 }
@@ -131,7 +108,7 @@ impl Drop for InProgress {
 /// early, say), it marks its connection: the client may still be sending, and the connection's
 /// close must read that away first (see [`ClientIo`]).
 #[derive(Debug)]
-pub(crate) struct ClientBody {
+pub struct ClientBody {
     body: Incoming,
     conn: Arc<ClientConn>,
     ended: bool,
@@ -139,7 +116,7 @@ pub(crate) struct ClientBody {
 
 impl ClientBody {
     /// `body`, arriving on `conn`.
-    pub(crate) fn new(body: Incoming, conn: Arc<ClientConn>) -> ClientBody {
+    pub fn new(body: Incoming, conn: Arc<ClientConn>) -> ClientBody {
         ClientBody {
             body,
             conn,
@@ -196,7 +173,7 @@ impl Drop for ClientBody {
 /// discards what arrives until the client closes, it stays quiet for [`LINGER_QUIET`], or
 /// [`LINGER_MAX`] has passed, as nginx's `lingering_close` does. Memory stays one small
 /// buffer; time is bounded.
-pub(crate) struct ClientIo {
+pub struct ClientIo {
     io: TokioIo<TcpStream>,
     conn: Arc<ClientConn>,
     linger: Linger,
@@ -375,14 +352,17 @@ impl Throttled {
 }
 
 /// A bound listener and how it treats connections.
-pub(crate) struct Listener {
+pub struct Listener {
     /// What it serves, for logs (`proxy`, `admin`, `ingest-grpc`, `ingest-http`).
-    pub(crate) name: &'static str,
+    pub name: &'static str,
     listener: TcpListener,
     limits: Limits,
     open: Arc<Open>,
     refused: Throttled,
     errors: Throttled,
+    /// Terminates TLS on each connection before HTTP.
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Connections open, and a wake-up when the last one ends.
@@ -413,7 +393,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl Listener {
     /// Binds `addr`.
-    pub(crate) async fn bind(
+    pub async fn bind(
         name: &'static str,
         addr: SocketAddr,
         limits: Limits,
@@ -426,11 +406,21 @@ impl Listener {
             open: Arc::new(Open::default()),
             refused: Throttled::default(),
             errors: Throttled::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         })
     }
 
+    /// Terminates TLS with `acceptor` on every connection (a handshake not done within the
+    /// header timeout closes the connection).
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> Listener {
+        self.tls = Some(acceptor);
+        self
+    }
+
     /// The bound address.
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
@@ -441,7 +431,7 @@ impl Listener {
     /// `handle` gets each request and its [`InProgress`] guard, which it keeps until its
     /// response has ended (for a streamed response: in the body). `on_cut` runs just before
     /// the connections still open are cut.
-    pub(crate) async fn serve<H, F, B, E>(
+    pub async fn serve<H, F, B, E>(
         self,
         builder: Builder<TokioExecutor>,
         handle: H,
@@ -496,47 +486,32 @@ impl Listener {
                 let in_progress = service_conn.request();
                 handle(req, in_progress)
             });
-            let connection = builder.serve_connection(io, service).into_owned();
             let timeout = self.limits.header_timeout;
-            let mut phase = phase.clone();
-            let mut cut = cut_rx.clone();
-            // The connection runs to its end, or until it has been quiet for the header
-            // timeout, or until the drain (requests in progress finish) or the cut (dropped
-            // at once, and with it whatever its requests held).
+            let watch = Watch {
+                phase: phase.clone(),
+                cut: cut_rx.clone(),
+            };
+            #[cfg(feature = "tls")]
+            if let Some(acceptor) = &self.tls {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let handshake = acceptor.accept(TokioIo::new(io));
+                    let stream = tokio::select! {
+                        s = handshake => s,
+                        _ = tokio::time::sleep(timeout.unwrap_or(FOREVER)) => return,
+                    };
+                    let Ok(stream) = stream else { return };
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    drive(connection, &conn, timeout, watch).await;
+                });
+                continue;
+            }
+            let connection = builder.serve_connection(io, service).into_owned();
             tokio::spawn(async move {
                 let _guard = guard;
-                let mut connection = std::pin::pin!(connection);
-                let period = timeout.unwrap_or(FOREVER);
-                let mut sleep = std::pin::pin!(tokio::time::sleep(period));
-                let mut seen = 0u64;
-                let mut draining = false;
-                let mut quiet = false;
-                loop {
-                    tokio::select! {
-                        _ = connection.as_mut() => return,
-                        _ = cut.wait_for(|c| *c) => return,
-                        _ = phase.wait_for(|p| *p >= Phase::Draining), if !draining => {
-                            draining = true;
-                            connection.as_mut().graceful_shutdown();
-                        }
-                        () = sleep.as_mut(), if timeout.is_some() && !draining => {
-                            let events = conn.events.load(Ordering::Relaxed);
-                            let idle = conn.active.load(Ordering::Relaxed) == 0;
-                            // Asked to close a period ago, and still open: drop it.
-                            if quiet && idle {
-                                return;
-                            }
-                            // Quiet for a whole period: no request began or ended in it.
-                            if events == seen && idle {
-                                tracing::debug!(client = %conn.addr, requests = events / 2, "closing a quiet connection");
-                                quiet = true;
-                                connection.as_mut().graceful_shutdown();
-                            }
-                            seen = events;
-                            sleep.as_mut().reset(tokio::time::Instant::now() + period);
-                        }
-                    }
-                }
+                drive(connection, &conn, timeout, watch).await;
             });
         }
         drop(self.listener);
@@ -587,6 +562,55 @@ impl Listener {
     }
 }
 
+/// What a connection task watches besides its connection: the drain and the cut.
+struct Watch {
+    phase: watch::Receiver<Phase>,
+    cut: watch::Receiver<bool>,
+}
+
+/// Runs one connection to its end, or until it has been quiet for the header timeout, or
+/// until the drain (requests in progress finish) or the cut (dropped at once, and with it
+/// whatever its requests held).
+async fn drive<C: GracefulConnection>(
+    connection: C,
+    conn: &ClientConn,
+    timeout: Option<Duration>,
+    mut watch: Watch,
+) {
+    let mut connection = std::pin::pin!(connection);
+    let period = timeout.unwrap_or(FOREVER);
+    let mut sleep = std::pin::pin!(tokio::time::sleep(period));
+    let mut seen = 0u64;
+    let mut draining = false;
+    let mut quiet = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = watch.cut.wait_for(|c| *c) => return,
+            _ = watch.phase.wait_for(|p| *p >= Phase::Draining), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = sleep.as_mut(), if timeout.is_some() && !draining => {
+                let events = conn.events.load(Ordering::Relaxed);
+                let idle = conn.active.load(Ordering::Relaxed) == 0;
+                // Asked to close a period ago, and still open: drop it.
+                if quiet && idle {
+                    return;
+                }
+                // Quiet for a whole period: no request began or ended in it.
+                if events == seen && idle {
+                    tracing::debug!(client = %conn.addr, requests = events / 2, "closing a quiet connection");
+                    quiet = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                seen = events;
+                sleep.as_mut().reset(tokio::time::Instant::now() + period);
+            }
+        }
+    }
+}
+
 /// Waits until no connection is open, at most `limit`; returns whether none is.
 async fn wait_closed(open: &Open, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
@@ -602,7 +626,7 @@ async fn wait_closed(open: &Open, limit: Duration) -> bool {
 }
 
 /// The process's open-file limit (the soft one), when it can be read.
-pub(crate) fn open_file_limit() -> Option<u64> {
+pub fn open_file_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 

@@ -13,7 +13,7 @@ use rustix::net::RecvFlags;
 
 /// What the kernel holds for a socket right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pending {
+pub enum Pending {
     /// Nothing to read, and the peer has not closed.
     Nothing,
     /// This many bytes were read (or seen, when peeking).
@@ -25,7 +25,7 @@ pub(crate) enum Pending {
 }
 
 /// Reads into `buf` without waiting (`peek`: leaves the bytes in the socket).
-pub(crate) fn recv_now(socket: impl AsFd, buf: &mut [u8], peek: bool) -> Pending {
+pub fn recv_now(socket: impl AsFd, buf: &mut [u8], peek: bool) -> Pending {
     let mut flags = RecvFlags::DONTWAIT;
     if peek {
         flags |= RecvFlags::PEEK;
