@@ -13,7 +13,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
 use crate::Shared;
-use crate::body::{RequestBody, ResponseBody};
+use crate::request_body::RequestBody;
+use crate::response_body::ResponseBody;
 use inferscope_server::{Listener, Phase};
 
 /// The OpenMetrics-compatible text type prometheus-client writes.
@@ -87,13 +88,10 @@ async fn upstream_health(shared: &Shared) -> Result<(), String> {
     let uri = format!("http://{}{}/health", up.authority, up.path_prefix);
     let mut req = Request::new(RequestBody::empty());
     *req.uri_mut() = uri.parse().map_err(|_| "bad upstream URL".to_owned())?;
-    if shared.config.upstream_h2c {
-        *req.version_mut() = http::Version::HTTP_2;
-    }
-    match tokio::time::timeout(Duration::from_secs(2), shared.client.request(req)).await {
-        Ok(Ok(r)) if r.status().is_success() => Ok(()),
-        Ok(Ok(r)) => Err(format!("/health answered {}", r.status())),
-        Ok(Err(e)) => Err(crate::failure::describe(&e)),
+    match tokio::time::timeout(Duration::from_secs(2), shared.upstream.send(req)).await {
+        Ok(Ok((head, _))) if head.status.is_success() => Ok(()),
+        Ok(Ok((head, _))) => Err(format!("/health answered {}", head.status)),
+        Ok(Err(failure)) => Err(failure.message()),
         Err(_) => Err("/health did not answer within 2 s".into()),
     }
 }

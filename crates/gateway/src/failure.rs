@@ -6,7 +6,7 @@ use http::StatusCode;
 
 /// Whose fault a failure is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     /// The upstream server or the network to it.
     Upstream,
     /// The client (went away, sent a broken body).
@@ -17,7 +17,7 @@ pub enum Side {
 
 /// A failure of an exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The upstream refused or could not be reached.
     Connect(String),
     /// No response headers within the first-byte timeout.
@@ -38,7 +38,7 @@ pub enum Failure {
 
 impl Failure {
     /// Whose fault it is.
-    pub fn side(&self) -> Side {
+    pub(crate) fn side(&self) -> Side {
         match self {
             Failure::ClientAborted | Failure::RequestBody(_) => Side::Downstream,
             Failure::Shutdown => Side::Gateway,
@@ -47,7 +47,7 @@ impl Failure {
     }
 
     /// The span's `error.type` (low cardinality).
-    pub fn error_type(&self) -> &'static str {
+    pub(crate) fn error_type(&self) -> &'static str {
         match self {
             Failure::Connect(_) => "upstream_unreachable",
             Failure::FirstByteTimeout | Failure::IdleTimeout | Failure::TotalTimeout => "timeout",
@@ -59,7 +59,7 @@ impl Failure {
     }
 
     /// The status the client gets when the response has not started.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Failure::Connect(_) | Failure::UpstreamBroken(_) => StatusCode::BAD_GATEWAY,
             Failure::FirstByteTimeout | Failure::IdleTimeout | Failure::TotalTimeout => {
@@ -74,12 +74,12 @@ impl Failure {
 
     /// Whether it deserves a warning (upstream trouble) or only a debug line (clients leave;
     /// the shutdown logs its cut once, for all).
-    pub fn is_warning(&self) -> bool {
+    pub(crate) fn is_warning(&self) -> bool {
         self.side() == Side::Upstream
     }
 
     /// A sentence for the log and the error body. Never holds request data or headers.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Failure::Connect(e) => format!("upstream unreachable: {e}"),
             Failure::FirstByteTimeout => "upstream sent no response headers in time".into(),
@@ -93,7 +93,7 @@ impl Failure {
     }
 
     /// An OpenAI-style error body, as vLLM shapes its own.
-    pub fn body(&self) -> Bytes {
+    pub(crate) fn body(&self) -> Bytes {
         let status = self.status();
         let kind = match status {
             StatusCode::GATEWAY_TIMEOUT => "GatewayTimeout",
@@ -114,7 +114,7 @@ impl Failure {
 }
 
 /// Describes a client error without the URL (which may carry a query with secrets).
-pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

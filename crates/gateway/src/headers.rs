@@ -18,7 +18,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Removes hop-by-hop fields, including any the `Connection` field names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over their few names costs less than nine lookups.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;

@@ -11,25 +11,25 @@ use tokio::sync::Notify;
 
 /// The gateway's view of one inference call, for the engine span that nests under it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct JoinInfo {
+pub(crate) struct JoinInfo {
     /// The trace (a span id alone could collide across traces).
-    pub trace_id: TraceId,
+    pub(crate) trace_id: TraceId,
     /// `gen_ai.operation.name`.
-    pub operation: &'static str,
+    pub(crate) operation: &'static str,
     /// The model the client asked for.
-    pub request_model: Option<String>,
+    pub(crate) request_model: Option<String>,
     /// The model the response named.
-    pub response_model: Option<String>,
+    pub(crate) response_model: Option<String>,
     /// Finish reasons of all choices.
-    pub finish_reasons: Vec<String>,
+    pub(crate) finish_reasons: Vec<String>,
     /// The gateway's time to first chunk, seconds.
-    pub time_to_first_chunk: Option<f64>,
+    pub(crate) time_to_first_chunk: Option<f64>,
     /// The request's temperature (vLLM drops it from its span when it is 0).
-    pub temperature: Option<f64>,
+    pub(crate) temperature: Option<f64>,
     /// The request's `n`.
-    pub choice_count: Option<i64>,
+    pub(crate) choice_count: Option<i64>,
     /// The exchange has ended (the facts above are final).
-    pub done: bool,
+    pub(crate) done: bool,
 }
 
 struct Inner {
@@ -39,7 +39,7 @@ struct Inner {
 }
 
 /// A bounded table of [`JoinInfo`] by CLIENT span id.
-pub struct JoinTable {
+pub(crate) struct JoinTable {
     inner: Mutex<Inner>,
     finished: Notify,
     capacity: usize,
@@ -57,7 +57,7 @@ impl std::fmt::Debug for JoinTable {
 
 impl JoinTable {
     /// A table of at most `capacity` entries, each kept at most `ttl`.
-    pub fn new(capacity: usize, ttl: Duration) -> JoinTable {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> JoinTable {
         JoinTable {
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
@@ -70,7 +70,7 @@ impl JoinTable {
     }
 
     /// A table that remembers nothing: the gateway takes in no engine spans to join.
-    pub fn off() -> JoinTable {
+    pub(crate) fn off() -> JoinTable {
         JoinTable {
             capacity: 0,
             ..JoinTable::new(1, Duration::ZERO)
@@ -82,17 +82,12 @@ impl JoinTable {
     }
 
     /// Entries held now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().map.len()
     }
 
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Remembers a CLIENT span as it starts, evicting what is too old or too many.
-    pub fn start(&self, span: SpanId, info: JoinInfo) {
+    pub(crate) fn start(&self, span: SpanId, info: JoinInfo) {
         if self.capacity == 0 {
             return;
         }
@@ -112,7 +107,7 @@ impl JoinTable {
     }
 
     /// Completes an entry when its exchange ends.
-    pub fn finish(&self, span: SpanId, update: impl FnOnce(&mut JoinInfo)) {
+    pub(crate) fn finish(&self, span: SpanId, update: impl FnOnce(&mut JoinInfo)) {
         if self.capacity == 0 {
             return;
         }
@@ -129,7 +124,12 @@ impl JoinTable {
     /// The gateway's view of `span` in `trace`. If the exchange is still running (vLLM can
     /// export its span before the gateway has sent the last byte), waits up to `wait` for it
     /// to end. `None` when the span is not one of ours (or was evicted).
-    pub async fn lookup(&self, trace: TraceId, span: SpanId, wait: Duration) -> Option<JoinInfo> {
+    pub(crate) async fn lookup(
+        &self,
+        trace: TraceId,
+        span: SpanId,
+        wait: Duration,
+    ) -> Option<JoinInfo> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.finished.notified();

@@ -8,13 +8,13 @@
 //!   reasons and usage, time to first chunk and the gaps between chunks.
 //! - The upstream receives a new `traceparent` whose parent is the CLIENT span, so vLLM's own
 //!   `llm_request` span nests under it.
-//! - Streams are never buffered: chunks are observed as they pass ([`body`]). Telemetry never
+//! - Streams are never buffered: chunks are observed as they pass ([`response_body`]). Telemetry never
 //!   fails a request.
 //! - An admin listener serves Prometheus metrics, `/healthz` and `/readyz` ([`admin`]).
 //! - vLLM's own spans come in over OTLP ([`ingest`]): normalised, joined with the gateway's
 //!   CLIENT span ([`join`]), split into queue/prefill/decode child spans, and forwarded.
 //!
-//! The request path is [`proxy`] → [`exchange`] → [`body`]; failures are classified once in
+//! The request path is [`proxy`] → [`upstream`] → [`response_body`], each exchange's spans in [`exchange`]; failures are classified once in
 //! [`failure`]; configuration layers resolve in [`config`].
 //!
 //! ```no_run
@@ -27,21 +27,27 @@
 //! # Ok(()) }
 //! ```
 
-pub mod admin;
-mod body;
+mod admin;
 pub mod config;
 mod exchange;
-pub mod failure;
-pub mod headers;
-pub mod ingest;
-pub mod join;
-pub mod metrics;
+mod failure;
+mod headers;
+mod ingest;
+mod join;
+mod metrics;
 mod proxy;
+mod request_body;
+mod response_body;
 mod upstream;
 
 pub use inferscope_server::raise_open_file_limit;
+pub use ingest::{IngestConfig, IngestStats};
 
+/// Hooks for the fuzz targets in `fuzz/` (feature `fuzz`).
+#[cfg(feature = "fuzz")]
 pub use ingest::fuzz_check_json as fuzz_ingest_json;
+/// Hooks for the fuzz targets in `fuzz/` (feature `fuzz`).
+#[cfg(feature = "fuzz")]
 pub use upstream::h1::fuzz_check as fuzz_upstream_h1;
 
 use std::net::SocketAddr;
@@ -49,14 +55,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use inferscope_core::Tracer;
 use inferscope_export::ExportStats;
 use tokio::sync::watch;
 
-use crate::body::RequestBody;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use inferscope_server::{Limits, Listener, Phase};
@@ -80,8 +83,7 @@ pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     pub(crate) tracer: Tracer,
     pub(crate) metrics: Metrics,
-    pub(crate) client: Client<HttpConnector, RequestBody>,
-    pub(crate) pool: Arc<upstream::Pool>,
+    pub(crate) upstream: upstream::Upstream,
     pub(crate) local_addr: SocketAddr,
     pub(crate) stopping: AtomicBool,
     /// The grace period is over: connections still open are being cut.
@@ -180,23 +182,12 @@ impl Gateway {
         let ingest_grpc_addr = ingest_grpc.as_ref().and_then(|l| l.local_addr().ok());
         let ingest_http_addr = ingest_http.as_ref().and_then(|l| l.local_addr().ok());
 
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeouts.connect));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http2_only(config.upstream_h2c)
-            .http2_initial_stream_window_size(Some(4 << 20))
-            .http2_initial_connection_window_size(Some(8 << 20))
-            .build(connector);
         let ingest_stats = Arc::new(ingest::IngestStats::default());
-        let pool = Arc::new(upstream::Pool::new(
+        let upstream = upstream::Upstream::new(
             config.upstream.authority.clone(),
             config.timeouts.connect,
-        ));
+            config.upstream_h2c,
+        );
         // CLIENT spans are remembered for joining only when engine spans can come in.
         let join = if config.ingest.grpc.is_some() || config.ingest.http.is_some() {
             join::JoinTable::new(config.ingest.join_capacity, config.ingest.join_ttl)
@@ -213,8 +204,7 @@ impl Gateway {
             config,
             tracer,
             metrics: Metrics::new(export.clone(), Some(ingest_stats.clone())),
-            pool,
-            client,
+            upstream,
             local_addr: addr,
             stopping: AtomicBool::new(false),
             cutting: AtomicBool::new(false),

@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 
 /// A label value that is cheap to clone: a constant or a shared string.
 #[derive(Debug, Clone)]
-pub enum Label {
+pub(crate) enum Label {
     /// A constant.
     Static(&'static str),
     /// A shared string.
@@ -58,7 +58,7 @@ impl EncodeLabelValue for Label {
 }
 
 /// A metric's labels: semantic-convention attribute names with dots as underscores.
-pub type Labels = Vec<(&'static str, Label)>;
+pub(crate) type Labels = Vec<(&'static str, Label)>;
 
 /// Distinct values one label may take before further ones are reported as `_OTHER`: model
 /// names and error types come from clients and upstreams, and every new value is a new series.
@@ -88,7 +88,7 @@ impl Interner {
 
 /// Builds a histogram with a convention's bucket boundaries.
 #[derive(Debug, Clone, Copy)]
-pub struct Buckets(&'static [f64]);
+pub(crate) struct Buckets(&'static [f64]);
 
 impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
@@ -101,31 +101,31 @@ type Histograms = Family<Labels, Histogram, Buckets>;
 /// The GenAI histograms of one series (one set of label values). prometheus-client's handles
 /// share their state, so a series found once is recorded into directly afterwards.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     /// `gen_ai.client.operation.duration`.
-    pub duration: Histogram,
+    pub(crate) duration: Histogram,
     /// `gen_ai.client.operation.time_to_first_chunk`.
-    pub time_to_first_chunk: Histogram,
+    pub(crate) time_to_first_chunk: Histogram,
     /// `gen_ai.client.operation.time_per_output_chunk`.
-    pub time_per_output_chunk: Histogram,
+    pub(crate) time_per_output_chunk: Histogram,
     /// `gen_ai.client.token.usage`, input tokens.
-    pub input_tokens: Histogram,
+    pub(crate) input_tokens: Histogram,
     /// `gen_ai.client.token.usage`, output tokens.
-    pub output_tokens: Histogram,
+    pub(crate) output_tokens: Histogram,
 }
 
 /// What tells one exchange's series from another's; the gateway's own labels (provider,
 /// server) are the same for all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeriesKey<'a> {
+pub(crate) struct SeriesKey<'a> {
     /// `gen_ai.operation.name`.
-    pub operation: &'static str,
+    pub(crate) operation: &'static str,
     /// `gen_ai.request.model`.
-    pub request_model: Option<&'a str>,
+    pub(crate) request_model: Option<&'a str>,
     /// `gen_ai.response.model`.
-    pub response_model: Option<&'a str>,
+    pub(crate) response_model: Option<&'a str>,
     /// `error.type`.
-    pub error_type: Option<&'a str>,
+    pub(crate) error_type: Option<&'a str>,
 }
 
 /// Series found recently, newest first. Looking one up in the families hashes every label
@@ -156,22 +156,22 @@ const CACHED_SERIES: usize = 16;
 
 /// The gateway's metrics.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// `gen_ai.client.operation.duration`.
-    pub duration: Histograms,
+    pub(crate) duration: Histograms,
     /// `gen_ai.client.operation.time_to_first_chunk`.
-    pub time_to_first_chunk: Histograms,
+    pub(crate) time_to_first_chunk: Histograms,
     /// `gen_ai.client.operation.time_per_output_chunk`.
-    pub time_per_output_chunk: Histograms,
+    pub(crate) time_per_output_chunk: Histograms,
     /// `gen_ai.client.token.usage`.
-    pub token_usage: Histograms,
+    pub(crate) token_usage: Histograms,
     /// Requests being served now.
-    pub in_flight: Gauge,
+    pub(crate) in_flight: Gauge,
     /// Upstream failures by `error.type`.
-    pub upstream_errors: Family<Labels, Counter>,
+    pub(crate) upstream_errors: Family<Labels, Counter>,
     /// Requests by route kind and status code.
-    pub requests: Family<Labels, Counter>,
+    pub(crate) requests: Family<Labels, Counter>,
     models: Interner,
     errors: Interner,
     series: SeriesCache,
@@ -187,7 +187,10 @@ fn histograms(registry: &mut Registry, h: &Semconv) -> Histograms {
 
 impl Metrics {
     /// Registers every metric; `export` adds the exporter's counters when tracing is on.
-    pub fn new(export: Option<Arc<ExportStats>>, ingest: Option<Arc<IngestStats>>) -> Metrics {
+    pub(crate) fn new(
+        export: Option<Arc<ExportStats>>,
+        ingest: Option<Arc<IngestStats>>,
+    ) -> Metrics {
         let mut registry = Registry::default();
         let duration = histograms(&mut registry, &metric::CLIENT_OPERATION_DURATION);
         let time_to_first_chunk = histograms(&mut registry, &metric::CLIENT_TIME_TO_FIRST_CHUNK);
@@ -236,7 +239,7 @@ impl Metrics {
 
     /// The histograms of `key`'s series; `own` are the gateway's constant labels (provider,
     /// server address and port).
-    pub fn series(&self, key: &SeriesKey<'_>, own: [(&'static str, Label); 3]) -> Series {
+    pub(crate) fn series(&self, key: &SeriesKey<'_>, own: [(&'static str, Label); 3]) -> Series {
         let mut cache = self
             .series
             .0
@@ -290,7 +293,7 @@ impl Metrics {
     }
 
     /// Counts a request by route kind and status label.
-    pub fn count_request(&self, kind: &'static str, status: &'static str) {
+    pub(crate) fn count_request(&self, kind: &'static str, status: &'static str) {
         let mut counters = self
             .request_counters
             .lock()
@@ -311,7 +314,7 @@ impl Metrics {
     }
 
     /// A model name as a label (bounded cardinality).
-    pub fn model(&self, name: Option<&str>) -> Label {
+    pub(crate) fn model(&self, name: Option<&str>) -> Label {
         match name {
             None | Some("") => Label::Static(""),
             Some(n) => self.models.get(n),
@@ -319,12 +322,12 @@ impl Metrics {
     }
 
     /// An `error.type` as a label (bounded cardinality).
-    pub fn error_type(&self, e: &str) -> Label {
+    pub(crate) fn error_type(&self, e: &str) -> Label {
         self.errors.get(e)
     }
 
     /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -1,14 +1,21 @@
-//! The request path, in the order a request takes it:
+//! The request path. [`handle`] takes each request through five phases, each a function here:
 //!
-//! 1. **inbound**: the SERVER span, parented by the caller's `traceparent`;
-//! 2. **classify**: an inference route gets its body read (up to a limit) and parsed, and the
-//!    CLIENT span starts (`chat {model}`); every other route streams through untouched;
-//! 3. **upstream request**: hop-by-hop fields removed, a new `traceparent` whose parent is the
-//!    CLIENT span (or the SERVER span for other routes), `stream_options.include_usage` added
-//!    when the client did not ask for usage;
-//! 4. **response**: status and headers as the upstream sent them plus `traceresponse`; the
-//!    body is observed as it streams ([`crate::body::ResponseBody`]) and the exchange ends with
-//!    it ([`crate::exchange::Exchange::finish`]).
+//! 1. [`inbound`]: the SERVER span, parented by the caller's `traceparent`, and the
+//!    [`Exchange`] that ends it;
+//! 2. [`read_inference`]: an inference route gets its body read (within the parse limit and
+//!    budget) and parsed, `stream_options.include_usage` edited in when the client did not ask
+//!    for usage, and the CLIENT span started (`chat {model}`); every other route streams
+//!    through untouched;
+//! 3. [`upstream_request`]: hop-by-hop fields removed, a new `traceparent` whose parent is the
+//!    CLIENT span (or the SERVER span for other routes), the upstream's URL;
+//! 4. [`send`]: to the upstream ([`Upstream`]), the head awaited within the first-byte
+//!    deadline;
+//! 5. [`respond`]: status and headers as the upstream sent them plus `traceresponse`; the
+//!    body is observed as it streams ([`ResponseBody`]) and the exchange ends with it
+//!    ([`Exchange::finish`]).
+//!
+//! A failure in phases 2 to 4 becomes the gateway's own answer ([`answer`]) and the span's
+//! error; nothing here fails a request because of telemetry.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,18 +28,21 @@ use hyper::body::Incoming;
 use inferscope_core::observe::record;
 use inferscope_core::observe::request;
 use inferscope_core::observe::response::ResponseObserver;
-use inferscope_core::observe::route;
+use inferscope_core::observe::route::{self, Route};
 use inferscope_core::trace_context::{extract_trace_context, inject};
 use inferscope_core::{SpanContext, SpanKind};
 use inferscope_semconv::{attr, http as http_attr, inferscope as own, span_name};
+use inferscope_server::{ClientBody, ClientConn, InProgress};
 
 use crate::Shared;
-use crate::body::{ReadBody, RequestBody, ResponseBody, UpstreamBody, edited, read_inference_body};
+use crate::config::{Timeouts, Upstream as UpstreamConfig};
 use crate::exchange::{Exchange, Inference};
-use crate::failure::{Failure, describe};
+use crate::failure::Failure;
 use crate::headers::remove_hop_by_hop;
 use crate::join::JoinInfo;
-use inferscope_server::{ClientBody, ClientConn, InProgress};
+use crate::request_body::{ReadBody, RequestBody, edited, read_inference_body};
+use crate::response_body::{Deadlines, ResponseBody};
+use crate::upstream::{Upstream, UpstreamBody};
 
 /// Serves one request. Never fails: every failure becomes a response and a span.
 pub(crate) async fn handle(
@@ -43,175 +53,229 @@ pub(crate) async fn handle(
     let arrived = std::time::SystemTime::now();
     let (mut parts, body) = req.into_parts();
     let body = ClientBody::new(body, in_progress.conn().clone());
-    let config = &shared.config;
+    let (mut exchange, caller) = inbound(&shared, &parts, in_progress.conn(), arrived);
+    let body = match route::classify(parts.method.as_str(), parts.uri.path()) {
+        None => RequestBody::Stream(body),
+        Some(route) => {
+            match read_inference(&shared, &mut exchange, &mut parts, route, body).await {
+                Ok(body) => body,
+                Err(failure) => return Ok(answer(&shared, exchange, failure)),
+            }
+        }
+    };
     let version = parts.version;
+    let req = match upstream_request(&shared, &exchange, caller.as_ref(), parts, body) {
+        Ok(r) => r,
+        Err(failure) => return Ok(answer(&shared, exchange, failure)),
+    };
+    let deadlines = Deadline::from_now(&shared);
+    let (head, body) = match send(&shared.upstream, req, deadlines.first_byte).await {
+        Ok(r) => r,
+        Err(failure) => return Ok(answer(&shared, exchange, failure)),
+    };
+    let client = (in_progress, version != http::Version::HTTP_2);
+    Ok(respond(&shared, exchange, head, body, deadlines, client))
+}
 
-    // 1. inbound
-    let parent = extract_trace_context(&parts.headers);
-    let path = parts.uri.path().to_owned();
-    let template = route::template(&path);
-    let method = parts.method.as_str().to_owned();
+/// Phase 1: the SERVER span and the exchange; also the caller's trace context, if it sent one.
+fn inbound(
+    shared: &Arc<Shared>,
+    parts: &http::request::Parts,
+    peer: &ClientConn,
+    arrived: std::time::SystemTime,
+) -> (Exchange, Option<SpanContext>) {
+    let caller = extract_trace_context(&parts.headers);
+    let template = route::template(parts.uri.path());
     let mut server = shared.tracer.start_at(
-        span_name::http_server(&method, template),
+        span_name::http_server(parts.method.as_str(), template),
         SpanKind::Server,
-        parent.as_ref(),
+        caller.as_ref(),
         arrived,
     );
     if server.is_recording() {
-        server_attributes(&mut server, &shared, &parts, template, in_progress.conn());
+        server_attributes(&mut server, shared, parts, template, peer);
     }
-    let mut exchange = Exchange::new(shared.clone(), server);
+    (Exchange::new(shared.clone(), server), caller)
+}
 
-    // 2. classify, and read an inference body
-    let upstream_body = match route::classify(&method, &path) {
-        None => RequestBody::Stream(body),
-        Some(route) => {
-            let read = match read_inference_body(
-                body,
-                config.max_parse_bytes,
-                &shared.budget,
-                config.header_timeout,
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    return Ok(answer(&shared, exchange, Failure::RequestBody(e)));
-                }
+/// Phase 2: reads and parses an inference body, starts the CLIENT span, and returns the body
+/// to send upstream (edited when usage is added; `content-length` then removed from `parts`).
+async fn read_inference(
+    shared: &Shared,
+    exchange: &mut Exchange,
+    parts: &mut http::request::Parts,
+    route: &'static Route,
+    body: ClientBody,
+) -> Result<RequestBody, Failure> {
+    let config = &shared.config;
+    let read = read_inference_body(
+        body,
+        config.max_parse_bytes,
+        &shared.budget,
+        config.header_timeout,
+    )
+    .await
+    .map_err(Failure::RequestBody)?;
+    let (body, facts, usage_requested) = match read {
+        ReadBody::Whole(whole, held) => {
+            let facts = request::parse(route.api, &whole, &config.capture);
+            let edit = if config.inject_usage {
+                request::include_usage_edit(route.api, &whole, &facts)
+            } else {
+                None
             };
-            let (body_for_upstream, facts, usage_requested) = match read {
-                ReadBody::Whole(whole, held) => {
-                    let facts = request::parse(route.api, &whole, &config.capture);
-                    let edit = if config.inject_usage {
-                        request::include_usage_edit(route.api, &whole, &facts)
-                    } else {
-                        None
-                    };
-                    let usage_requested = edit.is_some();
-                    (edited(whole, edit.as_ref(), held), facts, usage_requested)
-                }
-                ReadBody::Partial(read, held, rest, why) => {
-                    let facts = request::RequestFacts {
-                        parse_error: Some(why),
-                        ..request::RequestFacts::default()
-                    };
-                    (RequestBody::Chained(read, rest, held), facts, false)
-                }
+            let usage_requested = edit.is_some();
+            (edited(whole, edit.as_ref(), held), facts, usage_requested)
+        }
+        ReadBody::Partial(read, held, rest, why) => {
+            let facts = request::RequestFacts {
+                parse_error: Some(why),
+                ..request::RequestFacts::default()
             };
-            if usage_requested {
-                parts.headers.remove(header::CONTENT_LENGTH);
-            }
-            let mut span = shared.tracer.start(
-                span_name::inference(route.operation, facts.model.as_deref()),
-                SpanKind::Client,
-                Some(exchange.server.context()),
-            );
-            if let Some(r) = span.record_mut() {
-                for kv in record::start_attributes(
-                    route,
-                    &config.provider,
-                    facts.model.as_deref(),
-                    &config.upstream.host,
-                    config.upstream.port,
-                )
-                .into_iter()
-                .flatten()
-                {
-                    r.push(kv.key, kv.value);
-                }
-                record::request(r, route, &facts);
-                r.push(own::UPSTREAM, config.upstream.base.clone());
-            }
-            if span.is_recording() {
-                shared.join.start(
-                    span.context().span_id,
-                    JoinInfo {
-                        trace_id: span.context().trace_id,
-                        operation: route.operation,
-                        request_model: facts.model.clone(),
-                        temperature: facts.temperature,
-                        choice_count: facts.choice_count,
-                        ..JoinInfo::default()
-                    },
-                );
-            }
-            exchange.inference = Some(Inference {
-                route,
-                span,
-                request: facts,
-                observer: None,
-                sent: Instant::now(),
-                usage_requested,
-            });
-            body_for_upstream
+            (RequestBody::Chained(read, rest, held), facts, false)
         }
     };
+    if usage_requested {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    let mut span = shared.tracer.start(
+        span_name::inference(route.operation, facts.model.as_deref()),
+        SpanKind::Client,
+        Some(exchange.server.context()),
+    );
+    if let Some(r) = span.record_mut() {
+        for kv in record::start_attributes(
+            route,
+            &config.provider,
+            facts.model.as_deref(),
+            &config.upstream.host,
+            config.upstream.port,
+        )
+        .into_iter()
+        .flatten()
+        {
+            r.push(kv.key, kv.value);
+        }
+        record::request(r, route, &facts);
+        r.push(own::UPSTREAM, config.upstream.base.clone());
+    }
+    if span.is_recording() {
+        shared.join.start(
+            span.context().span_id,
+            JoinInfo {
+                trace_id: span.context().trace_id,
+                operation: route.operation,
+                request_model: facts.model.clone(),
+                temperature: facts.temperature,
+                choice_count: facts.choice_count,
+                ..JoinInfo::default()
+            },
+        );
+    }
+    exchange.inference = Some(Inference {
+        route,
+        span,
+        request: facts,
+        observer: None,
+        sent: Instant::now(),
+        usage_requested,
+    });
+    Ok(body)
+}
 
-    // 3. the upstream request
-    let upstream_ctx: SpanContext = match &exchange.inference {
-        Some(inf) => inf.span.context().clone(),
-        None => exchange.server.context().clone(),
+/// Phase 3: the request for the upstream: its URL, the client's headers without hop-by-hop
+/// fields and `host`, and a `traceparent` whose parent is the exchange's innermost span (the
+/// caller's own context when tracing is off).
+fn upstream_request(
+    shared: &Shared,
+    exchange: &Exchange,
+    caller: Option<&SpanContext>,
+    mut parts: http::request::Parts,
+    body: RequestBody,
+) -> Result<Request<RequestBody>, Failure> {
+    let parent = match &exchange.inference {
+        Some(inf) => inf.span.context(),
+        None => exchange.server.context(),
     };
     let mut headers = std::mem::take(&mut parts.headers);
-    remove_hop_by_hop(&mut headers);
+    upstream_headers(&mut headers, parent, caller);
+    let uri = upstream_uri(&shared.config.upstream, &parts.uri).map_err(Failure::UpstreamBroken)?;
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// The client's headers as the upstream gets them: without hop-by-hop fields and `host`, and
+/// with `parent` as the trace context (the caller's, unchanged, when tracing is off).
+fn upstream_headers(
+    headers: &mut http::HeaderMap,
+    parent: &SpanContext,
+    caller: Option<&SpanContext>,
+) {
+    remove_hop_by_hop(headers);
     headers.remove(header::HOST);
     headers.remove("traceparent");
     headers.remove("tracestate");
-    if upstream_ctx.is_valid() {
-        inject(&upstream_ctx, &mut headers);
-    } else if let Some(p) = &parent {
-        // Tracing is off: pass the caller's context through unchanged.
-        inject(p, &mut headers);
+    if parent.is_valid() {
+        inject(parent, headers);
+    } else if let Some(p) = caller {
+        inject(p, headers);
     }
-    let uri = match upstream_uri(&shared, &parts.uri) {
-        Ok(u) => u,
-        Err(e) => return Ok(answer(&shared, exchange, Failure::UpstreamBroken(e))),
-    };
-    let mut upstream_req = Request::new(upstream_body);
-    *upstream_req.method_mut() = parts.method.clone();
-    *upstream_req.uri_mut() = uri;
-    *upstream_req.headers_mut() = headers;
-    if config.upstream_h2c {
-        *upstream_req.version_mut() = http::Version::HTTP_2;
-    }
-    let total_deadline = config
-        .timeouts
-        .total
-        .map(|t| tokio::time::Instant::now() + t);
-    let first_byte = match total_deadline {
-        Some(d) => d.min(tokio::time::Instant::now() + config.timeouts.first_byte),
-        None => tokio::time::Instant::now() + config.timeouts.first_byte,
-    };
-    let sent = if config.upstream_h2c {
-        // h2c: hyper's pooled client (HTTP/2 streams buffer their data frames anyway).
-        let request = async {
-            match shared.client.request(upstream_req).await {
-                Ok(r) => {
-                    let (parts, body) = r.into_parts();
-                    Ok((parts, UpstreamBody::Hyper(body), None))
-                }
-                Err(e) if e.is_connect() => Err(Failure::Connect(describe(&e))),
-                Err(e) => Err(Failure::UpstreamBroken(describe(&e))),
-            }
-        };
-        tokio::time::timeout_at(first_byte, request).await
-    } else {
-        let request = async {
-            let (parts, body) = shared.pool.send(upstream_req).await?;
-            Ok((parts, UpstreamBody::Own(body), Some(shared.pool.clone())))
-        };
-        tokio::time::timeout_at(first_byte, request).await
-    };
-    let (mut rparts, rbody, pool) = match sent {
-        Ok(Ok(r)) => r,
-        Ok(Err(failure)) => return Ok(answer(&shared, exchange, failure)),
-        Err(_) => return Ok(answer(&shared, exchange, Failure::FirstByteTimeout)),
-    };
+}
 
-    // 4. the response
-    remove_hop_by_hop(&mut rparts.headers);
+/// The deadlines of one exchange, fixed when its request goes upstream.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    /// The response head must have arrived by then (and by the total deadline).
+    first_byte: tokio::time::Instant,
+    /// The whole response must have arrived by then.
+    total: Option<tokio::time::Instant>,
+}
+
+impl Deadline {
+    fn from_now(shared: &Shared) -> Deadline {
+        Deadline::new(&shared.config.timeouts, tokio::time::Instant::now())
+    }
+
+    fn new(timeouts: &Timeouts, now: tokio::time::Instant) -> Deadline {
+        let total = timeouts.total.map(|t| now + t);
+        let first_byte = now + timeouts.first_byte;
+        Deadline {
+            first_byte: total.map_or(first_byte, |t| t.min(first_byte)),
+            total,
+        }
+    }
+}
+
+/// Phase 4: sends the request and waits for the response head until `first_byte`.
+async fn send(
+    upstream: &Upstream,
+    req: Request<RequestBody>,
+    first_byte: tokio::time::Instant,
+) -> Result<(http::response::Parts, UpstreamBody), Failure> {
+    match tokio::time::timeout_at(first_byte, upstream.send(req)).await {
+        Ok(sent) => sent,
+        Err(_) => Err(Failure::FirstByteTimeout),
+    }
+}
+
+/// Phase 5: the client's response: the upstream's head (without hop-by-hop fields, plus
+/// `traceresponse`) and its body, observed. `client`: the request on its connection, and
+/// whether that speaks HTTP/1.
+fn respond(
+    shared: &Shared,
+    mut exchange: Exchange,
+    mut head: http::response::Parts,
+    body: UpstreamBody,
+    deadline: Deadline,
+    client: (InProgress, bool),
+) -> Response<ResponseBody> {
+    let config = &shared.config;
+    remove_hop_by_hop(&mut head.headers);
     let observer = exchange.inference.as_ref().map(|inf| {
-        let stream = rparts
+        let stream = head
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -224,35 +288,25 @@ pub(crate) async fn handle(
         )
         .with_budget(shared.budget.clone())
     });
-    if observer.as_ref().is_some_and(|o| o.is_stream())
+    // The usage chunk the gateway asked for is taken out of a stream: its length changes.
+    if observer.as_ref().is_some_and(ResponseObserver::is_stream)
         && exchange
             .inference
             .as_ref()
             .is_some_and(|i| i.usage_requested)
     {
-        rparts.headers.remove(header::CONTENT_LENGTH);
+        head.headers.remove(header::CONTENT_LENGTH);
     }
-    traceresponse(&shared, &exchange, &mut rparts.headers);
-    exchange.response_started(rparts.status.as_u16(), observer);
-    if rbody.is_end_stream() {
+    traceresponse(shared, &exchange, &mut head.headers);
+    exchange.response_started(head.status.as_u16(), observer);
+    if body.is_end_stream() {
         exchange.finish(None);
-        if let (UpstreamBody::Own(body), Some(pool)) = (rbody, pool) {
-            pool.put_back(body);
-        }
-        return Ok(Response::from_parts(
-            rparts,
-            ResponseBody::full(Bytes::new()),
-        ));
+        drop(body);
+        return Response::from_parts(head, ResponseBody::full(Bytes::new()));
     }
-    let http1 = version != http::Version::HTTP_2;
-    let body = ResponseBody::observed(
-        rbody,
-        exchange,
-        pool,
-        (config.timeouts.idle, total_deadline),
-        (in_progress, http1),
-    );
-    Ok(Response::from_parts(rparts, body))
+    let deadlines = Deadlines::new(config.timeouts.idle, deadline.total);
+    let body = ResponseBody::observed(body, exchange, deadlines, client);
+    Response::from_parts(head, body)
 }
 
 /// The gateway's own answer to a failure before the response started.
@@ -289,8 +343,8 @@ fn traceresponse(shared: &Shared, exchange: &Exchange, headers: &mut http::Heade
     }
 }
 
-fn upstream_uri(shared: &Shared, uri: &Uri) -> Result<Uri, String> {
-    let up = &shared.config.upstream;
+/// The upstream's URL for a request to `uri`: its path and query behind the upstream's base.
+fn upstream_uri(up: &UpstreamConfig, uri: &Uri) -> Result<Uri, String> {
     let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let pq = if up.path_prefix.is_empty() {
         pq.to_owned()
@@ -371,5 +425,92 @@ fn server_attributes(
                 values,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn upstream(base: &str) -> UpstreamConfig {
+        crate::config::GatewayConfig::local(base)
+            .map(|c| c.upstream)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_upstream_url_keeps_path_and_query_behind_the_base() {
+        let uri: Uri = "/v1/chat/completions?x=1".parse().unwrap_or_default();
+        let plain = upstream_uri(&upstream("http://10.0.0.1:8000"), &uri);
+        assert_eq!(
+            plain.map(|u| u.to_string()).as_deref(),
+            Ok("http://10.0.0.1:8000/v1/chat/completions?x=1")
+        );
+        let based = upstream_uri(&upstream("http://h:81/serve/"), &uri);
+        assert_eq!(
+            based.map(|u| u.to_string()).as_deref(),
+            Ok("http://h:81/serve/v1/chat/completions?x=1")
+        );
+    }
+
+    #[test]
+    fn the_upstream_gets_our_trace_context_and_no_hop_by_hop_fields() {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in [
+            ("host", "gw:9000"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("tracestate", "a=b"),
+            ("authorization", "Bearer k"),
+        ] {
+            headers.insert(k, HeaderValue::from_static(v));
+        }
+        let caller = extract_trace_context(&headers);
+        let (trace_id, span_id) = inferscope_core::ids::new_root_ids();
+        let ours = SpanContext {
+            trace_id,
+            span_id,
+            flags: inferscope_core::TraceFlags::SAMPLED,
+            ..SpanContext::default()
+        };
+        let mut sent = headers.clone();
+        upstream_headers(&mut sent, &ours, caller.as_ref());
+        assert!(sent.get("host").is_none() && sent.get("x-hop").is_none());
+        assert!(sent.get("connection").is_none() && sent.get("tracestate").is_none());
+        assert_eq!(sent.get("authorization"), headers.get("authorization"));
+        assert_eq!(
+            sent.get("traceparent").and_then(|v| v.to_str().ok()),
+            Some(&*ours.traceparent())
+        );
+        // Tracing off (no valid context of ours): the caller's goes through unchanged.
+        let mut passed = headers.clone();
+        upstream_headers(&mut passed, &SpanContext::INVALID, caller.as_ref());
+        assert_eq!(passed.get("traceparent"), headers.get("traceparent"));
+    }
+
+    #[test]
+    fn the_first_byte_deadline_never_outlasts_the_total_one() {
+        let now = tokio::time::Instant::now();
+        let mut t = Timeouts {
+            connect: Duration::from_secs(1),
+            first_byte: Duration::from_secs(60),
+            idle: None,
+            total: None,
+        };
+        let d = Deadline::new(&t, now);
+        assert_eq!(
+            (d.first_byte, d.total),
+            (now + Duration::from_secs(60), None)
+        );
+        t.total = Some(Duration::from_secs(5));
+        let d = Deadline::new(&t, now);
+        assert_eq!(d.first_byte, now + Duration::from_secs(5));
+        assert_eq!(d.total, Some(now + Duration::from_secs(5)));
     }
 }

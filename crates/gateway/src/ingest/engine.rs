@@ -30,13 +30,13 @@ use crate::join::JoinInfo;
 
 /// What normalisation needs from the configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct EngineOptions<'a> {
+pub(crate) struct EngineOptions<'a> {
     /// `gen_ai.provider.name`.
-    pub provider: &'a str,
+    pub(crate) provider: &'a str,
     /// The model, when the gateway has no record of the call.
-    pub engine_model: Option<&'a str>,
+    pub(crate) engine_model: Option<&'a str>,
     /// Dialects: with [`Dialect::Vllm`] vLLM's own keys stay as they are.
-    pub dialects: &'a [Dialect],
+    pub(crate) dialects: &'a [Dialect],
 }
 
 fn f64_attr(r: &SpanRecord, key: &str) -> Option<f64> {
@@ -59,7 +59,7 @@ fn operation_of(request_id: Option<&str>) -> Option<&'static str> {
 
 /// Adds the current keys to an `llm_request` span, joins the gateway's view, and handles the
 /// legacy keys per the dialects.
-pub fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: EngineOptions<'_>) {
+pub(crate) fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: EngineOptions<'_>) {
     r.dedup_attributes();
     let keep_legacy = opts.dialects.contains(&Dialect::Vllm);
     let request_id = r
@@ -138,7 +138,7 @@ pub fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: EngineOption
 
 /// The phases of an `llm_request` span as INTERNAL child spans (see the module docs), or none
 /// when its latencies are missing. Call before [`normalise`], which may rename them.
-pub fn phases(r: &SpanRecord) -> Vec<SpanRecord> {
+pub(crate) fn phases(r: &SpanRecord) -> Vec<SpanRecord> {
     let (Some(ttft), Some(queue), Some(prefill), Some(decode)) = (
         f64_attr(r, vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN),
         f64_attr(r, vllm::attr::LATENCY_TIME_IN_QUEUE),

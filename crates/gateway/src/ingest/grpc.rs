@@ -37,7 +37,6 @@ impl TraceService for Service {
                 "the gateway's export queue is full; retry later",
                 ErrorDetails::with_retry_info(Some(after)),
             )),
-            Err(Refusal::Invalid(e)) => Err(tonic::Status::invalid_argument(e.to_string())),
         }
     }
 }

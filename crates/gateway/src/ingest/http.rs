@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::{Refusal, accept};
 use crate::Shared;
-use crate::body::ResponseBody;
+use crate::response_body::ResponseBody;
 use inferscope_server::{Listener, Phase};
 
 /// `google.rpc.Status`, the error body OTLP/HTTP specifies.
@@ -202,11 +202,5 @@ async fn handle(
             }
             r
         }
-        Err(Refusal::Invalid(e)) => error(
-            StatusCode::BAD_REQUEST,
-            format,
-            INVALID_ARGUMENT,
-            e.to_string(),
-        ),
     })
 }

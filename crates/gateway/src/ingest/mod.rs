@@ -10,9 +10,9 @@
 //!   delay / 429 with `Retry-After`, so the sender retries instead of losing spans. Spans with
 //!   invalid ids are refused alone, as a partial success.
 
-pub mod engine;
-pub mod grpc;
-pub mod http;
+pub(crate) mod engine;
+pub(crate) mod grpc;
+pub(crate) mod http;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,20 +67,18 @@ pub struct IngestStats {
 
 /// Why a request was refused as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The export queue cannot take the spans now; retry after the delay.
     Busy(Duration),
-    /// The body is not OTLP, or too large.
-    Invalid(decode::DecodeError),
 }
 
 /// The outcome of one accepted request.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// Spans refused within it.
-    pub rejected: u64,
+    pub(crate) rejected: u64,
     /// Why (first refusal).
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 /// Takes one decoded request: filters, normalises, joins, derives phases, and hands every span
@@ -202,6 +200,11 @@ fn dropped(config: &IngestConfig, span: &SpanRecord) -> bool {
 /// `ingest_json` fuzz target and its replay in the test suite): never a panic; every span that
 /// decodes is normalised, and its phases are at most four, ordered, inside their parent's
 /// time, and children of it; the result encodes as OTLP.
+#[cfg(any(test, feature = "fuzz"))]
+#[allow(
+    unreachable_pub,
+    reason = "re-exported for the fuzz targets (feature `fuzz`)"
+)]
 pub fn fuzz_check_json(data: &[u8]) {
     let Ok(request) = decode::decode_body(data, decode::Format::Json, false, 1 << 20) else {
         return;

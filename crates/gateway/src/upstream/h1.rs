@@ -767,6 +767,11 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// and its replay in the test suite): never a panic; the head either parses or is refused;
 /// the body decodes to the same bytes and the same end state whether it arrives whole or cut
 /// at any size, and never to more bytes than arrived.
+#[cfg(any(test, feature = "fuzz"))]
+#[allow(
+    unreachable_pub,
+    reason = "re-exported for the fuzz targets (feature `fuzz`)"
+)]
 pub fn fuzz_check(data: &[u8]) {
     let Some((&cut, data)) = data.split_first() else {
         return;

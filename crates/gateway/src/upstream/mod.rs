@@ -1,5 +1,6 @@
-//! HTTP/1.1 connections to the upstream: a pool of idle ones, and the exchange of one request
-//! on one of them.
+//! The upstream, as the request path sees it: [`Upstream::send`] takes a request and returns
+//! the response head and an [`UpstreamBody`]. HTTP/1.1 goes over the gateway's own connections
+//! ([`Pool`], [`h1`]); h2c over hyper's pooled client.
 //!
 //! A connection belongs to the request using it. Its response body ([`Body`]) reads the socket
 //! directly when the client side asks for more: everything that arrived together leaves
@@ -15,17 +16,166 @@
 pub(crate) mod h1;
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request};
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::body::RequestBody;
-use crate::failure::Failure;
+use crate::failure::{Failure, describe};
+use crate::request_body::{BoxError, RequestBody};
 use h1::{Conn, Framing};
+
+/// The one client of the upstream.
+pub(crate) enum Upstream {
+    /// HTTP/1.1 over the gateway's own connections.
+    H1(Arc<Pool>),
+    /// HTTP/2 with prior knowledge, over hyper's pooled client (HTTP/2 streams buffer their
+    /// data frames anyway).
+    H2c(Box<Client<HttpConnector, RequestBody>>),
+}
+
+impl Upstream {
+    /// A client for `authority`, h2c or HTTP/1.1.
+    pub(crate) fn new(
+        authority: http::uri::Authority,
+        connect_timeout: Duration,
+        h2c: bool,
+    ) -> Upstream {
+        if !h2c {
+            return Upstream::H1(Arc::new(Pool::new(authority, connect_timeout)));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(true)
+            .http2_initial_stream_window_size(Some(4 << 20))
+            .http2_initial_connection_window_size(Some(8 << 20))
+            .build(connector);
+        Upstream::H2c(Box::new(client))
+    }
+
+    /// Sends `req` (its URI absolute) and reads the response head.
+    pub(crate) async fn send(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<(http::response::Parts, UpstreamBody), Failure> {
+        match self {
+            Upstream::H1(pool) => {
+                let (parts, body) = pool.send(req).await?;
+                let body = Pooled {
+                    body: Some(body),
+                    pool: pool.clone(),
+                };
+                Ok((parts, UpstreamBody::Own(body)))
+            }
+            Upstream::H2c(client) => {
+                *req.version_mut() = http::Version::HTTP_2;
+                match client.request(req).await {
+                    Ok(r) => {
+                        let (parts, body) = r.into_parts();
+                        Ok((parts, UpstreamBody::Hyper(body)))
+                    }
+                    Err(e) if e.is_connect() => Err(Failure::Connect(describe(&e))),
+                    Err(e) => Err(Failure::UpstreamBroken(describe(&e))),
+                }
+            }
+        }
+    }
+}
+
+/// The upstream's response body: from a connection of the gateway's own pool, or from hyper's
+/// client (h2c upstreams).
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    /// HTTP/1.1, read straight from the connection.
+    Own(Pooled),
+    /// h2c through hyper.
+    Hyper(Incoming),
+}
+
+impl UpstreamBody {
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            UpstreamBody::Own(b) => b
+                .poll_data(cx)
+                .map(|d| d.map(|r| r.map(Frame::data).map_err(Into::into))),
+            UpstreamBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Own(b) => b.is_end(),
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Own(b) => b
+                .remaining()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
+            UpstreamBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A response body on a connection of the pool; the connection goes back when the body is
+/// dropped, if the body was read to its end and the connection can carry another request
+/// (else it closes, which also tells the upstream the request was abandoned).
+pub(crate) struct Pooled {
+    /// Always `Some` until dropped.
+    body: Option<Body>,
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pooled").field("body", &self.body).finish()
+    }
+}
+
+impl Pooled {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, h1::Error>>> {
+        match &mut self.body {
+            Some(b) => b.poll_data(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end(&self) -> bool {
+        self.body.as_ref().is_none_or(Body::is_end)
+    }
+
+    fn remaining(&self) -> Option<u64> {
+        self.body.as_ref().map_or(Some(0), Body::remaining)
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take() {
+            self.pool.put_back(body);
+        }
+    }
+}
 
 /// A response body arriving on an upstream connection of the pool.
 #[derive(Debug)]
@@ -73,7 +223,7 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(authority: http::uri::Authority, connect_timeout: Duration) -> Pool {
+    fn new(authority: http::uri::Authority, connect_timeout: Duration) -> Pool {
         Pool {
             authority,
             connect_timeout,
@@ -96,7 +246,7 @@ impl Pool {
 
     /// Takes back the connection of a finished body; it is closed instead if it cannot carry
     /// another request or the pool is full.
-    pub(crate) fn put_back(&self, body: Body) {
+    fn put_back(&self, body: Body) {
         let Some(conn) = body.into_conn() else {
             return;
         };
