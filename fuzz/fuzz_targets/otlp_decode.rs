@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    inferscope_export::otlp::decode::fuzz_check(data);
+    inferscope_gateway::fuzz_otlp_decode(data);
 });

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
-use crate::Shared;
+use crate::AdminState;
 use crate::request_body::RequestBody;
 use crate::response_body::ResponseBody;
 use inferscope_server::{Listener, Phase};
@@ -22,7 +22,7 @@ const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 
 pub(crate) async fn serve(
     listener: Listener,
-    shared: Arc<Shared>,
+    shared: Arc<AdminState>,
     phase: watch::Receiver<Phase>,
 ) -> bool {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -51,14 +51,14 @@ fn reply(
 }
 
 async fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<AdminState>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     Ok(match req.uri().path() {
         "/metrics" => reply(StatusCode::OK, METRICS_TYPE, shared.metrics.encode()),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
-            if shared.stopping.load(Ordering::Relaxed) {
+            if shared.lifecycle.stopping.load(Ordering::Relaxed) {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
@@ -83,7 +83,7 @@ async fn handle(
     })
 }
 
-async fn upstream_health(shared: &Shared) -> Result<(), String> {
+async fn upstream_health(shared: &AdminState) -> Result<(), String> {
     let up = &shared.config.upstream;
     let uri = format!("http://{}{}/health", up.authority, up.path_prefix);
     let mut req = Request::new(RequestBody::empty());

@@ -13,7 +13,7 @@ use inferscope_core::observe::route::Route;
 use inferscope_core::{Span, Status};
 use inferscope_semconv::{attr, http as http_attr, inferscope as own};
 
-use crate::Shared;
+use crate::ProxyState;
 use crate::failure::Failure;
 use crate::metrics::{Label, SeriesKey};
 
@@ -51,7 +51,7 @@ pub(crate) struct Inference {
 
 /// A request being served. Dropping it before [`Exchange::finish`] means the client went away.
 pub(crate) struct Exchange {
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     pub(crate) server: Span,
     pub(crate) inference: Option<Inference>,
     pub(crate) status: Option<u16>,
@@ -60,7 +60,7 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(shared: Arc<Shared>, server: Span) -> Exchange {
+    pub(crate) fn new(shared: Arc<ProxyState>, server: Span) -> Exchange {
         shared.metrics.in_flight.inc();
         Exchange {
             shared,
@@ -246,6 +246,7 @@ impl Drop for Exchange {
         if !self.done {
             let why = if self
                 .shared
+                .lifecycle
                 .cutting
                 .load(std::sync::atomic::Ordering::Relaxed)
             {

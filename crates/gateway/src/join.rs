@@ -3,7 +3,7 @@
 //! come (tracing off in vLLM, aborted requests, a failed upstream).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use inferscope_core::{SpanId, TraceId};
@@ -39,7 +39,7 @@ struct Inner {
 }
 
 /// A bounded table of [`JoinInfo`] by CLIENT span id.
-pub(crate) struct JoinTable {
+struct JoinTable {
     inner: Mutex<Inner>,
     finished: Notify,
     capacity: usize,
@@ -57,7 +57,7 @@ impl std::fmt::Debug for JoinTable {
 
 impl JoinTable {
     /// A table of at most `capacity` entries, each kept at most `ttl`.
-    pub(crate) fn new(capacity: usize, ttl: Duration) -> JoinTable {
+    fn new(capacity: usize, ttl: Duration) -> JoinTable {
         JoinTable {
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
@@ -70,7 +70,7 @@ impl JoinTable {
     }
 
     /// A table that remembers nothing: the gateway takes in no engine spans to join.
-    pub(crate) fn off() -> JoinTable {
+    fn off() -> JoinTable {
         JoinTable {
             capacity: 0,
             ..JoinTable::new(1, Duration::ZERO)
@@ -82,12 +82,12 @@ impl JoinTable {
     }
 
     /// Entries held now.
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.lock().map.len()
     }
 
     /// Remembers a CLIENT span as it starts, evicting what is too old or too many.
-    pub(crate) fn start(&self, span: SpanId, info: JoinInfo) {
+    fn start(&self, span: SpanId, info: JoinInfo) {
         if self.capacity == 0 {
             return;
         }
@@ -107,7 +107,7 @@ impl JoinTable {
     }
 
     /// Completes an entry when its exchange ends.
-    pub(crate) fn finish(&self, span: SpanId, update: impl FnOnce(&mut JoinInfo)) {
+    fn finish(&self, span: SpanId, update: impl FnOnce(&mut JoinInfo)) {
         if self.capacity == 0 {
             return;
         }
@@ -124,12 +124,7 @@ impl JoinTable {
     /// The gateway's view of `span` in `trace`. If the exchange is still running (vLLM can
     /// export its span before the gateway has sent the last byte), waits up to `wait` for it
     /// to end. `None` when the span is not one of ours (or was evicted).
-    pub(crate) async fn lookup(
-        &self,
-        trace: TraceId,
-        span: SpanId,
-        wait: Duration,
-    ) -> Option<JoinInfo> {
+    async fn lookup(&self, trace: TraceId, span: SpanId, wait: Duration) -> Option<JoinInfo> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.finished.notified();
@@ -149,6 +144,53 @@ impl JoinTable {
                 }
             }
         }
+    }
+}
+
+/// The request path's handle on the join table: it writes (an entry per CLIENT span).
+#[derive(Debug, Clone)]
+pub(crate) struct JoinWriter(Arc<JoinTable>);
+
+/// The ingest path's (and the metrics') handle on the join table: it only reads.
+#[derive(Debug, Clone)]
+pub(crate) struct JoinReader(Arc<JoinTable>);
+
+/// The two handles on one table: remembering CLIENT spans only when engine spans can come in
+/// (`enabled`), else a table that remembers nothing.
+pub(crate) fn table(enabled: bool, capacity: usize, ttl: Duration) -> (JoinWriter, JoinReader) {
+    let table = Arc::new(match enabled {
+        true => JoinTable::new(capacity, ttl),
+        false => JoinTable::off(),
+    });
+    (JoinWriter(table.clone()), JoinReader(table))
+}
+
+impl JoinWriter {
+    /// See [`JoinTable::start`].
+    pub(crate) fn start(&self, span: SpanId, info: JoinInfo) {
+        self.0.start(span, info);
+    }
+
+    /// See [`JoinTable::finish`].
+    pub(crate) fn finish(&self, span: SpanId, update: impl FnOnce(&mut JoinInfo)) {
+        self.0.finish(span, update);
+    }
+}
+
+impl JoinReader {
+    /// See [`JoinTable::lookup`].
+    pub(crate) async fn lookup(
+        &self,
+        trace: TraceId,
+        span: SpanId,
+        wait: Duration,
+    ) -> Option<JoinInfo> {
+        self.0.lookup(trace, span, wait).await
+    }
+
+    /// See [`JoinTable::len`].
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
     }
 }
 

@@ -45,6 +45,9 @@ pub use ingest::{IngestConfig, IngestStats};
 
 /// Hooks for the fuzz targets in `fuzz/` (feature `fuzz`).
 #[cfg(feature = "fuzz")]
+pub use ingest::decode::fuzz_check as fuzz_otlp_decode;
+/// Hooks for the fuzz targets in `fuzz/` (feature `fuzz`).
+#[cfg(feature = "fuzz")]
 pub use ingest::fuzz_check_json as fuzz_ingest_json;
 /// Hooks for the fuzz targets in `fuzz/` (feature `fuzz`).
 #[cfg(feature = "fuzz")]
@@ -78,22 +81,46 @@ pub enum StartError {
     },
 }
 
-/// What every request shares; built once at start.
-pub(crate) struct Shared {
-    pub(crate) config: GatewayConfig,
+/// The request path's state (the proxy and each exchange): it reads the configuration and
+/// writes spans, metrics, and the join table.
+pub(crate) struct ProxyState {
+    pub(crate) config: Arc<GatewayConfig>,
     pub(crate) tracer: Tracer,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) upstream: upstream::Upstream,
     pub(crate) local_addr: SocketAddr,
-    pub(crate) stopping: AtomicBool,
-    /// The grace period is over: connections still open are being cut.
-    pub(crate) cutting: AtomicBool,
-    pub(crate) join: join::JoinTable,
-    pub(crate) export_stats: Option<Arc<ExportStats>>,
-    pub(crate) ingest_stats: Arc<ingest::IngestStats>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) join: join::JoinWriter,
     pub(crate) labels: ConstLabels,
     /// Bytes held for parsing across all exchanges.
     pub(crate) budget: Arc<inferscope_core::observe::budget::ParseBudget>,
+}
+
+/// The ingest path's state: it reads the join table and the export queue's fill, and writes
+/// engine spans to the exporter.
+pub(crate) struct IngestState {
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) tracer: Tracer,
+    pub(crate) stats: Arc<ingest::IngestStats>,
+    pub(crate) export_stats: Option<Arc<ExportStats>>,
+    pub(crate) join: join::JoinReader,
+}
+
+/// The admin endpoint's state: it only reads (and asks the upstream's `/health`).
+pub(crate) struct AdminState {
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) upstream: upstream::Upstream,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+}
+
+/// Where the gateway is in its life; written by [`Gateway::shutdown`] and the proxy
+/// listener's cut, read by the admin endpoint and by exchanges as they end.
+#[derive(Debug, Default)]
+pub(crate) struct Lifecycle {
+    pub(crate) stopping: AtomicBool,
+    /// The grace period is over: connections still open are being cut.
+    pub(crate) cutting: AtomicBool,
 }
 
 /// Metric label values fixed at start.
@@ -110,7 +137,9 @@ pub struct Gateway {
     ingest_grpc_addr: Option<SocketAddr>,
     ingest_http_addr: Option<SocketAddr>,
     ingest_tasks: Vec<tokio::task::JoinHandle<bool>>,
-    shared: Arc<Shared>,
+    proxy: Arc<ProxyState>,
+    ingest_stats: Arc<ingest::IngestStats>,
+    join: join::JoinReader,
     /// Tells the proxy listener to drain.
     stop: watch::Sender<Phase>,
     /// Tells the admin and ingest listeners to drain (after the proxy).
@@ -182,6 +211,7 @@ impl Gateway {
         let ingest_grpc_addr = ingest_grpc.as_ref().and_then(|l| l.local_addr().ok());
         let ingest_http_addr = ingest_http.as_ref().and_then(|l| l.local_addr().ok());
 
+        let config = Arc::new(config);
         let ingest_stats = Arc::new(ingest::IngestStats::default());
         let upstream = upstream::Upstream::new(
             config.upstream.authority.clone(),
@@ -189,59 +219,67 @@ impl Gateway {
             config.upstream_h2c,
         );
         // CLIENT spans are remembered for joining only when engine spans can come in.
-        let join = if config.ingest.grpc.is_some() || config.ingest.http.is_some() {
-            join::JoinTable::new(config.ingest.join_capacity, config.ingest.join_ttl)
-        } else {
-            join::JoinTable::off()
-        };
+        let (join_writer, join) = join::table(
+            config.ingest.grpc.is_some() || config.ingest.http.is_some(),
+            config.ingest.join_capacity,
+            config.ingest.join_ttl,
+        );
         let labels = ConstLabels {
             provider: metrics::Label::Shared(Arc::from(config.provider.as_str())),
             server_address: metrics::Label::Shared(Arc::from(config.upstream.host.as_str())),
             server_port: metrics::Label::Shared(Arc::from(config.upstream.port.to_string())),
         };
-        let config_budget = config.max_parse_bytes_total;
-        let shared = Arc::new(Shared {
-            config,
-            tracer,
-            metrics: Metrics::new(export.clone(), Some(ingest_stats.clone())),
-            upstream,
+        let metrics = Arc::new(Metrics::new(export.clone(), Some(ingest_stats.clone())));
+        let lifecycle = Arc::new(Lifecycle::default());
+        let proxy = Arc::new(ProxyState {
+            config: config.clone(),
+            tracer: tracer.clone(),
+            metrics: metrics.clone(),
+            upstream: upstream.clone(),
             local_addr: addr,
-            stopping: AtomicBool::new(false),
-            cutting: AtomicBool::new(false),
-            join,
-            export_stats: export,
-            ingest_stats,
+            lifecycle: lifecycle.clone(),
+            join: join_writer,
             labels,
             budget: Arc::new(inferscope_core::observe::budget::ParseBudget::new(
-                config_budget,
+                config.max_parse_bytes_total,
             )),
         });
         let (stop, stopped) = watch::channel(Phase::Serving);
         let (stop_side, side_stopped) = watch::channel(Phase::Serving);
-        let task = tokio::spawn(serve(listener, shared.clone(), stopped));
-        let admin_task = admin_listener
-            .map(|l| tokio::spawn(admin::serve(l, shared.clone(), side_stopped.clone())));
+        let task = tokio::spawn(serve(listener, proxy.clone(), stopped));
+        let admin_task = admin_listener.map(|l| {
+            let admin = Arc::new(AdminState {
+                config: config.clone(),
+                metrics: metrics.clone(),
+                upstream,
+                lifecycle,
+            });
+            tokio::spawn(admin::serve(l, admin, side_stopped.clone()))
+        });
+        let ingest = Arc::new(IngestState {
+            config: config.clone(),
+            tracer,
+            stats: ingest_stats.clone(),
+            export_stats: export,
+            join: join.clone(),
+        });
         let mut ingest_tasks = Vec::new();
         if let Some(l) = ingest_grpc {
             ingest_tasks.push(tokio::spawn(ingest::grpc::serve(
                 l,
-                shared.clone(),
+                ingest.clone(),
                 side_stopped.clone(),
             )));
         }
         if let Some(l) = ingest_http {
-            ingest_tasks.push(tokio::spawn(ingest::http::serve(
-                l,
-                shared.clone(),
-                side_stopped,
-            )));
+            ingest_tasks.push(tokio::spawn(ingest::http::serve(l, ingest, side_stopped)));
         }
         tracing::info!(
             listen = %addr,
             admin = ?admin_addr,
             otlp_ingest_grpc = ?ingest_grpc_addr,
             otlp_ingest_http = ?ingest_http_addr,
-            upstream = %shared.config.upstream.base,
+            upstream = %config.upstream.base,
             max_connections = proxy_limits.max_connections,
             "gateway serving"
         );
@@ -251,7 +289,9 @@ impl Gateway {
             ingest_grpc_addr,
             ingest_http_addr,
             ingest_tasks,
-            shared,
+            proxy,
+            ingest_stats,
+            join,
             stop,
             stop_side,
             task: Some(task),
@@ -286,22 +326,22 @@ impl Gateway {
 
     /// The ingest counters.
     pub fn ingest_stats(&self) -> &ingest::IngestStats {
-        &self.shared.ingest_stats
+        &self.ingest_stats
     }
 
     /// CLIENT spans remembered for joining engine spans.
     pub fn join_entries(&self) -> usize {
-        self.shared.join.len()
+        self.join.len()
     }
 
     /// The metrics in Prometheus text format (what `/metrics` serves).
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.encode()
+        self.proxy.metrics.encode()
     }
 
     /// Requests being served now.
     pub fn in_flight(&self) -> i64 {
-        self.shared.metrics.in_flight.get()
+        self.proxy.metrics.in_flight.get()
     }
 
     /// Stops accepting, lets requests in flight finish up to the configured grace period, cuts
@@ -309,7 +349,7 @@ impl Gateway {
     /// has ended its spans when this returns (a cut one with `error.type=gateway_shutdown`), so
     /// the caller can flush span export afterwards and lose nothing.
     pub async fn shutdown(mut self) -> bool {
-        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.proxy.lifecycle.stopping.store(true, Ordering::Relaxed);
         let _ = self.stop.send(Phase::Draining);
         let mut clean = true;
         if let Some(task) = self.task.take() {
@@ -318,7 +358,7 @@ impl Gateway {
         // HTTP/2 streams run in tasks of their own, which end (and end their exchanges) just
         // after their connection is dropped: wait for the last exchange, briefly.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.shared.metrics.in_flight.get() > 0 && tokio::time::Instant::now() < deadline {
+        while self.proxy.metrics.in_flight.get() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // The admin endpoint answers (`/readyz`: 503) until the proxy has drained, and vLLM
@@ -352,7 +392,7 @@ impl Drop for Gateway {
 
 /// The proxy listener: HTTP/1.1 and h2c (prior knowledge) on one port. Returns whether every
 /// connection finished within the grace period after the stop signal.
-async fn serve(listener: Listener, shared: Arc<Shared>, phase: watch::Receiver<Phase>) -> bool {
+async fn serve(listener: Listener, shared: Arc<ProxyState>, phase: watch::Receiver<Phase>) -> bool {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
@@ -368,6 +408,6 @@ async fn serve(listener: Listener, shared: Arc<Shared>, phase: watch::Receiver<P
     let handle = move |req, in_progress| proxy::handle(handle_shared.clone(), req, in_progress);
     // Exchanges dropped by the cut are recorded as cut by the shutdown, not as clients that
     // went away.
-    let on_cut = move || shared.cutting.store(true, Ordering::Relaxed);
+    let on_cut = move || shared.lifecycle.cutting.store(true, Ordering::Relaxed);
     listener.serve(builder, handle, phase, on_cut).await
 }

@@ -34,7 +34,7 @@ use inferscope_core::{SpanContext, SpanKind};
 use inferscope_semconv::{attr, http as http_attr, inferscope as own, span_name};
 use inferscope_server::{ClientBody, ClientConn, InProgress};
 
-use crate::Shared;
+use crate::ProxyState;
 use crate::config::{Timeouts, Upstream as UpstreamConfig};
 use crate::exchange::{Exchange, Inference};
 use crate::failure::Failure;
@@ -46,7 +46,7 @@ use crate::upstream::{Upstream, UpstreamBody};
 
 /// Serves one request. Never fails: every failure becomes a response and a span.
 pub(crate) async fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     req: Request<Incoming>,
     in_progress: InProgress,
 ) -> Result<Response<ResponseBody>, Infallible> {
@@ -79,7 +79,7 @@ pub(crate) async fn handle(
 
 /// Phase 1: the SERVER span and the exchange; also the caller's trace context, if it sent one.
 fn inbound(
-    shared: &Arc<Shared>,
+    shared: &Arc<ProxyState>,
     parts: &http::request::Parts,
     peer: &ClientConn,
     arrived: std::time::SystemTime,
@@ -101,7 +101,7 @@ fn inbound(
 /// Phase 2: reads and parses an inference body, starts the CLIENT span, and returns the body
 /// to send upstream (edited when usage is added; `content-length` then removed from `parts`).
 async fn read_inference(
-    shared: &Shared,
+    shared: &ProxyState,
     exchange: &mut Exchange,
     parts: &mut http::request::Parts,
     route: &'static Route,
@@ -187,7 +187,7 @@ async fn read_inference(
 /// fields and `host`, and a `traceparent` whose parent is the exchange's innermost span (the
 /// caller's own context when tracing is off).
 fn upstream_request(
-    shared: &Shared,
+    shared: &ProxyState,
     exchange: &Exchange,
     caller: Option<&SpanContext>,
     mut parts: http::request::Parts,
@@ -235,7 +235,7 @@ struct Deadline {
 }
 
 impl Deadline {
-    fn from_now(shared: &Shared) -> Deadline {
+    fn from_now(shared: &ProxyState) -> Deadline {
         Deadline::new(&shared.config.timeouts, tokio::time::Instant::now())
     }
 
@@ -265,7 +265,7 @@ async fn send(
 /// `traceresponse`) and its body, observed. `client`: the request on its connection, and
 /// whether that speaks HTTP/1.
 fn respond(
-    shared: &Shared,
+    shared: &ProxyState,
     mut exchange: Exchange,
     mut head: http::response::Parts,
     body: UpstreamBody,
@@ -310,7 +310,7 @@ fn respond(
 }
 
 /// The gateway's own answer to a failure before the response started.
-fn answer(shared: &Shared, mut exchange: Exchange, failure: Failure) -> Response<ResponseBody> {
+fn answer(shared: &ProxyState, mut exchange: Exchange, failure: Failure) -> Response<ResponseBody> {
     let status = failure.status();
     let mut headers = http::HeaderMap::new();
     headers.insert(
@@ -327,7 +327,7 @@ fn answer(shared: &Shared, mut exchange: Exchange, failure: Failure) -> Response
     response
 }
 
-fn traceresponse(shared: &Shared, exchange: &Exchange, headers: &mut http::HeaderMap) {
+fn traceresponse(shared: &ProxyState, exchange: &Exchange, headers: &mut http::HeaderMap) {
     let Some(name) = &shared.config.traceresponse_header else {
         return;
     };
@@ -361,7 +361,7 @@ fn upstream_uri(up: &UpstreamConfig, uri: &Uri) -> Result<Uri, String> {
 
 fn server_attributes(
     span: &mut inferscope_core::Span,
-    shared: &Shared,
+    shared: &ProxyState,
     parts: &http::request::Parts,
     template: Option<&'static str>,
     peer: &ClientConn,

@@ -8,7 +8,6 @@
 //!   with jitter, from 100 ms doubling to 5 s. Nothing is retried past the batch's deadline.
 //! - `partial_success` is reported as rejected spans, never retried.
 
-pub mod decode;
 pub mod encode;
 mod grpc;
 mod http;

@@ -14,10 +14,10 @@ use tonic::codegen::Service as _;
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use super::{Refusal, accept};
-use crate::Shared;
+use crate::IngestState;
 use inferscope_server::{Listener, Phase};
 
-struct Service(Arc<Shared>);
+struct Service(Arc<IngestState>);
 
 #[tonic::async_trait]
 impl TraceService for Service {
@@ -45,7 +45,7 @@ impl TraceService for Service {
 /// `OUT_OF_RANGE` before they are decoded.
 pub(crate) async fn serve(
     listener: Listener,
-    shared: Arc<Shared>,
+    shared: Arc<IngestState>,
     phase: watch::Receiver<Phase>,
 ) -> bool {
     let limit = shared.config.ingest.max_bytes;

@@ -4,12 +4,12 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use super::decode::{self, Format};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioExecutor;
-use inferscope_export::otlp::decode::{self, Format};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -17,7 +17,7 @@ use prost::Message as _;
 use tokio::sync::watch;
 
 use super::{Refusal, accept};
-use crate::Shared;
+use crate::IngestState;
 use crate::response_body::ResponseBody;
 use inferscope_server::{Listener, Phase};
 
@@ -32,7 +32,7 @@ struct RpcStatus {
 
 pub(crate) async fn serve(
     listener: Listener,
-    shared: Arc<Shared>,
+    shared: Arc<IngestState>,
     phase: watch::Receiver<Phase>,
 ) -> bool {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -69,7 +69,7 @@ fn error(status: StatusCode, format: Format, code: i32, message: String) -> Resp
 }
 
 async fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<IngestState>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     const INVALID_ARGUMENT: i32 = 3;
@@ -165,7 +165,7 @@ async fn handle(
         Err(decode::DecodeError::TooLarge { .. }) => return Ok(too_large()),
         Err(e) => {
             shared
-                .ingest_stats
+                .stats
                 .refused_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(error(

@@ -5,11 +5,13 @@
 //! same call ([`crate::join`]) and given their phases as child spans ([`engine`]).
 //!
 //! - [`grpc`] and [`http`]: the two receivers; both hand decoded requests to [`accept`].
+//! - [`decode`]: OTLP request bodies (protobuf, JSON, gzip) into span records.
 //! - Refusals follow OTLP: too large → gRPC `OUT_OF_RANGE` / HTTP 413; malformed →
 //!   `INVALID_ARGUMENT` / 400; the export queue is full → `RESOURCE_EXHAUSTED` with a retry
 //!   delay / 429 with `Retry-After`, so the sender retries instead of losing spans. Spans with
 //!   invalid ids are refused alone, as a partial success.
 
+pub(crate) mod decode;
 pub(crate) mod engine;
 pub(crate) mod grpc;
 pub(crate) mod http;
@@ -18,12 +20,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use decode::Decoded;
 use inferscope_core::span::SpanRecord;
-use inferscope_export::otlp::decode::{self, Decoded};
 use inferscope_semconv::vllm;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::Shared;
+use crate::IngestState;
 
 /// Ingest settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +86,10 @@ pub(crate) struct Accepted {
 /// Takes one decoded request: filters, normalises, joins, derives phases, and hands every span
 /// to the exporter.
 pub(crate) async fn accept(
-    shared: &Shared,
+    shared: &IngestState,
     request: ExportTraceServiceRequest,
 ) -> Result<Accepted, Refusal> {
-    let stats = &shared.ingest_stats;
+    let stats = &shared.stats;
     let Decoded {
         spans,
         rejected,
@@ -170,7 +172,7 @@ const ROOM_WAIT: Duration = Duration::from_secs(5);
 /// a time, until `room_until`) for the exporter to drain it, so that a large request is fed in
 /// at the exporter's pace and the last quarter stays free for the gateway's own spans, which
 /// cannot wait. The sender waits for the answer meanwhile: that is the back-pressure.
-async fn forward(shared: &Shared, span: SpanRecord, room_until: tokio::time::Instant) {
+async fn forward(shared: &IngestState, span: SpanRecord, room_until: tokio::time::Instant) {
     if let Some(export) = &shared.export_stats {
         loop {
             let (queued, capacity) = export.queue_fill();
@@ -183,10 +185,7 @@ async fn forward(shared: &Shared, span: SpanRecord, room_until: tokio::time::Ins
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    shared
-        .ingest_stats
-        .forwarded
-        .fetch_add(1, Ordering::Relaxed);
+    shared.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     shared.tracer.export(span);
 }
 
@@ -261,14 +260,10 @@ mod tests {
             include_bytes!("../../../../fuzz/seeds/ingest_json/startup.json"),
         ];
         // The seeds are what vLLM sends: they decode and give phases.
-        let request = inferscope_export::otlp::decode::decode_body(
-            seeds[0],
-            inferscope_export::otlp::decode::Format::Json,
-            false,
-            1 << 20,
-        )
-        .unwrap();
-        let spans = inferscope_export::otlp::decode::spans(request).spans;
+        let request =
+            super::decode::decode_body(seeds[0], super::decode::Format::Json, false, 1 << 20)
+                .unwrap();
+        let spans = super::decode::spans(request).spans;
         assert_eq!(spans.len(), 1);
         assert_eq!(super::engine::phases(&spans[0]).len(), 4);
         let mut rng = fastrand::Rng::with_seed(3);

@@ -34,7 +34,8 @@ use crate::failure::{Failure, describe};
 use crate::request_body::{BoxError, RequestBody};
 use h1::{Conn, Framing};
 
-/// The one client of the upstream.
+/// The one client of the upstream (clones share connections).
+#[derive(Clone)]
 pub(crate) enum Upstream {
     /// HTTP/1.1 over the gateway's own connections.
     H1(Arc<Pool>),

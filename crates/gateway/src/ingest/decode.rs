@@ -1,4 +1,4 @@
-//! OTLP trace requests → [`SpanRecord`]s: the inverse of [`super::encode`], for spans received
+//! OTLP trace requests → [`SpanRecord`]s: the inverse of `inferscope_export::otlp::encode`, for spans received
 //! from another process (vLLM's) and forwarded with their resource and scope.
 //!
 //! Bounded and total: a body over the limit (compressed or not) is refused before it is
@@ -28,7 +28,7 @@ const IS_REMOTE: u32 = 0x200;
 
 /// An OTLP body encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `application/x-protobuf` (and gRPC).
     Protobuf,
     /// `application/json`.
@@ -38,7 +38,7 @@ pub enum Format {
 /// Why a body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     /// Over the size limit (before or after inflating).
     #[error("payload over {limit} bytes")]
     TooLarge {
@@ -59,7 +59,7 @@ pub enum DecodeError {
 }
 
 /// Reads a body: inflates it if `gzip` (to at most `limit` bytes), then decodes it.
-pub fn decode_body(
+pub(crate) fn decode_body(
     body: &[u8],
     format: Format,
     gzip: bool,
@@ -99,18 +99,18 @@ pub fn decode_body(
 
 /// The spans of a request, and what was refused.
 #[derive(Debug, Default)]
-pub struct Decoded {
+pub(crate) struct Decoded {
     /// The spans, each with its resource and scope.
-    pub spans: Vec<SpanRecord>,
+    pub(crate) spans: Vec<SpanRecord>,
     /// Spans refused (invalid trace or span id).
-    pub rejected: u64,
+    pub(crate) rejected: u64,
     /// Why, for the first refused span.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Converts a request into records. Spans keep their resource (shared by every span of a
 /// `ResourceSpans`) and scope.
-pub fn spans(request: ExportTraceServiceRequest) -> Decoded {
+pub(crate) fn spans(request: ExportTraceServiceRequest) -> Decoded {
     let mut out = Decoded::default();
     for rs in request.resource_spans {
         let resource = Arc::new(Resource {
@@ -307,6 +307,11 @@ fn json_text(v: &AnyValue) -> serde_json::Value {
 /// replay in the test suite): never a panic, a bounded result, and a protobuf round trip of
 /// whatever decodes, written identically by the struct encoder with prost and by the direct
 /// protobuf writer.
+#[cfg(any(test, feature = "fuzz"))]
+#[allow(
+    unreachable_pub,
+    reason = "re-exported for the fuzz targets (feature `fuzz`)"
+)]
 pub fn fuzz_check(data: &[u8]) {
     let limit = 1 << 16;
     for (format, gzip) in [
@@ -317,7 +322,10 @@ pub fn fuzz_check(data: &[u8]) {
         if let Ok(req) = decode_body(data, format, gzip, limit) {
             let decoded = spans(req);
             if !decoded.spans.is_empty() {
-                let encoder = super::Encoder::new(&[("service.name".into(), "fuzz".into())]);
+                let encoder = inferscope_export::otlp::Encoder::new(&[(
+                    "service.name".into(),
+                    "fuzz".into(),
+                )]);
                 let again = encoder.request(&decoded.spans);
                 let mut written = Vec::new();
                 encoder.write_protobuf(&decoded.spans, &mut written);
@@ -334,8 +342,8 @@ pub fn fuzz_check(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp::Encoder;
     use inferscope_core::span::unix_nanos;
+    use inferscope_export::otlp::Encoder;
 
     fn record(name: &'static str) -> SpanRecord {
         let ctx = SpanContext {
