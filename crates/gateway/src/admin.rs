@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
 use crate::AdminState;
@@ -25,15 +24,9 @@ pub(crate) async fn serve(
     shared: Arc<AdminState>,
     phase: watch::Receiver<Phase>,
 ) -> bool {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let handler = move |req, in_progress| {
-        let shared = shared.clone();
-        async move {
-            let _in_progress = in_progress;
-            handle(shared, req).await
-        }
-    };
-    listener.serve(builder, handler, phase, || {}).await
+    listener
+        .serve_plain(move |req| handle(shared.clone(), req), phase)
+        .await
 }
 
 fn reply(

@@ -419,6 +419,29 @@ impl Listener {
         self
     }
 
+    /// Serves with the usual builder (HTTP/1.1 and h2c, found by the preface) a handler whose
+    /// responses are written whole: each request counts as in progress until its handler's
+    /// future ends. See [`Listener::serve`].
+    pub async fn serve_plain<H, F, B, E>(self, handle: H, phase: watch::Receiver<Phase>) -> bool
+    where
+        H: Fn(http::Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<http::Response<B>, E>> + Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let handle = move |req, in_progress: InProgress| {
+            let response = handle(req);
+            async move {
+                let _in_progress = in_progress;
+                response.await
+            }
+        };
+        let builder = Builder::new(TokioExecutor::new());
+        self.serve(builder, handle, phase, || {}).await
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()

@@ -41,7 +41,6 @@ use std::time::Duration;
 pub use config::{EngineConfig, FixedTiming, SimConfig};
 pub use faults::FAULT_HEADER;
 
-use hyper_util::rt::TokioExecutor;
 use inferscope_server::{Limits, Listener, Phase};
 use tokio::sync::watch;
 
@@ -181,7 +180,6 @@ const LIMITS: Limits = Limits {
 };
 
 async fn serve(listener: Listener, state: Arc<server::State>, phase: watch::Receiver<Phase>) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let handle = move |req, _in_progress| server::handle(req, state.clone());
-    listener.serve(builder, handle, phase, || {}).await;
+    let handle = move |req| server::handle(req, state.clone());
+    listener.serve_plain(handle, phase).await;
 }

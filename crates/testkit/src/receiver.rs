@@ -252,9 +252,8 @@ impl Receiver {
         let http_listener = listen("receiver-http", http).await?;
         let http_addr = http_listener.local_addr()?;
         let http_state = state.clone();
-        let handle = move |req, _in_progress| handle_http(req, http_state.clone());
-        let builder = Builder::new(TokioExecutor::new());
-        tokio::spawn(http_listener.serve(builder, handle, phase, || {}));
+        let handle = move |req| handle_http(req, http_state.clone());
+        tokio::spawn(http_listener.serve_plain(handle, phase));
 
         Ok(Receiver {
             grpc_addr,

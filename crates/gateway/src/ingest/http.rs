@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -35,15 +34,9 @@ pub(crate) async fn serve(
     shared: Arc<IngestState>,
     phase: watch::Receiver<Phase>,
 ) -> bool {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let handler = move |req, in_progress| {
-        let shared = shared.clone();
-        async move {
-            let _in_progress = in_progress;
-            handle(shared, req).await
-        }
-    };
-    listener.serve(builder, handler, phase, || {}).await
+    listener
+        .serve_plain(move |req| handle(shared.clone(), req), phase)
+        .await
 }
 
 fn reply(status: StatusCode, format: Format, body: Vec<u8>) -> Response<ResponseBody> {
