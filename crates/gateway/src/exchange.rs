@@ -144,7 +144,9 @@ impl Exchange {
         );
         if let Some(f) = &failure {
             server.set_attribute(attr::ERROR_TYPE, f.error_type());
-            server.set_status(Status::Error(f.message().into()));
+            if f.is_server_error() {
+                server.set_status(Status::Error(f.message().into()));
+            }
         } else if let Some(code) = status.filter(|c| *c >= 500) {
             server.set_attribute(attr::ERROR_TYPE, code.to_string());
             server.set_status(Status::Error(format!("HTTP {code}").into()));

@@ -72,6 +72,15 @@ impl Failure {
         }
     }
 
+    /// Whether the SERVER span's status is Error: not for the client's own doing (it went
+    /// away, or sent a body that could not be read), which the HTTP conventions leave unset on
+    /// a server span as they do a 4xx. `error.type` still says what happened. The CLIENT span,
+    /// the gateway's call to the upstream, is Error for every failure: that call did not
+    /// complete (as gRPC records a cancelled call on its client side but not its server side).
+    pub(crate) fn is_server_error(&self) -> bool {
+        self.side() != Side::Downstream
+    }
+
     /// Whether it deserves a warning (upstream trouble) or only a debug line (clients leave;
     /// the shutdown logs its cut once, for all).
     pub(crate) fn is_warning(&self) -> bool {
@@ -144,5 +153,9 @@ mod tests {
         assert_eq!(body["error"]["code"], 502);
         assert_eq!(Failure::IdleTimeout.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(!Failure::ClientAborted.is_warning());
+        assert!(!Failure::ClientAborted.is_server_error());
+        assert!(!Failure::RequestBody("cut".into()).is_server_error());
+        assert!(Failure::Shutdown.is_server_error());
+        assert!(Failure::IdleTimeout.is_server_error());
     }
 }

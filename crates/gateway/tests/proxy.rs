@@ -335,6 +335,7 @@ async fn upstream_errors_and_faults_become_error_spans() {
     let sv = by_kind(&spans, SpanKind::Server);
     assert_eq!(string(sv, attr::ERROR_TYPE), "503");
     assert_eq!(int(sv, http_attr::RESPONSE_STATUS_CODE), 503);
+    assert!(matches!(sv.status, Status::Error(_)), "a 5xx is the server's error");
 
     // Unknown model: vLLM's 404 passes through; the span says why.
     let r = post(
@@ -346,10 +347,11 @@ async fn upstream_errors_and_faults_become_error_spans() {
     .await;
     assert_eq!(r.status, 404);
     let spans = take_spans(&s.spans, 2).await;
-    assert_eq!(
-        string(by_kind(&spans, SpanKind::Client), attr::ERROR_TYPE),
-        "NotFoundError"
-    );
+    let c = by_kind(&spans, SpanKind::Client);
+    assert_eq!(string(c, attr::ERROR_TYPE), "NotFoundError");
+    assert!(matches!(c.status, Status::Error(_)), "a 4xx fails the call");
+    let sv = by_kind(&spans, SpanKind::Server);
+    assert_eq!(sv.status, Status::Unset, "a 4xx is not the server's error");
 
     // Stalled headers: 504 with an OpenAI-style error.
     let r = post(
@@ -366,6 +368,9 @@ async fn upstream_errors_and_faults_become_error_spans() {
         string(by_kind(&spans, SpanKind::Client), attr::ERROR_TYPE),
         "timeout"
     );
+    for kind in [SpanKind::Client, SpanKind::Server] {
+        assert!(matches!(by_kind(&spans, kind).status, Status::Error(_)));
+    }
 
     // The upstream cuts the stream: the client's stream is cut too; partial output counted.
     let r = post(
@@ -380,6 +385,9 @@ async fn upstream_errors_and_faults_become_error_spans() {
     let c = by_kind(&spans, SpanKind::Client);
     assert_eq!(string(c, attr::ERROR_TYPE), "upstream_broken");
     assert_eq!(int(c, own::STREAM_CHUNK_COUNT), 3);
+    for kind in [SpanKind::Client, SpanKind::Server] {
+        assert!(matches!(by_kind(&spans, kind).status, Status::Error(_)));
+    }
 
     // A malformed event is forwarded and counted.
     let (d, r) = with_headers(
@@ -463,6 +471,9 @@ async fn an_unreachable_upstream_gets_a_502() {
         ),
         502
     );
+    for kind in [SpanKind::Client, SpanKind::Server] {
+        assert!(matches!(by_kind(&spans, kind).status, Status::Error(_)));
+    }
     assert!(
         gw.metrics_text()
             .contains("inferscope_upstream_errors_total{error_type=\"upstream_unreachable\"} 1")
@@ -500,6 +511,10 @@ async fn a_client_that_leaves_mid_stream_aborts_the_upstream_request() {
     let c = by_kind(&spans, SpanKind::Client);
     assert_eq!(string(c, attr::ERROR_TYPE), "client_aborted");
     assert!(matches!(c.status, Status::Error(_)));
+    // The client's own doing is not the server's error; error.type still says what happened.
+    let sv = by_kind(&spans, SpanKind::Server);
+    assert_eq!(string(sv, attr::ERROR_TYPE), "client_aborted");
+    assert_eq!(sv.status, Status::Unset);
     assert!(int(c, own::STREAM_CHUNK_COUNT) >= 4);
     assert_eq!(s.gw.in_flight(), 0);
 }
@@ -887,4 +902,32 @@ async fn an_upstream_that_answers_before_the_upload_ends_is_heard() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(received.load(Ordering::Relaxed), upload.len() as u64);
+}
+
+/// A client whose inference body ends before its announced length: 400, one SERVER span whose
+/// `error.type` says `request_body` and whose status stays unset (the client's doing).
+#[tokio::test]
+async fn a_client_body_cut_short_is_the_clients_error_not_the_servers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = stack(|_| {}, |_| {}).await;
+    let mut conn = tokio::net::TcpStream::connect(s.gw.addr()).await.unwrap();
+    conn.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":",
+    )
+    .await
+    .unwrap();
+    conn.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut reply),
+    )
+    .await
+    .expect("the gateway answers or closes");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let spans = take_spans(&s.spans, 1).await;
+    let sv = by_kind(&spans, SpanKind::Server);
+    assert_eq!(string(sv, attr::ERROR_TYPE), "request_body");
+    assert_eq!(sv.status, Status::Unset);
 }

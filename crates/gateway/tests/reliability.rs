@@ -602,6 +602,11 @@ async fn shutdown_returns_once_every_cut_exchange_has_its_spans() {
         .filter(|sp| sp.get(attr::ERROR_TYPE).and_then(|v| v.as_str()) == Some("gateway_shutdown"))
         .count();
     assert_eq!((got.len(), cut), (12, 12), "{got:?}");
+    assert!(
+        got.iter()
+            .all(|sp| matches!(sp.status, inferscope_core::Status::Error(_))),
+        "a cut by the gateway's own shutdown is its error, on both spans"
+    );
     drop(bodies);
 }
 
