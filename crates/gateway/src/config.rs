@@ -150,6 +150,11 @@ settings! {
             default: Some("x-request-id,content-type,openai-organization"),
             flag: Flag::Repeat("capture-header"), env: &["INFERSCOPE_CAPTURED_HEADERS"],
         },
+        /// Paths forwarded without a trace (probes and scrapes); exact match, query ignored.
+        untraced_paths: Vec<String> => Vec<String> = req(untraced_paths), {
+            default: Some("/health,/ping,/metrics,/load,/version,/is_sleeping,/healthz,/readyz,/livez"),
+            flag: Flag::Repeat("untraced-path"), env: &["INFERSCOPE_UNTRACED_PATHS"],
+        },
         /// Where OTLP/gRPC from vLLM is accepted (vLLM's `--otlp-traces-endpoint`), or `off`.
         otlp_ingest_grpc: String => Option<SocketAddr> = req(|v: String| optional_socket(&v)), {
             default: Some("127.0.0.1:4327"), flag: Flag::Value("otlp-ingest-grpc"),
@@ -178,6 +183,11 @@ settings! {
         /// The model named on engine spans the gateway has no record of.
         engine_model: String => Option<String> = ok, {
             flag: Flag::Value("engine-model"), env: &["INFERSCOPE_ENGINE_MODEL"],
+        },
+        /// `service.name` for ingested spans whose resource has none (or `unknown_service:…`).
+        engine_service_name: String => String = req(non_empty), {
+            default: Some("vllm"), flag: Flag::Value("engine-service-name"),
+            env: &["INFERSCOPE_ENGINE_SERVICE_NAME"],
         },
         /// Most CLIENT spans remembered for joining engine spans.
         join_capacity: usize => usize = req(above_zero), {
@@ -348,6 +358,8 @@ pub struct GatewayConfig {
     pub max_connections: Option<usize>,
     /// Request headers recorded.
     pub captured_headers: Vec<HeaderName>,
+    /// Paths forwarded without a trace.
+    pub untraced_paths: Vec<String>,
     /// Content capture.
     pub capture: CapturePolicy,
     /// Engine-span ingest.
@@ -537,6 +549,7 @@ fn resolve_gateway(
         header_timeout: g.header_timeout_ms,
         max_connections: g.max_connections,
         captured_headers: g.captured_headers,
+        untraced_paths: g.untraced_paths,
         capture,
         ingest: IngestConfig {
             grpc: g.otlp_ingest_grpc,
@@ -545,6 +558,7 @@ fn resolve_gateway(
             drop_startup_spans: g.ingest_drop_startup_spans,
             drop_span_names: g.ingest_drop_span_names,
             engine_model: g.engine_model,
+            engine_service_name: g.engine_service_name,
             join_capacity: g.join_capacity,
             join_ttl: g.join_ttl_ms,
             join_wait: g.join_wait_ms,
@@ -696,6 +710,20 @@ fn dialects(names: Vec<String>) -> Result<Vec<Dialect>, String> {
     Ok(out)
 }
 
+fn untraced_paths(paths: Vec<String>) -> Result<Vec<String>, String> {
+    match paths.iter().find(|p| !p.starts_with('/')) {
+        Some(p) => Err(format!("`{p}` is not a path (it must start with `/`)")),
+        None => Ok(paths),
+    }
+}
+
+impl GatewayConfig {
+    /// Whether requests to `path` are forwarded without a trace.
+    pub fn is_untraced(&self, path: &str) -> bool {
+        self.untraced_paths.iter().any(|p| p == path)
+    }
+}
+
 fn captured_headers(names: Vec<String>) -> Result<Vec<HeaderName>, String> {
     names
         .iter()
@@ -813,6 +841,21 @@ mod tests {
         let text = errors.to_string();
         assert!(text.contains("never recorded"));
         assert!(text.contains("klingon"));
+    }
+
+    #[test]
+    fn untraced_paths_are_paths_and_can_be_emptied() {
+        let env = [("INFERSCOPE_UNTRACED_PATHS", "/health,metrics")];
+        let errors = resolve(GatewaySettings::default(), &env, "").unwrap_err();
+        assert!(errors.to_string().contains("`metrics` is not a path"), "{errors}");
+        let c = resolve(GatewaySettings::default(), &[], "").unwrap();
+        assert!(c.is_untraced("/health") && c.is_untraced("/metrics"));
+        assert!(!c.is_untraced("/v1/models") && !c.is_untraced("/health/x"));
+        let file = "[gateway]\nuntraced_paths = []\n";
+        let c = resolve(GatewaySettings::default(), &[], file).unwrap();
+        assert!(!c.is_untraced("/health"));
+        let c = resolve(GatewaySettings::default(), &[], "").unwrap();
+        assert_eq!(c.ingest.engine_service_name, "vllm");
     }
 
     #[test]

@@ -86,6 +86,11 @@ fn inbound(
 ) -> (Exchange, Option<SpanContext>) {
     let caller = extract_trace_context(&parts.headers);
     let template = route::template(parts.uri.path());
+    // Probes and scrapes are forwarded untraced: the caller's context goes upstream as it came.
+    if shared.config.is_untraced(parts.uri.path()) {
+        let server = inferscope_core::Span::non_recording(SpanContext::INVALID);
+        return (Exchange::new(shared.clone(), server), caller);
+    }
     let mut server = shared.tracer.start_at(
         span_name::http_server(parts.method.as_str(), template),
         SpanKind::Server,

@@ -353,10 +353,31 @@ async fn a_real_vllm_span_over_http_protobuf_json_and_gzip() {
             .iter()
             .find(|kv| kv.key.as_str() == "service.name")
             .map(|kv| kv.value.to_string());
-        assert_eq!(
-            service.as_deref(),
-            line["resource"]["service.name"].as_str()
-        );
+        // vLLM without OTEL_SERVICE_NAME says `unknown_service:python`: the gateway names it
+        // (`engine_service_name`, default `vllm`), on the phases too; other resource
+        // attributes pass as they came.
+        let sent = line["resource"]["service.name"].as_str().unwrap_or("");
+        let expected = if sent.starts_with("unknown_service") {
+            "vllm"
+        } else {
+            sent
+        };
+        assert_eq!(service.as_deref(), Some(expected));
+        let resource = engine.resource.as_ref().unwrap();
+        for s in got
+            .iter()
+            .filter(|s| s.scope.name.as_str() == "inferscope.engine")
+        {
+            assert_eq!(s.resource.as_deref(), Some(&**resource), "{}", s.name);
+        }
+        if let Some(others) = line["resource"].as_object() {
+            for key in others.keys().filter(|k| *k != "service.name") {
+                assert!(
+                    resource.attributes.iter().any(|kv| kv.key.as_str() == key),
+                    "{key} kept"
+                );
+            }
+        }
     }
 }
 

@@ -335,7 +335,10 @@ async fn upstream_errors_and_faults_become_error_spans() {
     let sv = by_kind(&spans, SpanKind::Server);
     assert_eq!(string(sv, attr::ERROR_TYPE), "503");
     assert_eq!(int(sv, http_attr::RESPONSE_STATUS_CODE), 503);
-    assert!(matches!(sv.status, Status::Error(_)), "a 5xx is the server's error");
+    assert!(
+        matches!(sv.status, Status::Error(_)),
+        "a 5xx is the server's error"
+    );
 
     // Unknown model: vLLM's 404 passes through; the span says why.
     let r = post(
@@ -925,9 +928,46 @@ async fn a_client_body_cut_short_is_the_clients_error_not_the_servers() {
     .await
     .expect("the gateway answers or closes");
     let reply = String::from_utf8_lossy(&reply);
-    assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 400"),
+        "{reply}"
+    );
     let spans = take_spans(&s.spans, 1).await;
     let sv = by_kind(&spans, SpanKind::Server);
     assert_eq!(string(sv, attr::ERROR_TYPE), "request_body");
     assert_eq!(sv.status, Status::Unset);
+}
+
+/// Probes and scrapes (`/health`, `/metrics`, …) are forwarded but make no trace; the list is a
+/// setting, and an empty list traces them again.
+#[tokio::test]
+async fn probes_are_forwarded_without_a_trace() {
+    let s = stack(|_| {}, |_| {}).await;
+    let gw = s.gw.url();
+    for path in ["/health", "/metrics", "/version", "/ping"] {
+        let d = send(&s.sim.url(), "GET", path, "", &[]).await;
+        let r = send(&gw, "GET", path, "", &[]).await;
+        assert_eq!(r.status, d.status, "{path}");
+    }
+    let r = send(&gw, "GET", "/health?probe=1", "", &[]).await;
+    assert_eq!(r.status, 200);
+    // A traced request after them: its span is the only one.
+    assert_eq!(send(&gw, "GET", "/v1/models", "", &[]).await.status, 200);
+    let spans = take_spans(&s.spans, 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(spans.len() + s.spans.len(), 1, "{spans:?}");
+    assert_eq!(
+        string(&spans[0], http_attr::URL_PATH),
+        "/v1/models",
+        "only the API call is traced"
+    );
+    assert!(s.gw.metrics_text().contains("inferscope_requests_total"));
+
+    let t = stack(|_| {}, |c| c.untraced_paths.clear()).await;
+    assert_eq!(
+        send(&t.gw.url(), "GET", "/health", "", &[]).await.status,
+        200
+    );
+    let spans = take_spans(&t.spans, 1).await;
+    assert_eq!(string(&spans[0], http_attr::URL_PATH), "/health");
 }

@@ -20,13 +20,45 @@
 //! inside the parent even when the two clocks disagree by a few microseconds (a negative `pre`
 //! is treated as 0). Preemption time lands inside prefill or decode, as in vLLM's own numbers.
 
-use inferscope_core::span::{KeyValue, Scope, SpanKind, SpanRecord, Value};
+use inferscope_core::span::{KeyValue, Resource, Scope, SpanKind, SpanRecord, Value};
 use inferscope_core::{SpanContext, SpanId};
 use inferscope_semconv::dialect::Dialect;
 use inferscope_semconv::value::operation;
 use inferscope_semconv::{attr, inferscope as own, vllm};
 
 use crate::join::JoinInfo;
+
+/// A copy of `resource` with `service.name` set to `name`, when it has none or only the SDKs'
+/// fallback (`unknown_service`, `unknown_service:python`); `None` when it names its service.
+pub(crate) fn with_service_name(resource: &Resource, name: &str) -> Option<Resource> {
+    let current = resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == SERVICE_NAME);
+    match current.map(|kv| &kv.value) {
+        Some(Value::Str(s)) if !s.as_str().starts_with("unknown_service") && !s.is_empty() => {
+            return None;
+        }
+        _ => {}
+    }
+    let mut attributes: Vec<KeyValue> = resource
+        .attributes
+        .iter()
+        .filter(|kv| kv.key.as_str() != SERVICE_NAME)
+        .cloned()
+        .collect();
+    attributes.push(KeyValue {
+        key: SERVICE_NAME.into(),
+        value: Value::Str(name.to_owned().into()),
+    });
+    Some(Resource {
+        attributes,
+        ..resource.clone()
+    })
+}
+
+/// The resource attribute naming a service.
+const SERVICE_NAME: &str = "service.name";
 
 /// What normalisation needs from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +230,57 @@ pub(crate) fn phases(r: &SpanRecord) -> Vec<SpanRecord> {
 mod tests {
     use super::*;
     use inferscope_core::{Scope, TraceFlags, TraceId, TraceState};
+
+    fn resource(attrs: &[(&'static str, &'static str)]) -> Resource {
+        Resource {
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: (*k).into(),
+                    value: Value::Str((*v).into()),
+                })
+                .collect(),
+            dropped_attributes: 0,
+            schema_url: None,
+        }
+    }
+
+    fn service(r: &Resource) -> Vec<String> {
+        r.attributes
+            .iter()
+            .filter(|kv| kv.key.as_str() == SERVICE_NAME)
+            .map(|kv| kv.value.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn engine_spans_without_a_service_get_the_configured_one() {
+        for unnamed in [
+            resource(&[("vllm.process_id", "7")]),
+            resource(&[
+                ("service.name", "unknown_service:python"),
+                ("vllm.process_id", "7"),
+            ]),
+            resource(&[("service.name", "unknown_service")]),
+            resource(&[("service.name", "")]),
+        ] {
+            let named =
+                with_service_name(&unnamed, "vllm").unwrap_or_else(|| panic!("{unnamed:?}"));
+            assert_eq!(service(&named), ["vllm"]);
+            let others = |r: &Resource| {
+                r.attributes
+                    .iter()
+                    .filter(|kv| kv.key.as_str() != SERVICE_NAME)
+                    .count()
+            };
+            assert_eq!(others(&named), others(&unnamed));
+        }
+        let named = resource(&[("service.name", "llama-70b"), ("vllm.process_id", "7")]);
+        assert!(
+            with_service_name(&named, "vllm").is_none(),
+            "a name the user set stays"
+        );
+    }
 
     fn llm_request(
         start: u64,

@@ -17,11 +17,12 @@ pub(crate) mod grpc;
 pub(crate) mod http;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use decode::Decoded;
-use inferscope_core::span::SpanRecord;
+use inferscope_core::span::{Resource, SpanRecord};
 use inferscope_semconv::vllm;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
@@ -42,6 +43,8 @@ pub struct IngestConfig {
     pub drop_span_names: Vec<String>,
     /// The model named on engine spans the gateway has no record of.
     pub engine_model: Option<String>,
+    /// `service.name` for ingested spans whose resource has none.
+    pub engine_service_name: String,
     /// Most CLIENT spans remembered for joining.
     pub join_capacity: usize,
     /// How long one is remembered.
@@ -127,7 +130,24 @@ pub(crate) async fn accept(
         engine_model: config.ingest.engine_model.as_deref(),
         dialects: &config.dialects,
     };
+    // The last resource given a service name, and its renamed copy (a request's spans share
+    // their resource).
+    let mut renamed: Option<(Arc<Resource>, Arc<Resource>)> = None;
     for mut span in spans {
+        if let Some(resource) = &span.resource {
+            match &renamed {
+                Some((from, to)) if Arc::ptr_eq(from, resource) => span.resource = Some(to.clone()),
+                _ => {
+                    if let Some(named) =
+                        engine::with_service_name(resource, &config.ingest.engine_service_name)
+                    {
+                        let named = Arc::new(named);
+                        renamed = Some((resource.clone(), named.clone()));
+                        span.resource = Some(named);
+                    }
+                }
+            }
+        }
         if dropped(&config.ingest, &span) {
             stats.filtered.fetch_add(1, Ordering::Relaxed);
             continue;
