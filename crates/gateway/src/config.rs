@@ -170,7 +170,7 @@ settings! {
             default: Some("8388608"), default_doc: Some("8388608 (8 MiB)"),
             env: &["INFERSCOPE_INGEST_MAX_BYTES"],
         },
-        /// Drop vLLM's start-up spans instead of forwarding them.
+        /// Drop vLLM's start-up spans (any but `llm_request` with a code location) instead of forwarding them.
         ingest_drop_startup_spans: bool => bool = req(ok), {
             default: Some("false"), flag: Flag::Switch("ingest-drop-startup-spans"),
             env: &["INFERSCOPE_INGEST_DROP_STARTUP_SPANS"],
@@ -847,7 +847,10 @@ mod tests {
     fn untraced_paths_are_paths_and_can_be_emptied() {
         let env = [("INFERSCOPE_UNTRACED_PATHS", "/health,metrics")];
         let errors = resolve(GatewaySettings::default(), &env, "").unwrap_err();
-        assert!(errors.to_string().contains("`metrics` is not a path"), "{errors}");
+        assert!(
+            errors.to_string().contains("`metrics` is not a path"),
+            "{errors}"
+        );
         let c = resolve(GatewaySettings::default(), &[], "").unwrap();
         assert!(c.is_untraced("/health") && c.is_untraced("/metrics"));
         assert!(!c.is_untraced("/v1/models") && !c.is_untraced("/health/x"));

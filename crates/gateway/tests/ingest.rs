@@ -498,10 +498,20 @@ async fn startup_spans_are_forwarded_unless_filtered() {
     let mut startup = record.clone();
     startup.name = "Load weights".into();
     startup.attributes = vec![KeyValue::new("code.lineno", "484")];
+    // A vLLM 0.34 start-up span: a name no list knew, marked by its code location.
+    let mut newer = record.clone();
+    newer.name = "Init device".into();
+    newer.context.span_id = inferscope_core::SpanId([9; 8]);
+    newer.attributes = vec![
+        KeyValue::new("code.function", "Worker.init_device"),
+        KeyValue::new("code.namespace", "vllm.v1.worker.gpu_worker"),
+        KeyValue::new("code.filepath", "/srv/vllm/v1/worker/gpu_worker.py"),
+        KeyValue::new("code.lineno", "201"),
+    ];
     let body = Encoder::new(&[])
-        .request(&[startup.clone()])
+        .request(&[startup.clone(), newer.clone()])
         .encode_to_vec();
-    for (drop, expected) in [(false, 1usize), (true, 0)] {
+    for (drop, expected) in [(false, 2usize), (true, 0)] {
         let (gw, spans) = gateway(
             "http://127.0.0.1:9",
             |c| c.ingest.drop_startup_spans = drop,
@@ -522,10 +532,22 @@ async fn startup_spans_are_forwarded_unless_filtered() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let got = spans.take();
         assert_eq!(got.len(), expected);
-        if let Some(s) = got.first() {
-            assert_eq!(s.name.as_str(), "Load weights");
-            assert_eq!(string(s, "code.lineno"), "484");
+        if let Some(s) = got.iter().find(|s| s.name.as_str() == "Load weights") {
+            // Forwarded with the current code keys, the line number as an integer.
+            assert_eq!(int(s, "code.line.number"), 484);
+            assert!(s.get("code.lineno").is_none());
             assert_eq!(s.scope, startup.scope);
+        }
+        if let Some(s) = got.iter().find(|s| s.name.as_str() == "Init device") {
+            assert_eq!(
+                string(s, "code.function.name"),
+                "vllm.v1.worker.gpu_worker.Worker.init_device"
+            );
+            assert_eq!(
+                string(s, "code.file.path"),
+                "/srv/vllm/v1/worker/gpu_worker.py"
+            );
+            assert_eq!(int(s, "code.line.number"), 201);
         }
     }
 }

@@ -28,6 +28,101 @@ use inferscope_semconv::{attr, inferscope as own, vllm};
 
 use crate::join::JoinInfo;
 
+/// Whether `span` is one of vLLM's start-up spans (`Load weights`, `Init device`, `Warmup
+/// (GPU)`, kernel warm-ups …): vLLM marks them with the code location that made them
+/// (`code.function`, or the current `code.function.name`), which its request spans never carry;
+/// the names it used in 0.32 count too. A rule rather than a list: vLLM 0.33 and 0.34 added a
+/// dozen names the list did not know.
+pub(crate) fn is_startup(span: &SpanRecord) -> bool {
+    let name = span.name.as_str();
+    if name == vllm::LLM_REQUEST_SPAN {
+        return false;
+    }
+    vllm::STARTUP_SPANS.contains(&name)
+        || span.attributes.iter().any(|kv| {
+            let k = kv.key.as_str();
+            k == legacy_code::FUNCTION || k == code::FUNCTION_NAME
+        })
+}
+
+/// The `code.*` keys deprecated since semantic conventions v1.30, as vLLM still writes them.
+mod legacy_code {
+    pub(super) const FUNCTION: &str = "code.function";
+    pub(super) const NAMESPACE: &str = "code.namespace";
+    pub(super) const FILEPATH: &str = "code.filepath";
+    pub(super) const LINENO: &str = "code.lineno";
+    pub(super) const COLUMN: &str = "code.column";
+}
+
+/// Their current replacements.
+mod code {
+    pub(super) const FUNCTION_NAME: &str = "code.function.name";
+    pub(super) const FILE_PATH: &str = "code.file.path";
+    pub(super) const LINE_NUMBER: &str = "code.line.number";
+    pub(super) const COLUMN_NUMBER: &str = "code.column.number";
+}
+
+/// Rewrites the deprecated `code.*` keys as the current ones: `code.function.name` is the
+/// fully qualified name (`code.namespace` + `.` + `code.function`), `code.file.path` the path,
+/// and `code.line.number` / `code.column.number` integers (vLLM writes the line as a string).
+/// With `keep_legacy` (the `vllm` dialect) the old keys stay beside the new ones.
+pub(crate) fn current_code_keys(span: &mut SpanRecord, keep_legacy: bool) {
+    let text = |span: &SpanRecord, key: &str| span.get(key).map(|v| v.to_string());
+    let function = text(span, legacy_code::FUNCTION);
+    let namespace = text(span, legacy_code::NAMESPACE);
+    let file = text(span, legacy_code::FILEPATH);
+    let number = |span: &SpanRecord, key: &str| match span.get(key) {
+        Some(Value::I64(n)) => Some(*n),
+        Some(Value::Str(s)) => s.as_str().trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let line = number(span, legacy_code::LINENO);
+    let column = number(span, legacy_code::COLUMN);
+    if function.is_none()
+        && namespace.is_none()
+        && file.is_none()
+        && line.is_none()
+        && column.is_none()
+    {
+        return;
+    }
+    if span.get(code::FUNCTION_NAME).is_none()
+        && let Some(f) = function
+    {
+        let qualified = match namespace.filter(|n| !n.is_empty()) {
+            Some(n) => format!("{n}.{f}"),
+            None => f,
+        };
+        span.set(code::FUNCTION_NAME, qualified);
+    }
+    if span.get(code::FILE_PATH).is_none()
+        && let Some(f) = file
+    {
+        span.set(code::FILE_PATH, f);
+    }
+    if span.get(code::LINE_NUMBER).is_none()
+        && let Some(n) = line
+    {
+        span.set(code::LINE_NUMBER, n);
+    }
+    if span.get(code::COLUMN_NUMBER).is_none()
+        && let Some(n) = column
+    {
+        span.set(code::COLUMN_NUMBER, n);
+    }
+    if !keep_legacy {
+        let legacy = [
+            legacy_code::FUNCTION,
+            legacy_code::NAMESPACE,
+            legacy_code::FILEPATH,
+            legacy_code::LINENO,
+            legacy_code::COLUMN,
+        ];
+        span.attributes
+            .retain(|kv| !legacy.contains(&kv.key.as_str()));
+    }
+}
+
 /// A copy of `resource` with `service.name` set to `name`, when it has none or only the SDKs'
 /// fallback (`unknown_service`, `unknown_service:python`); `None` when it names its service.
 pub(crate) fn with_service_name(resource: &Resource, name: &str) -> Option<Resource> {
@@ -251,6 +346,114 @@ mod tests {
             .filter(|kv| kv.key.as_str() == SERVICE_NAME)
             .map(|kv| kv.value.to_string())
             .collect()
+    }
+
+    fn startup_span(name: &'static str, attrs: &[(&'static str, Value)]) -> SpanRecord {
+        let mut r = llm_request(0, 0.1, 0.03, 0.001, 0.01, 0.05);
+        r.name = name.into();
+        r.attributes = attrs
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: (*k).into(),
+                value: v.clone(),
+            })
+            .collect();
+        r
+    }
+
+    fn vllm_code(function: &'static str) -> Vec<(&'static str, Value)> {
+        vec![
+            ("code.function", Value::Str(function.into())),
+            (
+                "code.namespace",
+                Value::Str("vllm.v1.worker.gpu_worker".into()),
+            ),
+            (
+                "code.filepath",
+                Value::Str("/srv/vllm/v1/worker/gpu_worker.py".into()),
+            ),
+            ("code.lineno", Value::Str("852".into())),
+        ]
+    }
+
+    #[test]
+    fn startup_spans_are_known_by_their_code_location_not_their_name() {
+        // vLLM 0.33/0.34 names the 0.32 list never had.
+        for name in [
+            "API server setup",
+            "SyncMPClient init",
+            "Init device",
+            "Warmup (GPU)",
+            "Download weights - HF",
+            "Compile graph",
+            "Inductor compilation",
+            "Warmup kernels",
+        ] {
+            assert!(
+                is_startup(&startup_span(name, &vllm_code("Worker.init_device"))),
+                "{name}"
+            );
+            assert!(
+                !is_startup(&startup_span(name, &[])),
+                "{name} without a code location"
+            );
+        }
+        assert!(is_startup(&startup_span(
+            "Anything",
+            &[("code.function.name", Value::Str("a.b".into()))]
+        )));
+        assert!(
+            is_startup(&startup_span("Load weights", &[])),
+            "0.32's names still count"
+        );
+        let mut request = startup_span("llm_request", &vllm_code("f"));
+        assert!(!is_startup(&request));
+        request.name = "some request span".into();
+        assert!(is_startup(&request));
+    }
+
+    #[test]
+    fn legacy_code_keys_become_the_current_ones_with_their_types() {
+        let mut r = startup_span(
+            "Allocate KV cache",
+            &vllm_code("Worker.initialize_from_config"),
+        );
+        r.attributes.push(KeyValue {
+            key: "code.column".into(),
+            value: Value::I64(5),
+        });
+        current_code_keys(&mut r, false);
+        assert_eq!(
+            r.get("code.function.name").and_then(Value::as_str),
+            Some("vllm.v1.worker.gpu_worker.Worker.initialize_from_config")
+        );
+        assert_eq!(
+            r.get("code.file.path").and_then(Value::as_str),
+            Some("/srv/vllm/v1/worker/gpu_worker.py")
+        );
+        assert_eq!(r.get("code.line.number"), Some(&Value::I64(852)));
+        assert_eq!(r.get("code.column.number"), Some(&Value::I64(5)));
+        for old in [
+            "code.function",
+            "code.namespace",
+            "code.filepath",
+            "code.lineno",
+            "code.column",
+        ] {
+            assert!(r.get(old).is_none(), "{old} removed");
+        }
+        let mut kept = startup_span("Load model", &vllm_code("load_model"));
+        current_code_keys(&mut kept, true);
+        assert!(kept.get("code.lineno").is_some() && kept.get("code.line.number").is_some());
+        // A line that is not a number is dropped from the new key, not guessed.
+        let mut odd = startup_span("x", &[("code.lineno", Value::Str("n/a".into()))]);
+        current_code_keys(&mut odd, false);
+        assert!(odd.get("code.line.number").is_none());
+        // Nothing to do: nothing changes.
+        let mut plain = llm_request(0, 0.1, 0.03, 0.001, 0.01, 0.05);
+        let before = plain.attributes.len();
+        current_code_keys(&mut plain, false);
+        assert_eq!(plain.attributes.len(), before);
     }
 
     #[test]

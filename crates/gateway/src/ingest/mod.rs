@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use decode::Decoded;
 use inferscope_core::span::{Resource, SpanRecord};
+use inferscope_semconv::dialect::Dialect;
 use inferscope_semconv::vllm;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
@@ -125,6 +126,7 @@ pub(crate) async fn accept(
     // One bound for the whole request: the sender (vLLM's exporter, 10 s by default) must get
     // its answer before it gives up and sends the batch again.
     let room_until = tokio::time::Instant::now() + ROOM_WAIT;
+    let keep_legacy = config.dialects.contains(&Dialect::Vllm);
     let opts = engine::EngineOptions {
         provider: &config.provider,
         engine_model: config.ingest.engine_model.as_deref(),
@@ -175,6 +177,7 @@ pub(crate) async fn accept(
                 forward(shared, child, room_until).await;
             }
         } else {
+            engine::current_code_keys(&mut span, keep_legacy);
             forward(shared, span, room_until).await;
         }
     }
@@ -211,7 +214,7 @@ async fn forward(shared: &IngestState, span: SpanRecord, room_until: tokio::time
 
 fn dropped(config: &IngestConfig, span: &SpanRecord) -> bool {
     let name = span.name.as_str();
-    (config.drop_startup_spans && vllm::STARTUP_SPANS.contains(&name))
+    (config.drop_startup_spans && engine::is_startup(span))
         || config.drop_span_names.iter().any(|n| n == name)
 }
 
