@@ -212,10 +212,9 @@ async fn non_streamed_routes_and_embeddings() {
     let spans = take_spans(&s.spans, 2).await;
     let c = by_kind(&spans, SpanKind::Client);
     assert_eq!(string(c, attr::RESPONSE_ID), "chatcmpl-ns");
-    assert_eq!(
-        c.get(attr::REQUEST_STREAM),
-        Some(&inferscope_core::Value::Bool(false))
-    );
+    // The request said neither `stream` nor `response_format`: neither is recorded.
+    assert_eq!(c.get(attr::REQUEST_STREAM), None);
+    assert_eq!(c.get(attr::OUTPUT_TYPE), None);
     assert_eq!(
         strings(c, attr::REQUEST_STOP_SEQUENCES),
         vec!["\n".to_owned()]

@@ -190,3 +190,28 @@ fn vllm_keys_are_either_deprecated_otel_names_or_never_were_otel_names() {
         assert!(!model.defined.contains_key(made_up), "{made_up}");
     }
 }
+
+/// docs/trace-model.md lists every `inferscope.*` key, as written, and no key that is gone.
+#[test]
+fn every_own_key_is_documented() {
+    let doc_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/trace-model.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let table: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `inferscope."))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    for key in inferscope_semconv::inferscope::ALL {
+        let short = key.trim_start_matches("inferscope.");
+        assert!(
+            table.contains(&short),
+            "{key} is missing from docs/trace-model.md"
+        );
+    }
+    for short in table {
+        assert!(
+            inferscope_semconv::inferscope::ALL.contains(&format!("inferscope.{short}").as_str()),
+            "inferscope.{short} is documented but not defined"
+        );
+    }
+}

@@ -110,8 +110,14 @@ pub fn request(record: &mut SpanRecord, route: &Route, facts: &RequestFacts) {
         r.push(attr::REQUEST_SEED, v);
     }
     if matches!(route.api, Api::Chat | Api::Completions | Api::Responses) {
-        r.push(attr::REQUEST_STREAM, facts.stream);
-        r.push(attr::OUTPUT_TYPE, facts.output_type.unwrap_or("text"));
+        // Only what the request said: no `stream` key is not `stream: false` to every
+        // reader, and no `response_format` is not a request for text.
+        if facts.stream_given {
+            r.push(attr::REQUEST_STREAM, facts.stream);
+        }
+        if let Some(t) = facts.output_type {
+            r.push(attr::OUTPUT_TYPE, t);
+        }
     }
     if route.api == Api::Embeddings {
         r.push(
@@ -284,7 +290,10 @@ fn openinference(
     param("top_p", request.top_p.map(Into::into));
     param("n", request.choice_count.map(Into::into));
     param("seed", request.seed.map(Into::into));
-    param("stream", Some(request.stream.into()));
+    param(
+        "stream",
+        request.stream_given.then(|| request.stream.into()),
+    );
     push(
         oi::LLM_INVOCATION_PARAMETERS.into(),
         serde_json::Value::Object(params).to_string().into(),

@@ -61,6 +61,8 @@ pub struct RequestFacts {
     pub model: Option<String>,
     /// `stream`.
     pub stream: bool,
+    /// Whether the request said `stream` (`true` or `false`) at all.
+    pub stream_given: bool,
     /// `n`.
     pub choice_count: Option<i64>,
     /// `seed`.
@@ -219,6 +221,9 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
     let mut facts = RequestFacts {
         model: string(f.model),
         stream: f.stream.is_some_and(|raw| raw.get() == "true"),
+        stream_given: f
+            .stream
+            .is_some_and(|raw| matches!(raw.get(), "true" | "false")),
         choice_count: int(f.n),
         seed: int(f.seed),
         max_tokens: int(f.max_completion_tokens)
@@ -639,6 +644,21 @@ mod tests {
 
     fn facts(body: &str) -> RequestFacts {
         parse(Api::Chat, body.as_bytes(), &CapturePolicy::default())
+    }
+
+    #[test]
+    fn stream_and_output_type_are_only_what_the_request_said() {
+        let f = facts(r#"{"model":"m","messages":[]}"#);
+        assert!(!f.stream && !f.stream_given);
+        assert_eq!(f.output_type, None);
+        let f = facts(r#"{"model":"m","stream":false,"response_format":{"type":"text"}}"#);
+        assert!(!f.stream && f.stream_given);
+        assert_eq!(f.output_type, Some("text"));
+        let f = facts(r#"{"model":"m","stream":"yes"}"#);
+        assert!(
+            !f.stream_given,
+            "not a boolean: vLLM refuses it, nothing to record"
+        );
     }
 
     #[test]
