@@ -16,9 +16,6 @@ use crate::request_body::RequestBody;
 use crate::response_body::ResponseBody;
 use inferscope_server::{Listener, Phase};
 
-/// The OpenMetrics-compatible text type prometheus-client writes.
-const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 pub(crate) async fn serve(
     listener: Listener,
     shared: Arc<AdminState>,
@@ -48,7 +45,14 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     Ok(match req.uri().path() {
-        "/metrics" => reply(StatusCode::OK, METRICS_TYPE, shared.metrics.encode()),
+        "/metrics" => {
+            let accept = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (text, content_type) = shared.metrics.encode_for(accept);
+            reply(StatusCode::OK, content_type, text)
+        }
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
             if shared.lifecycle.stopping.load(Ordering::Relaxed) {

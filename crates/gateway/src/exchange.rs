@@ -11,6 +11,7 @@ use inferscope_core::observe::request::RequestFacts;
 use inferscope_core::observe::response::{ResponseFacts, ResponseObserver};
 use inferscope_core::observe::route::Route;
 use inferscope_core::{Span, Status};
+use inferscope_semconv::value::operation;
 use inferscope_semconv::{attr, http as http_attr, inferscope as own};
 
 use crate::ProxyState;
@@ -192,14 +193,18 @@ impl Exchange {
         if let Some(t) = timing.time_to_first_chunk {
             series.time_to_first_chunk.observe(t);
         }
-        if let Some(g) = timing.gaps {
-            series.time_per_output_chunk.observe(g.mean);
+        // One observation per chunk after the first, as the conventions define it.
+        for gap in facts.timeline.gaps() {
+            series.time_per_output_chunk.observe(gap);
         }
         if let Some(u) = facts.usage {
             if let Some(n) = u.input_tokens {
                 series.input_tokens.observe(n as f64);
             }
-            if let Some(n) = u.output_tokens {
+            // Embeddings produce no output tokens: vLLM's 0 is not an observation.
+            if let Some(n) = u.output_tokens
+                && inf.route.operation != operation::EMBEDDINGS
+            {
                 series.output_tokens.observe(n as f64);
             }
         }

@@ -103,15 +103,42 @@ type Histograms = Family<Labels, Histogram, Buckets>;
 #[derive(Debug, Clone)]
 pub(crate) struct Series {
     /// `gen_ai.client.operation.duration`.
-    pub(crate) duration: Histogram,
+    pub(crate) duration: LazyHistogram,
     /// `gen_ai.client.operation.time_to_first_chunk`.
-    pub(crate) time_to_first_chunk: Histogram,
+    pub(crate) time_to_first_chunk: LazyHistogram,
     /// `gen_ai.client.operation.time_per_output_chunk`.
-    pub(crate) time_per_output_chunk: Histogram,
+    pub(crate) time_per_output_chunk: LazyHistogram,
     /// `gen_ai.client.token.usage`, input tokens.
-    pub(crate) input_tokens: Histogram,
+    pub(crate) input_tokens: LazyHistogram,
     /// `gen_ai.client.token.usage`, output tokens.
-    pub(crate) output_tokens: Histogram,
+    pub(crate) output_tokens: LazyHistogram,
+}
+
+/// One histogram of a series, made in its family at its first observation: a series that never
+/// records a time to first chunk (a non-streamed call) or output tokens (embeddings) exports no
+/// empty histogram for it. Clones share the histogram once made.
+#[derive(Debug, Clone)]
+pub(crate) struct LazyHistogram {
+    family: Histograms,
+    labels: Arc<Labels>,
+    made: Arc<std::sync::OnceLock<Histogram>>,
+}
+
+impl LazyHistogram {
+    fn new(family: &Histograms, labels: Arc<Labels>) -> LazyHistogram {
+        LazyHistogram {
+            family: family.clone(),
+            labels,
+            made: Arc::default(),
+        }
+    }
+
+    /// Records `value`.
+    pub(crate) fn observe(&self, value: f64) {
+        self.made
+            .get_or_init(|| self.family.get_or_create(&self.labels).clone())
+            .observe(value);
+    }
 }
 
 /// What tells one exchange's series from another's; the gateway's own labels (provider,
@@ -181,8 +208,13 @@ pub(crate) struct Metrics {
 
 fn histograms(registry: &mut Registry, h: &Semconv) -> Histograms {
     let family = Family::new_with_constructor(Buckets(h.buckets));
-    registry.register(h.prometheus_name(), h.description, family.clone());
+    registry.register(h.prometheus_name(), help(h.description), family.clone());
     family
+}
+
+/// A help text as prometheus-client wants it: it adds the closing period itself.
+fn help(text: &str) -> &str {
+    text.strip_suffix('.').unwrap_or(text)
 }
 
 impl Metrics {
@@ -200,19 +232,19 @@ impl Metrics {
         let in_flight = Gauge::default();
         registry.register(
             "inferscope_requests_in_flight",
-            "Requests the gateway is serving now.",
+            "Requests the gateway is serving now",
             in_flight.clone(),
         );
         let upstream_errors = Family::<Labels, Counter>::default();
         registry.register(
             "inferscope_upstream_errors",
-            "Exchanges that failed because of the upstream, by error.type.",
+            "Exchanges that failed because of the upstream, by error.type",
             upstream_errors.clone(),
         );
         let requests = Family::<Labels, Counter>::default();
         registry.register(
             "inferscope_requests",
-            "Requests served, by route kind (inference or other) and HTTP status code.",
+            "Requests served, by route kind (inference or other) and HTTP status code",
             requests.clone(),
         );
         if let Some(stats) = export {
@@ -252,29 +284,37 @@ impl Metrics {
             return series;
         }
         let [provider, address, port] = own;
+        // A label whose value is unknown is left out, as the conventions leave the attribute
+        // out, rather than exported empty.
         let mut labels: Labels = Vec::with_capacity(8);
         labels.extend([
             ("gen_ai_operation_name", Label::Static(key.operation)),
             provider,
-            ("gen_ai_request_model", self.model(key.request_model)),
-            ("gen_ai_response_model", self.model(key.response_model)),
-            address,
-            port,
         ]);
-        if let Some(e) = key.error_type {
+        if let Some(m) = key.request_model.filter(|m| !m.is_empty()) {
+            labels.push(("gen_ai_request_model", self.model(Some(m))));
+        }
+        if let Some(m) = key.response_model.filter(|m| !m.is_empty()) {
+            labels.push(("gen_ai_response_model", self.model(Some(m))));
+        }
+        labels.extend([address, port]);
+        if let Some(e) = key.error_type.filter(|e| !e.is_empty()) {
             labels.push(("error_type", self.error_type(e)));
         }
         let tokens = |kind: &'static str| {
             let mut l = labels.clone();
             l.push(("gen_ai_token_type", Label::Static(kind)));
-            self.token_usage.get_or_create(&l).clone()
+            LazyHistogram::new(&self.token_usage, Arc::new(l))
         };
+        let input_tokens = tokens(inferscope_semconv::value::token_type::INPUT);
+        let output_tokens = tokens(inferscope_semconv::value::token_type::OUTPUT);
+        let labels = Arc::new(labels);
         let series = Series {
-            input_tokens: tokens(inferscope_semconv::value::token_type::INPUT),
-            output_tokens: tokens(inferscope_semconv::value::token_type::OUTPUT),
-            duration: self.duration.get_or_create(&labels).clone(),
-            time_to_first_chunk: self.time_to_first_chunk.get_or_create(&labels).clone(),
-            time_per_output_chunk: self.time_per_output_chunk.get_or_create(&labels).clone(),
+            input_tokens,
+            output_tokens,
+            duration: LazyHistogram::new(&self.duration, labels.clone()),
+            time_to_first_chunk: LazyHistogram::new(&self.time_to_first_chunk, labels.clone()),
+            time_per_output_chunk: LazyHistogram::new(&self.time_per_output_chunk, labels),
         };
         cache.truncate(CACHED_SERIES - 1);
         cache.insert(
@@ -326,7 +366,7 @@ impl Metrics {
         self.errors.get(e)
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -334,6 +374,69 @@ impl Metrics {
         }
         out
     }
+
+    /// The exposition in the format `accept` asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` (Prometheus does), else Prometheus' classic text format
+    /// 0.0.4, which older parsers read (one read as OpenMetrics splits each counter in two).
+    /// Returns the body and its content type.
+    pub(crate) fn encode_for(&self, accept: Option<&str>) -> (String, &'static str) {
+        let text = self.encode();
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            (text, OPENMETRICS_TYPE)
+        } else {
+            (classic_text(&text), CLASSIC_TYPE)
+        }
+    }
+}
+
+/// The OpenMetrics content type prometheus-client writes.
+pub(crate) const OPENMETRICS_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Prometheus' classic text format.
+pub(crate) const CLASSIC_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics text as the classic format: no `# EOF` or `# UNIT` lines, a counter family
+/// named by its `_total` samples in `# HELP` and `# TYPE`, `unknown` as `untyped`, and no
+/// exemplars.
+fn classic_text(open: &str) -> String {
+    let mut out = String::with_capacity(open.len());
+    let mut help: Option<(&str, &str)> = None;
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some((name, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), kind),
+                "unknown" => (name.to_owned(), "untyped"),
+                _ => (name.to_owned(), kind),
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if let Some((name, text)) = help.take() {
+            out.push_str(&format!("# HELP {name} {text}\n"));
+        }
+        // A sample; an exemplar (` # {...} value`) has no place in the classic format.
+        let sample = match line.find(" # {") {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        out.push_str(sample);
+        out.push('\n');
+    }
+    out
 }
 
 /// Reads the ingest counters at scrape time.
@@ -472,6 +575,60 @@ mod tests {
         assert!(text.contains("gen_ai_client_operation_duration_seconds_bucket{le=\"0.08\",gen_ai_operation_name=\"chat\"} 1"), "{text}");
         assert!(text.contains("inferscope_requests_in_flight 1"));
         assert!(text.contains("inferscope_exporter_dropped_spans_total 0"));
+    }
+
+    #[test]
+    fn the_classic_format_names_counters_by_their_samples_and_has_no_eof() {
+        let open = "# HELP inferscope_requests Requests served.\n# TYPE inferscope_requests counter\ninferscope_requests_total{route_kind=\"other\"} 3\n# HELP gen_ai_client_operation_duration_seconds GenAI operation duration.\n# TYPE gen_ai_client_operation_duration_seconds histogram\n# UNIT gen_ai_client_operation_duration_seconds seconds\ngen_ai_client_operation_duration_seconds_count 1 # {trace_id=\"ab\"} 0.5\n# HELP x Something.\n# TYPE x unknown\nx 1\n# EOF\n";
+        let classic = classic_text(open);
+        assert_eq!(
+            classic,
+            "# HELP inferscope_requests_total Requests served.\n# TYPE inferscope_requests_total counter\ninferscope_requests_total{route_kind=\"other\"} 3\n# HELP gen_ai_client_operation_duration_seconds GenAI operation duration.\n# TYPE gen_ai_client_operation_duration_seconds histogram\ngen_ai_client_operation_duration_seconds_count 1\n# HELP x Something.\n# TYPE x untyped\nx 1\n"
+        );
+        let m = Metrics::new(None, None);
+        m.count_request("other", "200");
+        let (text, kind) = m.encode_for(Some("text/plain;version=0.0.4"));
+        assert_eq!(kind, CLASSIC_TYPE);
+        assert!(
+            text.contains("# TYPE inferscope_requests_total counter"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF") && !text.contains(".."), "{text}");
+        let (text, kind) = m.encode_for(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        ));
+        assert_eq!(kind, OPENMETRICS_TYPE);
+        assert!(text.ends_with("# EOF\n") && !text.contains(".."), "{text}");
+    }
+
+    #[test]
+    fn series_record_only_what_was_observed_and_leave_unknown_labels_out() {
+        let m = Metrics::new(None, None);
+        let own = [
+            ("gen_ai_provider_name", Label::Static("vllm")),
+            ("server_address", Label::Static("h")),
+            ("server_port", Label::Static("1")),
+        ];
+        let failed = SeriesKey {
+            operation: "chat",
+            request_model: Some("m"),
+            response_model: None,
+            error_type: Some("timeout"),
+        };
+        m.series(&failed, own).duration.observe(1.0);
+        let text = m.encode();
+        assert!(
+            !text.contains("gen_ai_response_model"),
+            "no empty label: {text}"
+        );
+        assert!(text.contains("gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"vllm\",gen_ai_request_model=\"m\",server_address=\"h\",server_port=\"1\",error_type=\"timeout\"} 1"), "{text}");
+        for never in [
+            "gen_ai_client_operation_time_to_first_chunk_seconds_count",
+            "gen_ai_client_operation_time_per_output_chunk_seconds_count",
+            "gen_ai_client_token_usage_count",
+        ] {
+            assert!(!text.contains(never), "{never} was never observed: {text}");
+        }
     }
 
     #[test]

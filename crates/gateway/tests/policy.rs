@@ -271,3 +271,49 @@ async fn vllm_llm_request_nests_under_the_client_span() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// `gen_ai.client.operation.time_per_output_chunk` gets one observation per chunk after the
+/// first (as the conventions define it), not one per stream; embeddings record no output
+/// tokens.
+#[tokio::test]
+async fn chunk_gaps_are_observed_per_chunk_and_embeddings_have_no_output_tokens() {
+    use inferscope_semconv::inferscope as own;
+    let s = stack(|_| {}, |_| {}).await;
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"x"}],"max_tokens":9,"ignore_eos":true,"stream":true}"#;
+    assert_eq!(
+        post(&s.gw.url(), "/v1/chat/completions", body, &[])
+            .await
+            .status,
+        200
+    );
+    let spans = take_spans(&s.spans, 2).await;
+    let chunks = int(by_kind(&spans, SpanKind::Client), own::STREAM_CHUNK_COUNT);
+    assert!(chunks >= 2);
+    let embed = r#"{"model":"tiny-llama","input":"hello"}"#;
+    assert_eq!(
+        post(&s.gw.url(), "/v1/embeddings", embed, &[]).await.status,
+        200
+    );
+    take_spans(&s.spans, 2).await;
+    let text = s.gw.metrics_text();
+    let count = text
+        .lines()
+        .find(|l| l.starts_with("gen_ai_client_operation_time_per_output_chunk_seconds_count{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<i64>().ok());
+    assert_eq!(count, Some(chunks - 1), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("gen_ai_client_token_usage_count{")
+                && l.contains("gen_ai_operation_name=\"embeddings\"")
+                && l.contains("gen_ai_token_type=\"output\"")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("gen_ai_client_token_usage_count{")
+                && l.contains("gen_ai_operation_name=\"embeddings\"")
+                && l.contains("gen_ai_token_type=\"input\""))
+    );
+}

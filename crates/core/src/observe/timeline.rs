@@ -72,6 +72,13 @@ impl Timeline {
         Some(self.last?.saturating_duration_since(self.first?))
     }
 
+    /// Each gap between consecutive chunks, seconds (the first million; in no set order once
+    /// [`Timeline::gap_stats`] has sorted them): one observation per chunk after the first, as
+    /// `gen_ai.client.operation.time_per_output_chunk` is defined.
+    pub fn gaps(&self) -> impl Iterator<Item = f64> + '_ {
+        self.gaps_us.iter().map(|g| f64::from(*g) / 1e6)
+    }
+
     /// Gap statistics, when there were at least two chunks. Percentiles are nearest-rank over
     /// the exact gaps.
     pub fn gap_stats(&mut self) -> Option<GapStats> {
