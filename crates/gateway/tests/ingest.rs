@@ -80,14 +80,18 @@ async fn engine_spans_are_normalised_joined_and_split_into_phases() {
     assert_eq!(string(engine, attr::PROVIDER_NAME), "vllm");
     assert_eq!(string(engine, attr::REQUEST_MODEL), "tiny-llama");
     assert_eq!(string(engine, attr::RESPONSE_MODEL), "tiny-llama");
+    // Usage is counted once per trace: the CLIENT span carries it; the engine span, nested
+    // under it, keeps its own counts under vllm.usage.*.
     assert_eq!(
-        int(engine, attr::USAGE_OUTPUT_TOKENS),
+        int(engine, vllm::renamed::USAGE_OUTPUT_TOKENS),
         int(client, attr::USAGE_OUTPUT_TOKENS)
     );
     assert_eq!(
-        int(engine, attr::USAGE_INPUT_TOKENS),
+        int(engine, vllm::renamed::USAGE_INPUT_TOKENS),
         int(client, attr::USAGE_INPUT_TOKENS)
     );
+    assert!(engine.get(attr::USAGE_INPUT_TOKENS).is_none());
+    assert!(engine.get(attr::USAGE_OUTPUT_TOKENS).is_none());
     assert_eq!(
         strings(engine, attr::RESPONSE_FINISH_REASONS),
         strings(client, attr::RESPONSE_FINISH_REASONS)
@@ -156,13 +160,33 @@ async fn several_choices_and_the_vllm_dialect() {
         assert_eq!(e.parent_span_id, Some(client.context.span_id));
         assert_eq!(string(e, attr::OPERATION_NAME), "text_completion");
         assert_eq!(int(e, attr::REQUEST_CHOICE_COUNT), 2);
-        // The vllm dialect keeps vLLM's names beside the current ones.
-        assert_eq!(
-            int(e, vllm::attr::USAGE_PROMPT_TOKENS),
-            int(e, attr::USAGE_INPUT_TOKENS)
-        );
+        // The vllm dialect keeps vLLM's names beside the current ones, but not its usage
+        // keys: nested under the CLIENT span, the engine's counts go under vllm.usage.*.
+        assert!(e.get(vllm::attr::USAGE_PROMPT_TOKENS).is_none());
+        assert!(e.get(attr::USAGE_INPUT_TOKENS).is_none());
+        assert!(int(e, vllm::renamed::USAGE_INPUT_TOKENS) > 0);
         assert!(e.get(vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN).is_some());
         check_phases(&spans, e);
+    }
+    // What a backend that sums usage over the trace finds: the request's usage, once (the
+    // prompt once, not once per sequence plus once for the CLIENT span).
+    for (current, legacy) in [
+        (attr::USAGE_INPUT_TOKENS, vllm::attr::USAGE_PROMPT_TOKENS),
+        (
+            attr::USAGE_OUTPUT_TOKENS,
+            vllm::attr::USAGE_COMPLETION_TOKENS,
+        ),
+    ] {
+        let total: i64 = spans
+            .iter()
+            .filter_map(|s| s.get(current).and_then(|v| v.as_i64()))
+            .sum();
+        assert_eq!(total, int(client, current), "{current}");
+        let total: i64 = spans
+            .iter()
+            .filter_map(|s| s.get(legacy).and_then(|v| v.as_i64()))
+            .sum();
+        assert_eq!(total, int(client, legacy), "{legacy}");
     }
 }
 

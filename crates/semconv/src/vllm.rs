@@ -98,6 +98,11 @@ pub mod renamed {
         LATENCY_TIME_IN_MODEL_DECODE = "vllm.latency.time_in_model_decode";
         /// `gen_ai.latency.time_in_model_inference`.
         LATENCY_TIME_IN_MODEL_INFERENCE = "vllm.latency.time_in_model_inference";
+        /// The engine's prompt tokens on a span nested under the gateway's CLIENT span, which
+        /// carries the request's usage under `gen_ai.usage.*` (counted once per trace).
+        USAGE_INPUT_TOKENS = "vllm.usage.input_tokens";
+        /// The engine's generated tokens, likewise.
+        USAGE_OUTPUT_TOKENS = "vllm.usage.output_tokens";
     }
 
     /// (vLLM's key, where it goes when the `vllm` dialect is off).

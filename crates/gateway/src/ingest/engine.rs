@@ -212,11 +212,40 @@ pub(crate) fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: Engin
     if let Some(m) = response_model {
         r.set(attr::RESPONSE_MODEL, m);
     }
-    if let Some(v) = r.get(vllm::attr::USAGE_PROMPT_TOKENS).cloned() {
-        r.set(attr::USAGE_INPUT_TOKENS, v);
-    }
-    if let Some(v) = r.get(vllm::attr::USAGE_COMPLETION_TOKENS).cloned() {
-        r.set(attr::USAGE_OUTPUT_TOKENS, v);
+    let input = r
+        .get(attr::USAGE_INPUT_TOKENS)
+        .or_else(|| r.get(vllm::attr::USAGE_PROMPT_TOKENS))
+        .cloned();
+    let output = r
+        .get(attr::USAGE_OUTPUT_TOKENS)
+        .or_else(|| r.get(vllm::attr::USAGE_COMPLETION_TOKENS))
+        .cloned();
+    if join.is_some() {
+        // Nested under the gateway's CLIENT span, which carries the request's usage: a backend
+        // that sums usage over a trace (Phoenix does) must find it once, not once more per
+        // engine span (for `n` = 2, the prompt three times). The engine's counts stay, under
+        // `vllm.usage.*`, in every dialect.
+        if let Some(v) = input {
+            r.set(vllm::renamed::USAGE_INPUT_TOKENS, v);
+        }
+        if let Some(v) = output {
+            r.set(vllm::renamed::USAGE_OUTPUT_TOKENS, v);
+        }
+        let usage = [
+            attr::USAGE_INPUT_TOKENS,
+            attr::USAGE_OUTPUT_TOKENS,
+            vllm::attr::USAGE_PROMPT_TOKENS,
+            vllm::attr::USAGE_COMPLETION_TOKENS,
+        ];
+        r.attributes.retain(|kv| !usage.contains(&kv.key.as_str()));
+    } else {
+        // No gateway span above it: the engine span is the only one with the counts.
+        if let Some(v) = input {
+            r.set(attr::USAGE_INPUT_TOKENS, v);
+        }
+        if let Some(v) = output {
+            r.set(attr::USAGE_OUTPUT_TOKENS, v);
+        }
     }
     // vLLM splits `n` > 1 into sequences whose spans each say n=1; the client's `n` is the
     // request's choice count.
@@ -656,12 +685,23 @@ mod tests {
                 .abs()
                 < 1e-12
         );
-        // The vllm dialect keeps the legacy keys beside the new ones.
+        // Joined under the gateway's CLIENT span, which carries the request's usage: the
+        // engine's counts move to vllm.usage.*, in every dialect, so a trace sums them once.
+        for key in [
+            attr::USAGE_INPUT_TOKENS,
+            attr::USAGE_OUTPUT_TOKENS,
+            vllm::attr::USAGE_PROMPT_TOKENS,
+            vllm::attr::USAGE_COMPLETION_TOKENS,
+        ] {
+            assert!(r.get(key).is_none(), "{key}");
+        }
         assert_eq!(
-            r.get(vllm::attr::USAGE_PROMPT_TOKENS)
+            r.get(vllm::renamed::USAGE_INPUT_TOKENS)
                 .and_then(Value::as_i64),
             Some(26)
         );
+        assert!(r.get(vllm::renamed::USAGE_OUTPUT_TOKENS).is_some());
+        // The vllm dialect keeps the other legacy keys beside the new ones.
         assert_eq!(
             r.get(vllm::attr::LATENCY_E2E).and_then(Value::as_f64),
             Some(0.1)
