@@ -101,7 +101,7 @@ async fn engine_spans_are_normalised_joined_and_split_into_phases() {
     let client_ttft = float(client, attr::RESPONSE_TIME_TO_FIRST_CHUNK);
     assert_eq!(float(engine, own::GATEWAY_TIME_TO_FIRST_CHUNK), client_ttft);
     let engine_ttft = float(engine, vllm::renamed::LATENCY_TIME_TO_FIRST_TOKEN);
-    assert!((float(engine, own::GATEWAY_TTFT_OVERHEAD) - (client_ttft - engine_ttft)).abs() < 1e-9);
+    assert!((float(engine, own::TTFT_OUTSIDE_ENGINE) - (client_ttft - engine_ttft)).abs() < 1e-9);
     // Legacy keys gone (default dialect), vLLM's facts kept under vllm.*.
     assert!(engine.get(vllm::attr::USAGE_PROMPT_TOKENS).is_none());
     assert!(engine.get(vllm::attr::LATENCY_E2E).is_none());
@@ -165,6 +165,8 @@ async fn several_choices_and_the_vllm_dialect() {
         assert!(e.get(vllm::attr::USAGE_PROMPT_TOKENS).is_none());
         assert!(e.get(attr::USAGE_INPUT_TOKENS).is_none());
         assert!(int(e, vllm::renamed::USAGE_INPUT_TOKENS) > 0);
+        // Which choice a sequence is, vLLM does not say: no TTFT difference for n > 1.
+        assert!(e.get(own::TTFT_OUTSIDE_ENGINE).is_none());
         assert!(e.get(vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN).is_some());
         check_phases(&spans, e);
     }

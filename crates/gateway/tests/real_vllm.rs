@@ -173,7 +173,7 @@ async fn a_whole_trace_through_the_real_vllm() {
         int(engine, attr::USAGE_OUTPUT_TOKENS),
         int(client, attr::USAGE_OUTPUT_TOKENS)
     );
-    let overhead = float(engine, own::GATEWAY_TTFT_OVERHEAD);
+    let overhead = float(engine, own::TTFT_OUTSIDE_ENGINE);
     let ms = |s: &SpanRecord| (s.end_unix_nanos - s.start_unix_nanos) as f64 / 1e6;
     eprintln!("trace 4bf92f3577b34da6a3ce929d0e0e4736 through the real vLLM:");
     eprintln!("  {:<28} {:>9.2} ms", server.name.as_str(), ms(server));

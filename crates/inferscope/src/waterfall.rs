@@ -165,8 +165,8 @@ fn facts(out: &mut String, s: &SpanRecord) {
         (Some(i), None) => parts.push(format!("{i} tokens in")),
         _ => {}
     }
-    if let Some(o) = get(inferscope::GATEWAY_TTFT_OVERHEAD).and_then(Value::as_f64) {
-        parts.push(format!("gateway ttft +{:.1} ms", o * 1e3));
+    if let Some(o) = get(inferscope::TTFT_OUTSIDE_ENGINE).and_then(Value::as_f64) {
+        parts.push(format!("ttft outside engine {:.1} ms", o * 1e3));
     }
     if let Some(n) = get(inferscope::STREAM_CHUNK_COUNT) {
         parts.push(format!("{n} chunks"));

@@ -105,7 +105,7 @@ fn demo_prints_a_waterfall_and_writes_otlp_json_lines() {
     assert!(stdout.contains("error.type NotFoundError"), "{stdout}");
     assert!(stdout.contains("tool call get_weather"), "{stdout}");
     assert!(stdout.contains("├ prefill"), "{stdout}");
-    assert!(stdout.contains("gateway ttft +"), "{stdout}");
+    assert!(stdout.contains("ttft outside engine "), "{stdout}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -38,9 +38,11 @@ consts! {
     /// On vLLM's `llm_request`: the time to first chunk the gateway measured for the same
     /// request (request sent → first chunk received), seconds.
     GATEWAY_TIME_TO_FIRST_CHUNK = "inferscope.gateway.time_to_first_chunk";
-    /// On vLLM's `llm_request`: gateway TTFT − engine TTFT, seconds: the network, the API
-    /// server's HTTP handling and the first chunk's serialisation.
-    GATEWAY_TTFT_OVERHEAD = "inferscope.gateway.ttft_overhead";
+    /// On vLLM's `llm_request`: the time to first chunk the gateway measured minus vLLM's
+    /// engine TTFT, seconds: the network both ways, vLLM's API server (HTTP, input processing
+    /// before the engine) and the first chunk's serialisation. Not the gateway's own cost.
+    /// Single-choice requests only (vLLM's sequence spans do not say which choice they are).
+    TTFT_OUTSIDE_ENGINE = "inferscope.ttft.outside_engine";
     /// On vLLM's `llm_request`: whether the gateway's record of the parent CLIENT span was found.
     GATEWAY_JOINED = "inferscope.gateway.joined";
     /// On a derived engine phase span: its duration as vLLM reported it, seconds (before

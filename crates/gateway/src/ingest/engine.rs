@@ -268,8 +268,12 @@ pub(crate) fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: Engin
         }
         if let Some(client) = j.time_to_first_chunk {
             r.set(own::GATEWAY_TIME_TO_FIRST_CHUNK, client);
-            if let Some(engine) = f64_attr(r, vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN) {
-                r.set(own::GATEWAY_TTFT_OVERHEAD, client - engine);
+            // With several choices the stream's first chunk belongs to one of them, and
+            // vLLM's sequence spans do not say which: comparing it with each would give
+            // differences that mean nothing (negative for the later sequences).
+            let single = j.choice_count.is_none_or(|n| n <= 1);
+            if single && let Some(engine) = f64_attr(r, vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN) {
+                r.set(own::TTFT_OUTSIDE_ENGINE, client - engine);
             }
         }
     }
@@ -678,7 +682,7 @@ mod tests {
             Some(0.0)
         );
         assert!(
-            (r.get(own::GATEWAY_TTFT_OVERHEAD)
+            (r.get(own::TTFT_OUTSIDE_ENGINE)
                 .and_then(Value::as_f64)
                 .unwrap()
                 - 0.005)
