@@ -3,7 +3,7 @@
 //! and a log line.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use inferscope_core::observe::record::{self, RecordOptions, Timing};
@@ -56,8 +56,46 @@ pub(crate) struct Exchange {
     pub(crate) server: Span,
     pub(crate) inference: Option<Inference>,
     pub(crate) status: Option<u16>,
+    pub(crate) hops: Hops,
     response_bytes: u64,
     done: bool,
+}
+
+/// Where one exchange's time goes, as the gateway sees it (monotonic clock): what is its own
+/// (in and out) and what is the upstream's.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hops {
+    /// The request arrived (its head parsed).
+    pub(crate) arrived: Option<Instant>,
+    /// The client's body was read (inference bodies read for tracing): the wait for it is the
+    /// client's upload, not the gateway's work.
+    pub(crate) body_read: Option<Instant>,
+    /// The request was handed to the upstream client.
+    pub(crate) sent: Option<Instant>,
+    /// The upstream's response head arrived.
+    pub(crate) head: Option<Instant>,
+    /// The first response chunk: read from the upstream, and handed on to the client's
+    /// connection.
+    pub(crate) first_out: Option<(Instant, Instant)>,
+}
+
+impl Hops {
+    /// The gateway's own time on the way in.
+    pub(crate) fn inbound(&self) -> Option<Duration> {
+        let from = self.body_read.or(self.arrived)?;
+        Some(self.sent?.saturating_duration_since(from))
+    }
+
+    /// From the request handed upstream to the response head.
+    pub(crate) fn upstream_first_byte(&self) -> Option<Duration> {
+        Some(self.head?.saturating_duration_since(self.sent?))
+    }
+
+    /// The gateway's own time on the way out (the first chunk).
+    pub(crate) fn outbound(&self) -> Option<Duration> {
+        let (read, out) = self.first_out?;
+        Some(out.saturating_duration_since(read))
+    }
 }
 
 impl Exchange {
@@ -68,6 +106,7 @@ impl Exchange {
             server,
             inference: None,
             status: None,
+            hops: Hops::default(),
             response_bytes: 0,
             done: false,
         }
@@ -84,10 +123,14 @@ impl Exchange {
     /// A chunk of the response body that arrived `at`; returns the bytes for the client.
     pub(crate) fn on_chunk(&mut self, data: Bytes, at: Instant) -> Bytes {
         self.response_bytes += data.len() as u64;
-        match self.inference.as_mut().and_then(|i| i.observer.as_mut()) {
+        let out = match self.inference.as_mut().and_then(|i| i.observer.as_mut()) {
             Some(o) => o.on_chunk(data, at),
             None => data,
+        };
+        if self.hops.first_out.is_none() {
+            self.hops.first_out = Some((at, Instant::now()));
         }
+        out
     }
 
     /// The body ended; returns bytes still held back for the client.
@@ -135,7 +178,23 @@ impl Exchange {
         let code = status.or_else(|| failure.as_ref().map(|f| f.status().as_u16()));
         shared.metrics.count_request(kind, status_label(code));
 
+        let hops = self.hops;
+        let inbound = hops.inbound();
+        if let Some(own_time) = inbound.map(|i| i + hops.outbound().unwrap_or_default()) {
+            shared.metrics.processing.observe(own_time.as_secs_f64());
+        }
         let server = &mut self.server;
+        if server.is_recording() {
+            for (key, d) in [
+                (own::GATEWAY_INBOUND, inbound),
+                (own::GATEWAY_OUTBOUND, hops.outbound()),
+                (own::UPSTREAM_TIME_TO_FIRST_BYTE, hops.upstream_first_byte()),
+            ] {
+                if let Some(d) = d {
+                    server.set_attribute(key, d.as_secs_f64());
+                }
+            }
+        }
         if let Some(code) = code {
             server.set_attribute(http_attr::RESPONSE_STATUS_CODE, i64::from(code));
         }
@@ -263,5 +322,39 @@ impl Drop for Exchange {
             };
             self.finish(Some(why));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateways_own_time_leaves_out_the_client_and_the_upstream() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut h = Hops {
+            arrived: Some(t0),
+            sent: Some(ms(1)),
+            head: Some(ms(40)),
+            first_out: Some((ms(41), ms(42))),
+            ..Hops::default()
+        };
+        assert_eq!(h.inbound(), Some(Duration::from_millis(1)));
+        assert_eq!(h.upstream_first_byte(), Some(Duration::from_millis(39)));
+        assert_eq!(h.outbound(), Some(Duration::from_millis(1)));
+        // A body read for tracing: waiting for the client's upload is not the gateway's time.
+        h.body_read = Some(ms(30));
+        h.sent = Some(ms(31));
+        assert_eq!(h.inbound(), Some(Duration::from_millis(1)));
+        // Failed before it went upstream: no inbound, no upstream time.
+        let failed = Hops {
+            arrived: Some(t0),
+            ..Hops::default()
+        };
+        assert_eq!(
+            (failed.inbound(), failed.upstream_first_byte()),
+            (None, None)
+        );
     }
 }

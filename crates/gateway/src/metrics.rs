@@ -178,6 +178,11 @@ impl OwnedKey {
     }
 }
 
+/// Bucket bounds of `inferscope_gateway_processing_seconds`: 5 µs to 100 ms.
+const PROCESSING_BUCKETS: [f64; 14] = [
+    5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1,
+];
+
 /// Series kept in the cache; past it the families answer (every series stays recorded).
 const CACHED_SERIES: usize = 16;
 
@@ -195,6 +200,8 @@ pub(crate) struct Metrics {
     pub(crate) token_usage: Histograms,
     /// Requests being served now.
     pub(crate) in_flight: Gauge,
+    /// The gateway's own processing per request (in and out), seconds.
+    pub(crate) processing: Histogram,
     /// Upstream failures by `error.type`.
     pub(crate) upstream_errors: Family<Labels, Counter>,
     /// Requests by route kind and status code.
@@ -229,6 +236,13 @@ impl Metrics {
         let time_per_output_chunk =
             histograms(&mut registry, &metric::CLIENT_TIME_PER_OUTPUT_CHUNK);
         let token_usage = histograms(&mut registry, &metric::CLIENT_TOKEN_USAGE);
+        let processing = Histogram::new(PROCESSING_BUCKETS.iter().copied());
+        registry.register_with_unit(
+            "inferscope_gateway_processing",
+            "The gateway's own processing per request: arrival (or the end of the client's body) to the request handed upstream, plus the first response chunk read from the upstream to handed to the client's connection",
+            prometheus_client::registry::Unit::Seconds,
+            processing.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "inferscope_requests_in_flight",
@@ -260,6 +274,7 @@ impl Metrics {
             time_per_output_chunk,
             token_usage,
             in_flight,
+            processing,
             upstream_errors,
             requests,
             models: Interner::default(),

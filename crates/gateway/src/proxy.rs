@@ -50,7 +50,7 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     in_progress: InProgress,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let arrived = std::time::SystemTime::now();
+    let arrived = (std::time::SystemTime::now(), Instant::now());
     let (mut parts, body) = req.into_parts();
     let body = ClientBody::new(body, in_progress.conn().clone());
     let (mut exchange, caller) = inbound(&shared, &parts, in_progress.conn(), arrived);
@@ -69,10 +69,12 @@ pub(crate) async fn handle(
         Err(failure) => return Ok(answer(&shared, exchange, failure)),
     };
     let deadlines = Deadline::from_now(&shared);
+    exchange.hops.sent = Some(Instant::now());
     let (head, body) = match send(&shared.upstream, req, deadlines.first_byte).await {
         Ok(r) => r,
         Err(failure) => return Ok(answer(&shared, exchange, failure)),
     };
+    exchange.hops.head = Some(Instant::now());
     let client = (in_progress, version != http::Version::HTTP_2);
     Ok(respond(&shared, exchange, head, body, deadlines, client))
 }
@@ -82,14 +84,16 @@ fn inbound(
     shared: &Arc<ProxyState>,
     parts: &http::request::Parts,
     peer: &ClientConn,
-    arrived: std::time::SystemTime,
+    (arrived, arrived_at): (std::time::SystemTime, Instant),
 ) -> (Exchange, Option<SpanContext>) {
     let caller = extract_trace_context(&parts.headers);
     let template = route::template(parts.uri.path());
     // Probes and scrapes are forwarded untraced: the caller's context goes upstream as it came.
     if shared.config.is_untraced(parts.uri.path()) {
         let server = inferscope_core::Span::non_recording(SpanContext::INVALID);
-        return (Exchange::new(shared.clone(), server), caller);
+        let mut exchange = Exchange::new(shared.clone(), server);
+        exchange.hops.arrived = Some(arrived_at);
+        return (exchange, caller);
     }
     let mut server = shared.tracer.start_at(
         span_name::http_server(parts.method.as_str(), template),
@@ -100,7 +104,9 @@ fn inbound(
     if server.is_recording() {
         server_attributes(&mut server, shared, parts, template, peer);
     }
-    (Exchange::new(shared.clone(), server), caller)
+    let mut exchange = Exchange::new(shared.clone(), server);
+    exchange.hops.arrived = Some(arrived_at);
+    (exchange, caller)
 }
 
 /// Phase 2: reads and parses an inference body, starts the CLIENT span, and returns the body
@@ -121,6 +127,7 @@ async fn read_inference(
     )
     .await
     .map_err(Failure::RequestBody)?;
+    exchange.hops.body_read = Some(Instant::now());
     let (body, facts, usage_requested) = match read {
         ReadBody::Whole(whole, held) => {
             let facts = request::parse(route.api, &whole, &config.capture);

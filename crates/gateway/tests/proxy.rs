@@ -970,3 +970,33 @@ async fn probes_are_forwarded_without_a_trace() {
     let spans = take_spans(&t.spans, 1).await;
     assert_eq!(string(&spans[0], http_attr::URL_PATH), "/health");
 }
+
+/// The gateway's own time is on the SERVER span, split from the upstream's, and in a histogram.
+#[tokio::test]
+async fn the_gateways_own_time_is_split_from_the_upstreams() {
+    let s = stack(|c| c.engine.preprocess_ms = 20.0, |_| {}).await;
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"x"}],"max_tokens":4,"stream":true}"#;
+    assert_eq!(
+        post(&s.gw.url(), "/v1/chat/completions", body, &[])
+            .await
+            .status,
+        200
+    );
+    let spans = take_spans(&s.spans, 2).await;
+    let sv = by_kind(&spans, SpanKind::Server);
+    let inbound = float(sv, own::GATEWAY_INBOUND);
+    let outbound = float(sv, own::GATEWAY_OUTBOUND);
+    let upstream = float(sv, own::UPSTREAM_TIME_TO_FIRST_BYTE);
+    assert!(inbound >= 0.0 && outbound >= 0.0, "{inbound} {outbound}");
+    // The simulated engine takes 20 ms before its head: the upstream's, not the gateway's.
+    assert!(upstream >= 0.015, "{upstream}");
+    assert!(
+        inbound < upstream && outbound < upstream,
+        "{inbound} {outbound} {upstream}"
+    );
+    let text = s.gw.metrics_text();
+    assert!(
+        text.contains("inferscope_gateway_processing_seconds_count 1"),
+        "{text}"
+    );
+}

@@ -35,6 +35,17 @@ consts! {
     RESPONSE_BYTES = "inferscope.response.bytes";
     /// The upstream base URL that served the request (userinfo removed).
     UPSTREAM = "inferscope.upstream";
+    /// On the SERVER span: the gateway's own time on the way in, seconds: from the request's
+    /// arrival (or, for an inference body read for tracing, from the end of the client's
+    /// body) to the request handed to the upstream client.
+    GATEWAY_INBOUND = "inferscope.gateway.inbound";
+    /// On the SERVER span: the gateway's own time on the way out, seconds: from the first
+    /// response chunk read from the upstream to that chunk handed to the client's connection
+    /// (observed, and the usage chunk taken out if the gateway asked for it).
+    GATEWAY_OUTBOUND = "inferscope.gateway.outbound";
+    /// On the SERVER span: from the request handed to the upstream client to the upstream's
+    /// response head, seconds (connecting, writing the request, and the upstream's work).
+    UPSTREAM_TIME_TO_FIRST_BYTE = "inferscope.upstream.time_to_first_byte";
     /// On vLLM's `llm_request`: the time to first chunk the gateway measured for the same
     /// request (request sent → first chunk received), seconds.
     GATEWAY_TIME_TO_FIRST_CHUNK = "inferscope.gateway.time_to_first_chunk";
