@@ -104,6 +104,8 @@ pub(crate) struct IngestState {
     pub(crate) stats: Arc<ingest::IngestStats>,
     pub(crate) export_stats: Option<Arc<ExportStats>>,
     pub(crate) join: join::JoinReader,
+    /// Where the engine's own timings become `gen_ai.server.*` metrics.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The admin endpoint's state: it only reads (and asks the upstream's `/health`).
@@ -262,6 +264,7 @@ impl Gateway {
             stats: ingest_stats.clone(),
             export_stats: export,
             join: join.clone(),
+            metrics: metrics.clone(),
         });
         let mut ingest_tasks = Vec::new();
         if let Some(l) = ingest_grpc {

@@ -202,6 +202,12 @@ pub(crate) struct Metrics {
     pub(crate) in_flight: Gauge,
     /// The gateway's own processing per request (in and out), seconds.
     pub(crate) processing: Histogram,
+    /// `gen_ai.server.request.duration`, from ingested engine spans.
+    server_duration: Histograms,
+    /// `gen_ai.server.time_to_first_token`, likewise.
+    server_ttft: Histograms,
+    /// `gen_ai.server.time_per_output_token`, likewise.
+    server_tpot: Histograms,
     /// Upstream failures by `error.type`.
     pub(crate) upstream_errors: Family<Labels, Counter>,
     /// Requests by route kind and status code.
@@ -236,6 +242,9 @@ impl Metrics {
         let time_per_output_chunk =
             histograms(&mut registry, &metric::CLIENT_TIME_PER_OUTPUT_CHUNK);
         let token_usage = histograms(&mut registry, &metric::CLIENT_TOKEN_USAGE);
+        let server_duration = histograms(&mut registry, &metric::SERVER_REQUEST_DURATION);
+        let server_ttft = histograms(&mut registry, &metric::SERVER_TIME_TO_FIRST_TOKEN);
+        let server_tpot = histograms(&mut registry, &metric::SERVER_TIME_PER_OUTPUT_TOKEN);
         let processing = Histogram::new(PROCESSING_BUCKETS.iter().copied());
         registry.register_with_unit(
             "inferscope_gateway_processing",
@@ -275,6 +284,9 @@ impl Metrics {
             token_usage,
             in_flight,
             processing,
+            server_duration,
+            server_ttft,
+            server_tpot,
             upstream_errors,
             requests,
             models: Interner::default(),
@@ -345,6 +357,25 @@ impl Metrics {
             ),
         );
         series
+    }
+
+    /// Records the engine's own timings of one finished request (an ingested `llm_request`)
+    /// as the conventions' server metrics, under `labels` (operation, provider, models,
+    /// server address and port, as known).
+    pub(crate) fn observe_server(
+        &self,
+        labels: &Labels,
+        timings: &crate::ingest::engine::ServerTimings,
+    ) {
+        for (family, value) in [
+            (&self.server_duration, timings.request_duration),
+            (&self.server_ttft, timings.time_to_first_token),
+            (&self.server_tpot, timings.time_per_output_token),
+        ] {
+            if let Some(v) = value {
+                family.get_or_create(labels).observe(v);
+            }
+        }
     }
 
     /// Counts a request by route kind and status label.

@@ -730,3 +730,37 @@ async fn a_request_larger_than_the_export_queue_is_fed_in_not_refused() {
         3 * 2560
     );
 }
+
+/// vLLM's own timings of each finished request, ingested, become the conventions' server
+/// metrics (`gen_ai.server.*`), which no client-side view can give.
+#[tokio::test]
+async fn engine_spans_become_server_metrics() {
+    let s = stack_with_ingest(|_| {}, |_| {}).await;
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"x"}],"max_tokens":6,"ignore_eos":true,"stream":true}"#;
+    assert_eq!(
+        post(&s.gw.url(), "/v1/chat/completions", body, &[])
+            .await
+            .status,
+        200
+    );
+    s.sim.flush_spans(Duration::from_secs(5)).await.unwrap();
+    wait_named(&s.spans, vllm::LLM_REQUEST_SPAN, 1).await;
+    let text = s.gw.metrics_text();
+    for name in [
+        "gen_ai_server_request_duration_seconds_count{",
+        "gen_ai_server_time_to_first_token_seconds_count{",
+        "gen_ai_server_time_per_output_token_seconds_count{",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        assert!(line.ends_with(" 1"), "{line}");
+        assert!(line.contains("gen_ai_operation_name=\"chat\""), "{line}");
+        assert!(
+            line.contains("gen_ai_request_model=\"tiny-llama\""),
+            "{line}"
+        );
+        assert!(line.contains("gen_ai_provider_name=\"vllm\""), "{line}");
+    }
+}

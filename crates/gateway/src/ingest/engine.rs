@@ -166,6 +166,36 @@ pub(crate) struct EngineOptions<'a> {
     pub(crate) dialects: &'a [Dialect],
 }
 
+/// vLLM's own timings of one finished request, as the conventions' server metrics want them
+/// (`gen_ai.server.*`): read from `llm_request` before its keys are renamed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct ServerTimings {
+    /// Arrival to the last token, seconds.
+    pub(crate) request_duration: Option<f64>,
+    /// Arrival to the first token, seconds.
+    pub(crate) time_to_first_token: Option<f64>,
+    /// Decode time per output token after the first, seconds.
+    pub(crate) time_per_output_token: Option<f64>,
+}
+
+/// The server timings of an `llm_request` span (vLLM records only requests that finished).
+pub(crate) fn server_timings(r: &SpanRecord) -> ServerTimings {
+    let output = r
+        .get(vllm::attr::USAGE_COMPLETION_TOKENS)
+        .or_else(|| r.get(attr::USAGE_OUTPUT_TOKENS))
+        .and_then(Value::as_i64);
+    let decode = f64_attr(r, vllm::attr::LATENCY_TIME_IN_MODEL_DECODE);
+    ServerTimings {
+        request_duration: f64_attr(r, vllm::attr::LATENCY_E2E).filter(|v| *v >= 0.0),
+        time_to_first_token: f64_attr(r, vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN)
+            .filter(|v| *v >= 0.0),
+        time_per_output_token: match (decode, output) {
+            (Some(d), Some(n)) if n > 1 && d >= 0.0 => Some(d / (n - 1) as f64),
+            _ => None,
+        },
+    }
+}
+
 fn f64_attr(r: &SpanRecord, key: &str) -> Option<f64> {
     r.get(key).and_then(Value::as_f64)
 }
@@ -487,6 +517,21 @@ mod tests {
         let before = plain.attributes.len();
         current_code_keys(&mut plain, false);
         assert_eq!(plain.attributes.len(), before);
+    }
+
+    #[test]
+    fn server_timings_come_from_vllms_latencies() {
+        let r = llm_request(0, 0.1, 0.03, 0.001, 0.01, 0.05);
+        let t = server_timings(&r);
+        assert_eq!(t.request_duration, Some(0.1));
+        assert_eq!(t.time_to_first_token, Some(0.03));
+        let n = r
+            .get(vllm::attr::USAGE_COMPLETION_TOKENS)
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        assert!(n > 1);
+        let tpot = t.time_per_output_token.unwrap_or(f64::NAN);
+        assert!((tpot - 0.05 / (n - 1) as f64).abs() < 1e-12, "{tpot}");
     }
 
     #[test]

@@ -168,7 +168,11 @@ pub(crate) async fn accept(
                 stats.joined.fetch_add(1, Ordering::Relaxed);
             }
             let children = engine::phases(&span);
+            let timings = engine::server_timings(&span);
             engine::normalise(&mut span, join.as_ref(), opts);
+            shared
+                .metrics
+                .observe_server(&server_labels(shared, &span), &timings);
             stats
                 .phases
                 .fetch_add(children.len() as u64, Ordering::Relaxed);
@@ -210,6 +214,36 @@ async fn forward(shared: &IngestState, span: SpanRecord, room_until: tokio::time
     }
     shared.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     shared.tracer.export(span);
+}
+
+/// The labels of the server metrics for a normalised `llm_request`: what it says, and the
+/// upstream the gateway fronts (the engine's address as the gateway reaches it).
+fn server_labels(shared: &IngestState, span: &SpanRecord) -> crate::metrics::Labels {
+    use crate::metrics::Label;
+    use inferscope_semconv::attr;
+
+    // Through the metrics' interner: bounded cardinality, shared strings.
+    let text = |key: &str| {
+        span.get(key)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(|v| shared.metrics.model(Some(v)))
+    };
+    let up = &shared.config.upstream;
+    let mut labels: crate::metrics::Labels = Vec::with_capacity(6);
+    for (name, key) in [
+        ("gen_ai_operation_name", attr::OPERATION_NAME),
+        ("gen_ai_provider_name", attr::PROVIDER_NAME),
+        ("gen_ai_request_model", attr::REQUEST_MODEL),
+        ("gen_ai_response_model", attr::RESPONSE_MODEL),
+    ] {
+        if let Some(v) = text(key) {
+            labels.push((name, v));
+        }
+    }
+    labels.push(("server_address", Label::Shared(Arc::from(up.host.as_str()))));
+    labels.push(("server_port", Label::Shared(Arc::from(up.port.to_string()))));
+    labels
 }
 
 fn dropped(config: &IngestConfig, span: &SpanRecord) -> bool {
