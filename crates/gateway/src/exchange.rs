@@ -11,6 +11,8 @@ use inferscope_core::observe::request::RequestFacts;
 use inferscope_core::observe::response::{ResponseFacts, ResponseObserver};
 use inferscope_core::observe::route::Route;
 use inferscope_core::{Span, Status};
+use inferscope_semconv::dialect::Dialect;
+use inferscope_semconv::openinference as oi;
 use inferscope_semconv::value::operation;
 use inferscope_semconv::{attr, http as http_attr, inferscope as own};
 
@@ -169,8 +171,9 @@ impl Exchange {
             }
         }
         let status = self.status;
+        let mut root_io = Vec::new();
         let kind = if let Some(inf) = self.inference.take() {
-            self.finish_inference(inf, failure.as_ref());
+            root_io = self.finish_inference(inf, failure.as_ref());
             "inference"
         } else {
             "other"
@@ -184,6 +187,13 @@ impl Exchange {
             shared.metrics.processing.observe(own_time.as_secs_f64());
         }
         let server = &mut self.server;
+        if server.is_recording() && shared.config.dialects.contains(&Dialect::OpenInference) {
+            // Phoenix shows the trace's root: a kind, and the call's input and output.
+            server.set_attribute(oi::SPAN_KIND, oi::span_kind::CHAIN);
+            for kv in root_io {
+                server.set_attribute(kv.key, kv.value);
+            }
+        }
         if server.is_recording() {
             for (key, d) in [
                 (own::GATEWAY_INBOUND, inbound),
@@ -218,7 +228,13 @@ impl Exchange {
         span.end();
     }
 
-    fn finish_inference(&mut self, mut inf: Inference, failure: Option<&Failure>) {
+    /// Ends the CLIENT span; returns its OpenInference input and output attributes for the
+    /// root span (empty without that dialect or content capture).
+    fn finish_inference(
+        &mut self,
+        mut inf: Inference,
+        failure: Option<&Failure>,
+    ) -> Vec<inferscope_core::KeyValue> {
         let now = Instant::now();
         let shared = &self.shared;
         let config = &shared.config;
@@ -227,6 +243,7 @@ impl Exchange {
             None => ResponseFacts::default(),
         };
         let timing = Timing::of(&mut facts, inf.sent);
+        let mut root_io = Vec::new();
         let error_type: Option<String> = failure
             .map(|f| f.error_type().to_owned())
             .or_else(|| facts.error_type.clone())
@@ -289,6 +306,20 @@ impl Exchange {
                 r.push(attr::ERROR_TYPE, e.clone());
             }
             record::dialects(r, inf.route, &inf.request, Some(&facts), opts);
+            if config.dialects.contains(&Dialect::OpenInference) {
+                let io = [
+                    oi::INPUT_VALUE,
+                    oi::INPUT_MIME_TYPE,
+                    oi::OUTPUT_VALUE,
+                    oi::OUTPUT_MIME_TYPE,
+                ];
+                root_io = r
+                    .attributes
+                    .iter()
+                    .filter(|kv| io.contains(&kv.key.as_str()))
+                    .cloned()
+                    .collect();
+            }
         }
         if inf.span.is_recording() {
             shared.join.finish(inf.span.context().span_id, |j| {
@@ -303,6 +334,7 @@ impl Exchange {
             inf.span.set_status(Status::Error(e.clone().into()));
         }
         inf.span.end();
+        root_io
     }
 }
 

@@ -147,6 +147,25 @@ async fn dialects_duplicate_keys_for_vllm_dashboards_and_phoenix() {
     assert_eq!(string(c, &oi::input_message_role(0)), "system");
     assert_eq!(string(c, &oi::output_message_role(0)), "assistant");
     assert_eq!(string(c, oi::INPUT_MIME_TYPE), "application/json");
+    // Phoenix's input: every message in order, the system one included.
+    let input: serde_json::Value = serde_json::from_str(&string(c, oi::INPUT_VALUE)).unwrap();
+    assert_eq!(input["messages"][0]["role"], "system");
+    assert_eq!(input["messages"][0]["content"], "Be brief.");
+    assert_eq!(input["messages"][1]["role"], "user");
+    // The root span has a kind, and the call's input and output.
+    let root = by_kind(&spans, SpanKind::Server);
+    assert_eq!(string(root, oi::SPAN_KIND), "CHAIN");
+    assert_eq!(string(root, oi::INPUT_VALUE), string(c, oi::INPUT_VALUE));
+    assert_eq!(string(root, oi::OUTPUT_VALUE), string(c, oi::OUTPUT_VALUE));
+    // Tool definitions, one JSON schema each.
+    let tools = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"weather?"}],"max_tokens":4,
+        "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]}"#;
+    post(&s.gw.url(), "/v1/chat/completions", tools, &[]).await;
+    let spans = take_spans(&s.spans, 2).await;
+    let c = by_kind(&spans, SpanKind::Client);
+    let schema: serde_json::Value =
+        serde_json::from_str(&string(c, &oi::tool_json_schema(0))).unwrap();
+    assert_eq!(schema["function"]["name"], "get_weather");
     // Only the OTel names by default.
     let s = stack(|_| {}, |_| {}).await;
     post(&s.gw.url(), "/v1/chat/completions", CHAT, &[]).await;

@@ -304,13 +304,33 @@ fn openinference(
         push(oi::LLM_TOKEN_COUNT_TOTAL.into(), (i + o).into());
     }
     if capture.enabled {
-        for (i, (role, text)) in request.content.flat.iter().enumerate() {
+        let hide_system = capture.hide_system_instructions;
+        let shown =
+            request.content.flat.iter().filter(|(role, _)| {
+                !(hide_system && matches!(role.as_str(), "system" | "developer"))
+            });
+        let mut messages = Vec::new();
+        for (i, (role, text)) in shown.enumerate() {
             push(oi::input_message_role(i).into(), role.clone().into());
             push(oi::input_message_content(i).into(), text.clone().into());
+            messages.push(serde_json::json!({"role": role, "content": text}));
         }
-        if let Some(v) = &request.content.input_messages {
-            push(oi::INPUT_VALUE.into(), v.clone().into());
+        // What Phoenix shows as the input: every message in order, the system one included.
+        if !messages.is_empty() {
+            let value = serde_json::json!({ "messages": messages }).to_string();
+            push(oi::INPUT_VALUE.into(), value.into());
             push(oi::INPUT_MIME_TYPE.into(), "application/json".into());
+        }
+        // Tool definitions, one JSON schema each (none when they were cut to fit).
+        if let Some(serde_json::Value::Array(tools)) = request
+            .content
+            .tool_definitions
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+        {
+            for (i, tool) in tools.iter().enumerate() {
+                push(oi::tool_json_schema(i).into(), tool.to_string().into());
+            }
         }
         if capture.captures_output()
             && let Some(r) = response
