@@ -23,6 +23,7 @@
 use inferscope_core::span::{KeyValue, Resource, Scope, SpanKind, SpanRecord, Value};
 use inferscope_core::{SpanContext, SpanId};
 use inferscope_semconv::dialect::Dialect;
+use inferscope_semconv::openinference as oi;
 use inferscope_semconv::value::operation;
 use inferscope_semconv::{attr, inferscope as own, vllm};
 
@@ -166,6 +167,52 @@ pub(crate) struct EngineOptions<'a> {
     pub(crate) dialects: &'a [Dialect],
 }
 
+/// What the engine reports of a call, for OpenInference's `output.value` on its span: request
+/// id, token counts, finish reasons and its timings, whichever dialect named them.
+fn engine_output(r: &SpanRecord) -> String {
+    let first = |keys: &[&str]| keys.iter().find_map(|k| r.get(k));
+    let mut out = serde_json::Map::new();
+    let mut put = |name: &str, v: Option<&Value>| {
+        let json = match v {
+            Some(Value::Str(s)) => serde_json::Value::from(s.as_str()),
+            Some(Value::I64(n)) => serde_json::Value::from(*n),
+            Some(Value::F64(f)) => serde_json::Value::from(*f),
+            Some(Value::Bool(b)) => serde_json::Value::from(*b),
+            Some(Value::StrArray(a)) => a.iter().map(|s| s.as_str()).collect(),
+            None => return,
+        };
+        out.insert(name.to_owned(), json);
+    };
+    put(
+        "request_id",
+        first(&[vllm::renamed::REQUEST_ID, vllm::attr::REQUEST_ID]),
+    );
+    put(
+        "input_tokens",
+        first(&[vllm::renamed::USAGE_INPUT_TOKENS, attr::USAGE_INPUT_TOKENS]),
+    );
+    put(
+        "output_tokens",
+        first(&[
+            vllm::renamed::USAGE_OUTPUT_TOKENS,
+            attr::USAGE_OUTPUT_TOKENS,
+        ]),
+    );
+    put("finish_reasons", r.get(attr::RESPONSE_FINISH_REASONS));
+    put(
+        "time_to_first_token_s",
+        first(&[
+            vllm::renamed::LATENCY_TIME_TO_FIRST_TOKEN,
+            vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN,
+        ]),
+    );
+    put(
+        "e2e_s",
+        first(&[vllm::renamed::LATENCY_E2E, vllm::attr::LATENCY_E2E]),
+    );
+    serde_json::Value::Object(out).to_string()
+}
+
 /// vLLM's own timings of one finished request, as the conventions' server metrics want them
 /// (`gen_ai.server.*`): read from `llm_request` before its keys are renamed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -292,6 +339,14 @@ pub(crate) fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: Engin
         r.set(attr::REQUEST_TEMPERATURE, t);
     }
     r.set(own::GATEWAY_JOINED, join.is_some());
+    let mut engine_summary = false;
+    if join.is_some() && opts.dialects.contains(&Dialect::OpenInference) {
+        // The model call is the gateway's CLIENT span (kind LLM, with the input, output and
+        // tokens); the engine's span under it is a step of that call. Without a kind, Phoenix
+        // would read its gen_ai.* keys as a second LLM call with a made-up output.
+        r.set(oi::SPAN_KIND, oi::span_kind::CHAIN);
+        engine_summary = true;
+    }
     if let Some(j) = join {
         if !j.finish_reasons.is_empty() {
             r.set(attr::RESPONSE_FINISH_REASONS, j.finish_reasons.clone());
@@ -323,6 +378,13 @@ pub(crate) fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: Engin
                 kv.key = (*to).into();
             }
         }
+    }
+    if engine_summary {
+        // Phoenix makes an output up from gen_ai.response.* when a span has none ({"model":
+        // …}); the engine's own account of the call is better.
+        let summary = engine_output(r);
+        r.set(oi::OUTPUT_VALUE, summary);
+        r.set(oi::OUTPUT_MIME_TYPE, "application/json");
     }
 }
 
@@ -750,6 +812,32 @@ mod tests {
             Some(26)
         );
         assert!(r.get(vllm::renamed::USAGE_OUTPUT_TOKENS).is_some());
+        // Without the openinference dialect, no OpenInference keys.
+        assert!(r.get(oi::SPAN_KIND).is_none() && r.get(oi::OUTPUT_VALUE).is_none());
+        let mut phoenix = llm_request(0, 0.1, 0.03, 0.001, 0.01, 0.05);
+        normalise(
+            &mut phoenix,
+            Some(&join),
+            EngineOptions {
+                dialects: &[Dialect::OTel, Dialect::OpenInference],
+                ..opts
+            },
+        );
+        // A step of the gateway's LLM call, with the engine's own account as its output.
+        assert_eq!(
+            phoenix.get(oi::SPAN_KIND).and_then(Value::as_str),
+            Some("CHAIN")
+        );
+        let output: serde_json::Value = serde_json::from_str(
+            phoenix
+                .get(oi::OUTPUT_VALUE)
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        )
+        .unwrap_or_default();
+        assert_eq!(output["input_tokens"], 26);
+        assert_eq!(output["finish_reasons"][0], "length");
+        assert_eq!(output["e2e_s"], 0.1);
         // The vllm dialect keeps the other legacy keys beside the new ones.
         assert_eq!(
             r.get(vllm::attr::LATENCY_E2E).and_then(Value::as_f64),

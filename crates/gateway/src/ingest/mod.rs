@@ -176,8 +176,14 @@ pub(crate) async fn accept(
             stats
                 .phases
                 .fetch_add(children.len() as u64, Ordering::Relaxed);
+            let kind = span
+                .get(inferscope_semconv::openinference::SPAN_KIND)
+                .cloned();
             forward(shared, span, room_until).await;
-            for child in children {
+            for mut child in children {
+                if let Some(kind) = &kind {
+                    child.set(inferscope_semconv::openinference::SPAN_KIND, kind.clone());
+                }
                 forward(shared, child, room_until).await;
             }
         } else {
