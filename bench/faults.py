@@ -693,8 +693,12 @@ def close_after_last_bytes():
         g.stop()
         srv.close()
     broken = spans_with_error(rcv, "upstream_broken")
-    # The simulator's own fault, streamed and not.
-    s = sim()
+    # The simulator's own fault, streamed and not. Its `created` is pinned: the direct reply
+    # is read once, and a second that ticks over between it and a try is not a lost byte.
+    pinned = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"faults-sim-{os.getpid()}.toml")
+    with open(pinned, "w") as f:
+        f.write("created = 1795355464\n")
+    s = sim(("--config", pinned))
     g = gateway(f"http://127.0.0.1:{s.port}", rcv.endpoint())
     for stream in (True, False):
         b = json.dumps(dict(CHAT, stream=stream)).encode()
