@@ -48,11 +48,11 @@ pub(crate) struct ServeArgs {
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Each stream holds two connections; the default connection cap follows this limit.
     inferscope_gateway::raise_open_file_limit();
-    let file = match &args.config {
+    // The file's problems are reported with every other error, at once.
+    let (file, mut errors) = match &args.config {
         Some(path) => FileLayer::read(path, config::FILE_TABLES)?,
-        None => FileLayer::empty(),
+        None => (FileLayer::empty(), Vec::new()),
     };
-    let mut errors = Vec::new();
     let explicit = Explicit {
         gateway: args.settings.table(&mut errors),
         capture: args.settings.table(&mut errors),

@@ -33,11 +33,11 @@ pub(crate) struct SimArgs {
 }
 
 fn resolve(args: &SimArgs) -> anyhow::Result<(SimConfig, inferscope_settings::Report)> {
-    let file = match &args.config {
+    // The file's problems are reported with every other error, at once.
+    let (file, mut errors) = match &args.config {
         Some(path) => FileLayer::read(path, FILE_TABLES)?,
-        None => FileLayer::empty(),
+        None => (FileLayer::empty(), Vec::new()),
     };
-    let mut errors = Vec::new();
     let sim: SimSettings = args.settings.table(&mut errors);
     let engine: EngineSettings = args.settings.table(&mut errors);
     Ok(SimConfig::resolve((&sim, &engine), errors, &file)?)

@@ -584,3 +584,52 @@ fn start_up_errors_hide_passwords_and_refuse_bad_ports() {
     assert!(!stderr.contains("s3cr3t"), "{stderr}");
     assert!(stderr.contains("INFERSCOPE_UPSTREAM"), "{stderr}");
 }
+
+/// A configuration file's problems are reported with every other error at once, each naming
+/// the file and the line: an unknown table does not hide an unknown key, a wrong type, a bad
+/// address, or bad environment variables.
+#[test]
+fn every_configuration_error_at_once_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[gateway]\nlisten = \"0.0.0.0:notaport\"\nbogus = 1\nconnect_timeout_ms = \"soon\"\n\n[nope]\nx = 1\n",
+    )
+    .unwrap();
+    for command in ["serve", "sim"] {
+        let mut c = bin();
+        c.arg(command)
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_BACKTRACE", "0");
+        if command == "serve" {
+            c.env("INFERSCOPE_INJECT_USAGE", "perhaps")
+                .env("OTEL_SDK_DISABLED", "maybe");
+        }
+        let out = c.output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let file = path.display().to_string();
+        if command == "serve" {
+            assert!(err.contains("6 errors"), "{err}");
+            for (needle, line) in [
+                ("`nope`", 6),
+                ("bogus", 3),
+                ("`connect_timeout_ms`=\"soon\"", 4),
+                ("`listen`=\"0.0.0.0:notaport\"", 2),
+            ] {
+                let found = err
+                    .lines()
+                    .find(|l| l.contains(needle))
+                    .unwrap_or_else(|| panic!("{needle} missing:\n{err}"));
+                assert!(found.contains(&format!("{file}, line {line}")), "{found}");
+            }
+            assert!(err.contains("INFERSCOPE_INJECT_USAGE=\"perhaps\""), "{err}");
+            assert!(err.contains("OTEL_SDK_DISABLED=\"maybe\""), "{err}");
+        } else {
+            // The simulator's file has top-level keys and [engine]: every table here is unknown.
+            assert!(err.contains("`gateway`") && err.contains("`nope`"), "{err}");
+        }
+    }
+}

@@ -67,8 +67,13 @@ impl FileLayer {
     }
 
     /// Reads `path`. `tables` names the tables its settings live in (`""` when settings sit
-    /// at the top level); anything else in the file is an error.
-    pub fn read(path: &Path, tables: &[&str]) -> Result<FileLayer, ConfigErrors> {
+    /// at the top level); anything else in the file is an error. Returns what could be read
+    /// and the file's problems, which the caller reports with every other error at once; only
+    /// a file that cannot be read at all is an error here.
+    pub fn read(
+        path: &Path,
+        tables: &[&str],
+    ) -> Result<(FileLayer, Vec<ConfigError>), ConfigErrors> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
@@ -78,8 +83,7 @@ impl FileLayer {
                 at: None,
             }])
         })?;
-        let (layer, errors) = FileLayer::parse(&name, &text, tables);
-        ConfigErrors(errors).or(layer)
+        Ok(FileLayer::parse(&name, &text, tables))
     }
 
     /// Parses `text` (named `name` in errors); returns what could be read and every problem.

@@ -285,9 +285,9 @@ impl SimConfig {
 
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<SimConfig, ConfigError> {
-        let file = FileLayer::read(path, FILE_TABLES)?;
+        let (file, errors) = FileLayer::read(path, FILE_TABLES)?;
         let none = (&SimSettings::default(), &EngineSettings::default());
-        let (c, _) = SimConfig::resolve(none, Vec::new(), &file)?;
+        let (c, _) = SimConfig::resolve(none, errors, &file)?;
         Ok(c)
     }
 
