@@ -6,7 +6,8 @@
 # for each metric and checks what a dashboard would read: every series present, counts that
 # match the requests sent, no empty label values, and the scrape healthy. Prometheus asks for
 # OpenMetrics; the classic text format (what a scraper without OpenMetrics gets) is checked with
-# Prometheus' own `promtool check metrics`.
+# Prometheus' own `promtool check metrics`. With Prometheus' exemplar storage on, the duration and
+# time-to-first-chunk exemplars must name CLIENT spans the gateway exported.
 #
 #   bash scripts/prometheus-check.sh        # exit 0 when Prometheus reads every metric right
 #
@@ -27,8 +28,9 @@ run() {
   local label=$1
   local simp gwp admin ingest promp
   simp=$(free_port); gwp=$(free_port); admin=$(free_port); ingest=$(free_port); promp=$(free_port)
-  "$bin" serve --upstream "http://127.0.0.1:$simp" --listen "127.0.0.1:$gwp" --admin "127.0.0.1:$admin" \
-    --otlp-ingest-grpc "127.0.0.1:$ingest" --otlp-ingest-http off --exporter none >"$work/gw-$label.log" 2>&1 &
+  OTEL_BSP_SCHEDULE_DELAY=200 "$bin" serve --upstream "http://127.0.0.1:$simp" --listen "127.0.0.1:$gwp" --admin "127.0.0.1:$admin" \
+    --otlp-ingest-grpc "127.0.0.1:$ingest" --otlp-ingest-http off --exporter none --spans-file "$work/spans-$label.jsonl" \
+    >"$work/gw-$label.log" 2>&1 &
   pids+=($!)
   "$bin" sim --listen "127.0.0.1:$simp" --otlp-traces-endpoint "http://127.0.0.1:$ingest" >"$work/sim-$label.log" 2>&1 &
   pids+=($!)
@@ -43,7 +45,7 @@ scrape_configs:
       - targets: ["127.0.0.1:$admin"]
 EOF
   prometheus --config.file="$work/prom-$label.yml" --storage.tsdb.path="$work/tsdb-$label" \
-    --web.listen-address="127.0.0.1:$promp" >"$work/prom-$label.log" 2>&1 &
+    --web.listen-address="127.0.0.1:$promp" --enable-feature=exemplar-storage >"$work/prom-$label.log" 2>&1 &
   pids+=($!)
   wait_http "http://127.0.0.1:$promp/-/ready"
 
@@ -59,7 +61,7 @@ EOF
   # vLLM exports its spans every few seconds; the simulator at once. Let two scrapes pass.
   sleep 8
 
-  PROM="http://127.0.0.1:$promp" LABEL="$label" python3 - <<'PY'
+  SPANS="$work/spans-$label.jsonl" PROM="http://127.0.0.1:$promp" LABEL="$label" python3 - <<'PY'
 import json, os, sys, urllib.parse, urllib.request
 prom = os.environ["PROM"]
 def query(q):
@@ -102,6 +104,21 @@ empty = [s["metric"] for s in query('{job="inferscope"}') if any(v == "" for v i
 check("no empty label values", not empty, empty[:3])
 p50 = query('histogram_quantile(0.5, sum by (le) (rate(gen_ai_client_operation_duration_seconds_bucket[1m])))')
 check("histogram_quantile works on the duration buckets", len(p50) == 1)
+# Exemplars: a duration or TTFT bucket links to the CLIENT span of a trace the gateway exported.
+clients = set()
+for line in open(os.environ["SPANS"]):
+    for rs in json.loads(line)["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            clients |= {(s["traceId"], s["spanId"]) for s in ss["spans"] if s["kind"] in (3, "SPAN_KIND_CLIENT")}
+def exemplars(metric):
+    url = prom + "/api/v1/query_exemplars?" + urllib.parse.urlencode({"query": metric, "start": "0", "end": "9999999999"})
+    r = json.load(urllib.request.urlopen(url))
+    assert r["status"] == "success", r
+    return [(e["labels"].get("trace_id"), e["labels"].get("span_id")) for s in r["data"] for e in s["exemplars"]]
+for metric, least in [("gen_ai_client_operation_duration_seconds_bucket", 1), ("gen_ai_client_operation_time_to_first_chunk_seconds_bucket", 1)]:
+    ex = exemplars(metric)
+    check(f"exemplars on {metric} name exported CLIENT spans", len(ex) >= least and all(e in clients for e in ex),
+          f"{len(ex)} exemplars, {sum(e in clients for e in ex)} matching {len(clients)} CLIENT spans")
 print(f"{os.environ['LABEL']}: {len(failures)} failures")
 sys.exit(1 if failures else 0)
 PY

@@ -18,7 +18,7 @@ use inferscope_semconv::{attr, http as http_attr, inferscope as own};
 
 use crate::ProxyState;
 use crate::failure::Failure;
-use crate::metrics::{Label, SeriesKey};
+use crate::metrics::{Label, SeriesKey, TraceExemplar};
 
 /// The status-code label: constants for the common codes, no allocation.
 fn status_label(code: Option<u16>) -> &'static str {
@@ -263,11 +263,13 @@ impl Exchange {
                 ("server_port", shared.labels.server_port.clone()),
             ],
         );
-        series
-            .duration
-            .observe(now.saturating_duration_since(inf.sent).as_secs_f64());
+        let exemplar = TraceExemplar::of(inf.span.context());
+        series.duration.observe(
+            now.saturating_duration_since(inf.sent).as_secs_f64(),
+            exemplar,
+        );
         if let Some(t) = timing.time_to_first_chunk {
-            series.time_to_first_chunk.observe(t);
+            series.time_to_first_chunk.observe(t, exemplar);
         }
         // One observation per chunk after the first, as the conventions define it.
         for gap in facts.timeline.gaps() {

@@ -14,6 +14,7 @@ use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -96,16 +97,70 @@ impl MetricConstructor<Histogram> for Buckets {
     }
 }
 
+impl MetricConstructor<Exemplary> for Buckets {
+    fn new_metric(&self) -> Exemplary {
+        HistogramWithExemplars::new(self.0.iter().copied())
+    }
+}
+
 type Histograms = Family<Labels, Histogram, Buckets>;
+
+/// A histogram that keeps, per bucket, the trace of its latest sampled observation.
+pub(crate) type Exemplary = HistogramWithExemplars<TraceExemplar>;
+
+/// The histograms a slow bucket should link to a trace from.
+type ExemplaryHistograms = Family<Labels, Exemplary, Buckets>;
+
+/// An exemplar's labels: the trace and span ids of the observation (OpenMetrics exemplars,
+/// which Prometheus stores with `--enable-feature=exemplar-storage` and Grafana links from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TraceExemplar {
+    /// The trace.
+    pub(crate) trace_id: inferscope_core::TraceId,
+    /// The span whose duration was observed.
+    pub(crate) span_id: inferscope_core::SpanId,
+}
+
+impl TraceExemplar {
+    /// The exemplar of a span, if it is sampled (an unsampled trace is exported nowhere, so a
+    /// link to it would lead nowhere).
+    pub(crate) fn of(context: &inferscope_core::SpanContext) -> Option<TraceExemplar> {
+        context.is_sampled().then_some(TraceExemplar {
+            trace_id: context.trace_id,
+            span_id: context.span_id,
+        })
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelSet for TraceExemplar {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut label = encoder.encode_label();
+        let mut key = label.encode_label_key()?;
+        key.write_str("trace_id")?;
+        let mut value = key.encode_label_value()?;
+        write!(value, "{}", self.trace_id)?;
+        value.finish()?;
+        let mut label = encoder.encode_label();
+        let mut key = label.encode_label_key()?;
+        key.write_str("span_id")?;
+        let mut value = key.encode_label_value()?;
+        write!(value, "{}", self.span_id)?;
+        value.finish()?;
+        Ok(())
+    }
+}
 
 /// The GenAI histograms of one series (one set of label values). prometheus-client's handles
 /// share their state, so a series found once is recorded into directly afterwards.
 #[derive(Debug, Clone)]
 pub(crate) struct Series {
     /// `gen_ai.client.operation.duration`.
-    pub(crate) duration: LazyHistogram,
+    pub(crate) duration: Lazy<Exemplary>,
     /// `gen_ai.client.operation.time_to_first_chunk`.
-    pub(crate) time_to_first_chunk: LazyHistogram,
+    pub(crate) time_to_first_chunk: Lazy<Exemplary>,
     /// `gen_ai.client.operation.time_per_output_chunk`.
     pub(crate) time_per_output_chunk: LazyHistogram,
     /// `gen_ai.client.token.usage`, input tokens.
@@ -118,26 +173,45 @@ pub(crate) struct Series {
 /// records a time to first chunk (a non-streamed call) or output tokens (embeddings) exports no
 /// empty histogram for it. Clones share the histogram once made.
 #[derive(Debug, Clone)]
-pub(crate) struct LazyHistogram {
-    family: Histograms,
+pub(crate) struct Lazy<M> {
+    family: Family<Labels, M, Buckets>,
     labels: Arc<Labels>,
-    made: Arc<std::sync::OnceLock<Histogram>>,
+    made: Arc<std::sync::OnceLock<M>>,
 }
 
-impl LazyHistogram {
-    fn new(family: &Histograms, labels: Arc<Labels>) -> LazyHistogram {
-        LazyHistogram {
+/// A histogram without exemplars.
+pub(crate) type LazyHistogram = Lazy<Histogram>;
+
+impl<M: Clone> Lazy<M>
+where
+    Buckets: MetricConstructor<M>,
+{
+    fn new(family: &Family<Labels, M, Buckets>, labels: Arc<Labels>) -> Lazy<M> {
+        Lazy {
             family: family.clone(),
             labels,
             made: Arc::default(),
         }
     }
 
-    /// Records `value`.
-    pub(crate) fn observe(&self, value: f64) {
+    fn get(&self) -> &M {
         self.made
             .get_or_init(|| self.family.get_or_create(&self.labels).clone())
-            .observe(value);
+    }
+}
+
+impl Lazy<Histogram> {
+    /// Records `value`.
+    pub(crate) fn observe(&self, value: f64) {
+        self.get().observe(value);
+    }
+}
+
+impl Lazy<Exemplary> {
+    /// Records `value`, with the trace it came from as its bucket's exemplar when sampled.
+    pub(crate) fn observe(&self, value: f64, exemplar: Option<TraceExemplar>) {
+        let at = exemplar.map(|_| std::time::SystemTime::now());
+        self.get().observe(value, exemplar, at);
     }
 }
 
@@ -191,9 +265,9 @@ const CACHED_SERIES: usize = 16;
 pub(crate) struct Metrics {
     registry: Registry,
     /// `gen_ai.client.operation.duration`.
-    pub(crate) duration: Histograms,
+    pub(crate) duration: ExemplaryHistograms,
     /// `gen_ai.client.operation.time_to_first_chunk`.
-    pub(crate) time_to_first_chunk: Histograms,
+    pub(crate) time_to_first_chunk: ExemplaryHistograms,
     /// `gen_ai.client.operation.time_per_output_chunk`.
     pub(crate) time_per_output_chunk: Histograms,
     /// `gen_ai.client.token.usage`.
@@ -219,7 +293,17 @@ pub(crate) struct Metrics {
     request_counters: std::sync::Mutex<Vec<((&'static str, &'static str), Counter)>>,
 }
 
-fn histograms(registry: &mut Registry, h: &Semconv) -> Histograms {
+fn histograms<M>(registry: &mut Registry, h: &Semconv) -> Family<Labels, M, Buckets>
+where
+    M: prometheus_client::encoding::EncodeMetric
+        + prometheus_client::metrics::TypedMetric
+        + Clone
+        + Send
+        + Sync
+        + std::fmt::Debug
+        + 'static,
+    Buckets: MetricConstructor<M>,
+{
     let family = Family::new_with_constructor(Buckets(h.buckets));
     registry.register(h.prometheus_name(), help(h.description), family.clone());
     family
@@ -339,8 +423,8 @@ impl Metrics {
         let series = Series {
             input_tokens,
             output_tokens,
-            duration: LazyHistogram::new(&self.duration, labels.clone()),
-            time_to_first_chunk: LazyHistogram::new(&self.time_to_first_chunk, labels.clone()),
+            duration: Lazy::new(&self.duration, labels.clone()),
+            time_to_first_chunk: Lazy::new(&self.time_to_first_chunk, labels.clone()),
             time_per_output_chunk: LazyHistogram::new(&self.time_per_output_chunk, labels),
         };
         cache.truncate(CACHED_SERIES - 1);
@@ -610,7 +694,7 @@ mod tests {
         );
         m.duration
             .get_or_create(&vec![("gen_ai_operation_name", Label::Static("chat"))])
-            .observe(0.05);
+            .observe(0.05, None, None);
         for i in 0..500 {
             let _ = m.model(Some(&format!("model-{i}")));
         }
@@ -661,7 +745,7 @@ mod tests {
             response_model: None,
             error_type: Some("timeout"),
         };
-        m.series(&failed, own).duration.observe(1.0);
+        m.series(&failed, own).duration.observe(1.0, None);
         let text = m.encode();
         assert!(
             !text.contains("gen_ai_response_model"),
@@ -697,7 +781,9 @@ mod tests {
         for _ in 0..2 {
             for i in 0..(CACHED_SERIES + 4) {
                 let model: &'static str = Box::leak(format!("m{i}").into_boxed_str());
-                m.series(&key(model, None), own()).duration.observe(0.01);
+                m.series(&key(model, None), own())
+                    .duration
+                    .observe(0.01, None);
             }
         }
         m.series(&key("m0", Some("timeout")), own())
@@ -718,5 +804,70 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("inferscope_requests_total{route_kind=\"inference\",http_response_status_code=\"200\"} 3"), "{text}");
+    }
+
+    #[test]
+    fn duration_and_ttft_buckets_link_to_their_sampled_trace_in_openmetrics_only() {
+        let m = Metrics::new(None, None);
+        let own = [
+            ("gen_ai_provider_name", Label::Static("vllm")),
+            ("server_address", Label::Static("h")),
+            ("server_port", Label::Static("1")),
+        ];
+        let key = SeriesKey {
+            operation: "chat",
+            request_model: Some("m"),
+            response_model: Some("m"),
+            error_type: None,
+        };
+        let series = m.series(&key, own);
+        let sampled = inferscope_core::SpanContext {
+            trace_id: inferscope_core::TraceId([0xab; 16]),
+            span_id: inferscope_core::SpanId([0xcd; 8]),
+            flags: inferscope_core::TraceFlags::with_sampled(true),
+            ..inferscope_core::SpanContext::INVALID
+        };
+        let unsampled = inferscope_core::SpanContext {
+            flags: inferscope_core::TraceFlags::with_sampled(false),
+            ..sampled.clone()
+        };
+        assert_eq!(TraceExemplar::of(&unsampled), None);
+        series.duration.observe(1.5, TraceExemplar::of(&sampled));
+        series
+            .duration
+            .observe(0.001, TraceExemplar::of(&unsampled));
+        series
+            .time_to_first_chunk
+            .observe(0.03, TraceExemplar::of(&sampled));
+        let (open, _) = m.encode_for(Some("application/openmetrics-text"));
+        let trace = "ab".repeat(16);
+        let span = "cd".repeat(8);
+        let bucket_with = |name: &str, le: &str, value: &str| {
+            open.lines().any(|l| {
+                l.starts_with(&format!("{name}_bucket{{le=\"{le}\""))
+                    && l.contains(&format!(
+                        " # {{trace_id=\"{trace}\",span_id=\"{span}\"}} {value} "
+                    ))
+            })
+        };
+        assert!(
+            bucket_with("gen_ai_client_operation_duration_seconds", "2.56", "1.5"),
+            "{open}"
+        );
+        assert!(
+            bucket_with(
+                "gen_ai_client_operation_time_to_first_chunk_seconds",
+                "0.04",
+                "0.03"
+            ),
+            "{open}"
+        );
+        assert_eq!(
+            open.matches(" # {").count(),
+            2,
+            "the unsampled observation has no exemplar: {open}"
+        );
+        let (classic, _) = m.encode_for(None);
+        assert!(!classic.contains(" # {"), "{classic}");
     }
 }
