@@ -31,6 +31,7 @@ use inferscope_core::observe::capture::{CapturePolicy, Redaction};
 use inferscope_export::config::{ExporterSettings, resolve_with};
 use inferscope_export::{ConfigErrors, ExporterConfig};
 use inferscope_semconv::dialect::Dialect;
+use inferscope_semconv::latest::Conventions;
 use inferscope_settings::{
     ConfigError, Env, FileLayer, Flag, Origin, Report, Resolver, Value, check_port, ok, opt,
     redact_userinfo, req, settings,
@@ -119,6 +120,11 @@ settings! {
         /// Attribute dialects besides `otel` (always on): `vllm`, `openinference`.
         dialects: Vec<String> => Vec<Dialect> = req(dialects), {
             default: Some("otel"), flag: Flag::Repeat("dialect"), env: &["INFERSCOPE_DIALECTS"],
+        },
+        /// GenAI names: `gen_ai_latest_experimental` for the GenAI repository's newest (`gen_ai.client.inference.*` metrics, `cache_write`), else the pinned v1.41.0; other values concern other domains and are ignored.
+        semconv_stability_opt_in: Vec<String> => Conventions = req(|v: Vec<String>| Ok(Conventions::from_opt_in(&v.join(",")))), {
+            default: Some(""), default_doc: Some("none (v1.41.0 names)"), flag: Flag::Repeat("semconv-opt-in"),
+            env: &["OTEL_SEMCONV_STABILITY_OPT_IN"],
         },
         /// How long requests in flight may finish after SIGTERM, milliseconds.
         shutdown_grace_ms: u64 => Duration = req(millis), {
@@ -345,6 +351,8 @@ pub struct GatewayConfig {
     pub traceresponse_header: Option<HeaderName>,
     /// Dialects (OTel first).
     pub dialects: Vec<Dialect>,
+    /// Which GenAI names: the pinned release or the newest experimental ones.
+    pub conventions: Conventions,
     /// Grace period after SIGTERM.
     pub shutdown_grace: Duration,
     /// Most bytes read for tracing from a body.
@@ -543,6 +551,7 @@ fn resolve_gateway(
         inject_usage: g.inject_usage,
         traceresponse_header: g.traceresponse_header,
         dialects: g.dialects,
+        conventions: g.semconv_stability_opt_in,
         shutdown_grace: g.shutdown_grace_ms,
         max_parse_bytes: g.max_parse_bytes,
         max_parse_bytes_total,
@@ -841,6 +850,21 @@ mod tests {
         let text = errors.to_string();
         assert!(text.contains("never recorded"));
         assert!(text.contains("klingon"));
+    }
+
+    #[test]
+    fn the_standard_opt_in_variable_picks_the_newest_genai_names() {
+        let c = resolve(GatewaySettings::default(), &[], "").unwrap();
+        assert_eq!(c.conventions, Conventions::V1_41_0);
+        let env = [(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "http/dup,gen_ai_latest_experimental",
+        )];
+        let c = resolve(GatewaySettings::default(), &env, "").unwrap();
+        assert_eq!(c.conventions, Conventions::LatestExperimental);
+        let file = "[gateway]\nsemconv_stability_opt_in = [\"gen_ai_latest_experimental\"]\n";
+        let c = resolve(GatewaySettings::default(), &[], file).unwrap();
+        assert_eq!(c.conventions, Conventions::LatestExperimental);
     }
 
     #[test]

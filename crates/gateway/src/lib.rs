@@ -231,7 +231,11 @@ impl Gateway {
             server_address: metrics::Label::Shared(Arc::from(config.upstream.host.as_str())),
             server_port: metrics::Label::Shared(Arc::from(config.upstream.port.to_string())),
         };
-        let metrics = Arc::new(Metrics::new(export.clone(), Some(ingest_stats.clone())));
+        let metrics = Arc::new(Metrics::new(
+            config.conventions,
+            export.clone(),
+            Some(ingest_stats.clone()),
+        ));
         let lifecycle = Arc::new(Lifecycle::default());
         let proxy = Arc::new(ProxyState {
             config: config.clone(),

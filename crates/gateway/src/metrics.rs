@@ -6,6 +6,7 @@ use std::sync::Arc;
 use inferscope_export::ExportStats;
 
 use crate::ingest::IngestStats;
+use inferscope_semconv::latest::Conventions;
 use inferscope_semconv::metric::{self, Histogram as Semconv};
 use prometheus_client::collector::Collector;
 use std::fmt::Write as _;
@@ -264,11 +265,14 @@ const CACHED_SERIES: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
-    /// `gen_ai.client.operation.duration`.
-    pub(crate) duration: ExemplaryHistograms,
-    /// `gen_ai.client.operation.time_to_first_chunk`.
+    /// Which GenAI names.
+    conventions: Conventions,
+    /// The duration histograms: `gen_ai.client.operation.duration`, or with the newest names
+    /// also `gen_ai.client.inference.duration` and `gen_ai.client.embeddings.duration`.
+    durations: Vec<(&'static str, ExemplaryHistograms)>,
+    /// `gen_ai.client.operation.time_to_first_chunk` (or `….inference.…`).
     pub(crate) time_to_first_chunk: ExemplaryHistograms,
-    /// `gen_ai.client.operation.time_per_output_chunk`.
+    /// `gen_ai.client.operation.time_per_output_chunk` (or `….inference.…`).
     pub(crate) time_per_output_chunk: Histograms,
     /// `gen_ai.client.token.usage`.
     pub(crate) token_usage: Histograms,
@@ -317,14 +321,18 @@ fn help(text: &str) -> &str {
 impl Metrics {
     /// Registers every metric; `export` adds the exporter's counters when tracing is on.
     pub(crate) fn new(
+        conventions: Conventions,
         export: Option<Arc<ExportStats>>,
         ingest: Option<Arc<IngestStats>>,
     ) -> Metrics {
         let mut registry = Registry::default();
-        let duration = histograms(&mut registry, &metric::CLIENT_OPERATION_DURATION);
-        let time_to_first_chunk = histograms(&mut registry, &metric::CLIENT_TIME_TO_FIRST_CHUNK);
-        let time_per_output_chunk =
-            histograms(&mut registry, &metric::CLIENT_TIME_PER_OUTPUT_CHUNK);
+        let durations = conventions
+            .durations()
+            .iter()
+            .map(|h| (h.name, histograms(&mut registry, h)))
+            .collect();
+        let time_to_first_chunk = histograms(&mut registry, conventions.time_to_first_chunk());
+        let time_per_output_chunk = histograms(&mut registry, conventions.time_per_output_chunk());
         let token_usage = histograms(&mut registry, &metric::CLIENT_TOKEN_USAGE);
         let server_duration = histograms(&mut registry, &metric::SERVER_REQUEST_DURATION);
         let server_ttft = histograms(&mut registry, &metric::SERVER_TIME_TO_FIRST_TOKEN);
@@ -362,7 +370,8 @@ impl Metrics {
         }
         Metrics {
             registry,
-            duration,
+            conventions,
+            durations,
             time_to_first_chunk,
             time_per_output_chunk,
             token_usage,
@@ -423,7 +432,7 @@ impl Metrics {
         let series = Series {
             input_tokens,
             output_tokens,
-            duration: Lazy::new(&self.duration, labels.clone()),
+            duration: Lazy::new(self.duration(key.operation), labels.clone()),
             time_to_first_chunk: Lazy::new(&self.time_to_first_chunk, labels.clone()),
             time_per_output_chunk: LazyHistogram::new(&self.time_per_output_chunk, labels),
         };
@@ -441,6 +450,14 @@ impl Metrics {
             ),
         );
         series
+    }
+
+    /// The duration histograms of an operation.
+    pub(crate) fn duration(&self, operation: &str) -> &ExemplaryHistograms {
+        let name = self.conventions.duration(operation).name;
+        let found = self.durations.iter().find(|(n, _)| *n == name);
+        // Every name `duration` gives is registered; the first is the fallback all the same.
+        &found.unwrap_or(&self.durations[0]).1
     }
 
     /// Records the engine's own timings of one finished request (an ingested `llm_request`)
@@ -689,10 +706,11 @@ mod tests {
     #[test]
     fn text_names_and_buckets() {
         let m = Metrics::new(
+            Conventions::default(),
             Some(Arc::new(ExportStats::default())),
             Some(Arc::new(IngestStats::default())),
         );
-        m.duration
+        m.duration("chat")
             .get_or_create(&vec![("gen_ai_operation_name", Label::Static("chat"))])
             .observe(0.05, None, None);
         for i in 0..500 {
@@ -715,7 +733,7 @@ mod tests {
             classic,
             "# HELP inferscope_requests_total Requests served.\n# TYPE inferscope_requests_total counter\ninferscope_requests_total{route_kind=\"other\"} 3\n# HELP gen_ai_client_operation_duration_seconds GenAI operation duration.\n# TYPE gen_ai_client_operation_duration_seconds histogram\ngen_ai_client_operation_duration_seconds_count 1\n# HELP x Something.\n# TYPE x untyped\nx 1\n"
         );
-        let m = Metrics::new(None, None);
+        let m = Metrics::new(Conventions::default(), None, None);
         m.count_request("other", "200");
         let (text, kind) = m.encode_for(Some("text/plain;version=0.0.4"));
         assert_eq!(kind, CLASSIC_TYPE);
@@ -733,7 +751,7 @@ mod tests {
 
     #[test]
     fn series_record_only_what_was_observed_and_leave_unknown_labels_out() {
-        let m = Metrics::new(None, None);
+        let m = Metrics::new(Conventions::default(), None, None);
         let own = [
             ("gen_ai_provider_name", Label::Static("vllm")),
             ("server_address", Label::Static("h")),
@@ -763,7 +781,7 @@ mod tests {
 
     #[test]
     fn series_are_cached_and_every_one_is_recorded() {
-        let m = Metrics::new(None, None);
+        let m = Metrics::new(Conventions::default(), None, None);
         let own = || {
             [
                 ("gen_ai_provider_name", Label::Static("vllm")),
@@ -808,7 +826,7 @@ mod tests {
 
     #[test]
     fn duration_and_ttft_buckets_link_to_their_sampled_trace_in_openmetrics_only() {
-        let m = Metrics::new(None, None);
+        let m = Metrics::new(Conventions::default(), None, None);
         let own = [
             ("gen_ai_provider_name", Label::Static("vllm")),
             ("server_address", Label::Static("h")),

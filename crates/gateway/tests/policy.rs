@@ -217,6 +217,42 @@ async fn admin_metrics_health_and_readiness() {
 }
 
 #[tokio::test]
+async fn the_newest_genai_metric_names_on_request() {
+    let s = stack(
+        |_| {},
+        |c| c.conventions = inferscope_semconv::latest::Conventions::LatestExperimental,
+    )
+    .await;
+    let admin = format!("http://{}", s.gw.admin_addr().unwrap());
+    post(&s.gw.url(), "/v1/chat/completions", CHAT, &[]).await;
+    post(
+        &s.gw.url(),
+        "/v1/embeddings",
+        r#"{"model":"tiny-llama","input":"a"}"#,
+        &[],
+    )
+    .await;
+    take_spans(&s.spans, 4).await;
+    let text = send(&admin, "GET", "/metrics", "", &[]).await.text();
+    for needle in [
+        "gen_ai_client_inference_duration_seconds_count{gen_ai_operation_name=\"chat\"",
+        "gen_ai_client_embeddings_duration_seconds_count{gen_ai_operation_name=\"embeddings\"",
+        "gen_ai_client_inference_time_to_first_chunk_seconds_count{gen_ai_operation_name=\"chat\"",
+        "gen_ai_client_inference_time_per_output_chunk_seconds_count{gen_ai_operation_name=\"chat\"",
+        "gen_ai_client_token_usage_count{gen_ai_operation_name=\"embeddings\"",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    for old in [
+        "gen_ai_client_operation_duration_seconds_count",
+        "gen_ai_client_operation_time_to_first_chunk",
+        "gen_ai_client_operation_time_per_output_chunk",
+    ] {
+        assert!(!text.contains(old), "{old} in\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn shutdown_lets_streams_in_flight_finish() {
     let s = stack(
         |c| c.engine.step_base_ms = 10.0,

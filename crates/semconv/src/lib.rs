@@ -10,6 +10,7 @@
 //! | [`value`] | well-known values of those attributes (operation names, providers, token types) |
 //! | [`metric`] | the GenAI histograms with their units and bucket boundaries |
 //! | [`span_name`] | how GenAI and HTTP span names are formed |
+//! | [`latest`] | the GenAI repository's newest names, behind `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` |
 //! | [`legacy`] | OpenTelemetry names deprecated since, kept only to translate from them |
 //! | [`http`] | the (stable) HTTP and network keys used on the gateway's SERVER span |
 //! | [`vllm`] | vLLM's own span, scope and resource names and its legacy `gen_ai.latency.*` keys |
@@ -54,6 +55,7 @@ pub mod attr;
 pub mod dialect;
 pub mod http;
 pub mod inferscope;
+pub mod latest;
 pub mod legacy;
 pub mod metric;
 pub mod openinference;
