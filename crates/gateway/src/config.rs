@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 use inferscope_core::observe::capture::{CapturePolicy, Redaction};
-use inferscope_export::config::{ExporterSettings, resolve_with};
+use inferscope_export::config::{ExporterSettings, MetricsConfig, MetricsSettings, resolve_with};
 use inferscope_export::{ConfigErrors, ExporterConfig};
 use inferscope_semconv::dialect::Dialect;
 use inferscope_semconv::latest::Conventions;
@@ -40,7 +40,7 @@ use inferscope_settings::{
 use crate::ingest::IngestConfig;
 
 /// The tables a gateway configuration file may have.
-pub const FILE_TABLES: &[&str] = &["gateway", "capture", "exporter"];
+pub const FILE_TABLES: &[&str] = &["gateway", "capture", "exporter", "metrics"];
 
 /// Most connections each of the admin and ingest listeners keeps open.
 pub(crate) const SIDE_LISTENER_CONNECTIONS: usize = 64;
@@ -353,6 +353,8 @@ pub struct GatewayConfig {
     pub dialects: Vec<Dialect>,
     /// Which GenAI names: the pinned release or the newest experimental ones.
     pub conventions: Conventions,
+    /// Metrics pushed over OTLP, when `OTEL_METRICS_EXPORTER` names `otlp`.
+    pub metrics_push: Option<MetricsPush>,
     /// Grace period after SIGTERM.
     pub shutdown_grace: Duration,
     /// Most bytes read for tracing from a body.
@@ -435,6 +437,15 @@ impl fmt::Display for GatewayConfig {
     }
 }
 
+/// Pushing metrics over OTLP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsPush {
+    /// Where, how often, and how.
+    pub config: MetricsConfig,
+    /// The resource pushed with them (the exporter's: `service.name` first).
+    pub resource: Vec<(String, String)>,
+}
+
 /// Both halves of a loaded configuration.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -453,6 +464,8 @@ pub struct Explicit {
     pub capture: CaptureSettings,
     /// `[exporter]` settings.
     pub exporter: ExporterSettings,
+    /// `[metrics]` settings (pushing metrics over OTLP).
+    pub metrics: MetricsSettings,
     /// Errors found reading these (a flag's value that cannot be read).
     pub errors: Vec<ConfigError>,
 }
@@ -473,9 +486,11 @@ pub fn load(
     }
     let mut errors = Vec::new();
     let file_exporter: ExporterSettings = file.table(&mut errors);
+    let file_metrics: MetricsSettings = file.table(&mut errors);
     r.keep(errors);
     let gateway = resolve_gateway(&explicit.gateway, &explicit.capture, file, &mut r);
     let exporter = resolve_with(&explicit.exporter, &file_exporter, &mut r);
+    let metrics = MetricsSettings::resolve(&explicit.metrics, &file_metrics, &mut r);
     if let (Some(g), Some(e)) = (&gateway, &exporter)
         && let Some(error) = export_loop(g, e)
     {
@@ -483,16 +498,23 @@ pub fn load(
     }
     let report = r.finish()?;
     let exporter = inferscope_export::config::finished(exporter, &report);
-    match (finished(gateway, report), exporter) {
-        (Ok(gateway), Some(exporter)) => Ok(Loaded { gateway, exporter }),
-        (Err(e), _) => Err(e),
-        (_, None) => Err(ConfigErrors(Vec::new())),
+    match (finished(gateway, report), exporter, metrics) {
+        (Ok(mut gateway), Some(exporter), Some(metrics)) => {
+            // Pushed metrics describe the same service as the spans.
+            gateway.metrics_push = metrics.push.then(|| MetricsPush {
+                resource: exporter.resource.clone(),
+                config: metrics,
+            });
+            Ok(Loaded { gateway, exporter })
+        }
+        (Err(e), _, _) => Err(e),
+        _ => Err(ConfigErrors(Vec::new())),
     }
 }
 
 fn finished(config: Option<GatewayConfig>, report: Report) -> Result<GatewayConfig, ConfigErrors> {
     let mut c = config.ok_or_else(|| ConfigErrors(Vec::new()))?;
-    c.report = report.only(&["gateway", "capture"]);
+    c.report = report.only(&["gateway", "capture", "metrics"]);
     Ok(c)
 }
 
@@ -552,6 +574,7 @@ fn resolve_gateway(
         traceresponse_header: g.traceresponse_header,
         dialects: g.dialects,
         conventions: g.semconv_stability_opt_in,
+        metrics_push: None,
         shutdown_grace: g.shutdown_grace_ms,
         max_parse_bytes: g.max_parse_bytes,
         max_parse_bytes_total,

@@ -79,6 +79,9 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// The metrics push cannot be set up (its endpoint, TLS files or headers).
+    #[error("metrics push: {0}")]
+    MetricsPush(#[from] inferscope_export::otlp::BuildError),
 }
 
 /// The request path's state (the proxy and each exchange): it reads the configuration and
@@ -148,6 +151,8 @@ pub struct Gateway {
     stop_side: watch::Sender<Phase>,
     task: Option<tokio::task::JoinHandle<bool>>,
     admin_task: Option<tokio::task::JoinHandle<bool>>,
+    /// Pushing metrics over OTLP, and what tells it to push once more and stop.
+    push: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -250,6 +255,21 @@ impl Gateway {
                 config.max_parse_bytes_total,
             )),
         });
+        let push = match &config.metrics_push {
+            Some(p) => {
+                let exporter =
+                    inferscope_export::otlp::metrics::MetricsExporter::new(&p.config.otlp)?;
+                let (tell, told) = watch::channel(false);
+                let task = tokio::spawn(metrics::otlp::push(
+                    metrics.clone(),
+                    p.clone(),
+                    exporter,
+                    told,
+                ));
+                Some((tell, task))
+            }
+            None => None,
+        };
         let (stop, stopped) = watch::channel(Phase::Serving);
         let (stop_side, side_stopped) = watch::channel(Phase::Serving);
         let task = tokio::spawn(serve(listener, proxy.clone(), stopped));
@@ -303,6 +323,7 @@ impl Gateway {
             stop_side,
             task: Some(task),
             admin_task,
+            push,
         })
     }
 
@@ -377,6 +398,11 @@ impl Gateway {
         for task in self.ingest_tasks.drain(..) {
             let _ = task.await;
         }
+        // The last push, with everything the proxy and ingest recorded.
+        if let Some((tell, task)) = self.push.take() {
+            let _ = tell.send(true);
+            let _ = task.await;
+        }
         clean
     }
 }
@@ -392,6 +418,9 @@ impl Drop for Gateway {
             t.abort();
         }
         for t in self.ingest_tasks.drain(..) {
+            t.abort();
+        }
+        if let Some((_, t)) = self.push.take() {
             t.abort();
         }
     }

@@ -27,6 +27,7 @@ impl FlagSet for ServeFlags {
             GatewaySettings::settings(),
             CaptureSettings::settings(),
             inferscope_export::ExporterSettings::settings(),
+            inferscope_export::config::MetricsSettings::settings(),
         ]
         .concat()
     }
@@ -35,7 +36,7 @@ impl FlagSet for ServeFlags {
 /// Options of `inferscope serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// A TOML file with `[gateway]`, `[capture]` and `[exporter]` tables.
+    /// A TOML file with `[gateway]`, `[capture]`, `[exporter]` and `[metrics]` tables.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Print the resolved configuration (secrets hidden) and exit.
@@ -57,6 +58,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         gateway: args.settings.table(&mut errors),
         capture: args.settings.table(&mut errors),
         exporter: args.settings.table(&mut errors),
+        metrics: args.settings.table(&mut errors),
         errors,
     };
     // The gateway's own defaults for the exporter: its service name, and a larger queue.

@@ -26,6 +26,13 @@ fn readme_tables_match_the_settings() {
             doc::markdown(ExporterSettings::settings(), "exporter"),
         ),
         (
+            "metrics",
+            doc::markdown(
+                inferscope_export::config::MetricsSettings::settings(),
+                "metrics",
+            ),
+        ),
+        (
             "sim",
             doc::markdown(
                 &[SimSettings::settings(), EngineSettings::settings()].concat(),

@@ -14,6 +14,15 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A simulator with its defaults on a free port.
+fn start_sim(rt: &tokio::runtime::Runtime) -> inferscope_sim::Sim {
+    rt.block_on(inferscope_sim::Sim::start(inferscope_sim::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    }))
+    .unwrap()
+}
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_inferscope"));
     for (k, _) in std::env::vars() {
@@ -94,12 +103,7 @@ fn every_configuration_error_is_reported_at_once() {
 #[test]
 fn serves_then_drains_and_exits_zero_on_sigterm() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt
-        .block_on(inferscope_sim::Sim::start(inferscope_sim::SimConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        }))
-        .unwrap();
+    let sim = start_sim(&rt);
     let dir = tempfile::tempdir().unwrap();
     let spans = dir.path().join("spans.jsonl");
     let port = free_port();
@@ -410,12 +414,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn silent_connections_are_closed_and_cannot_starve_the_gateway() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt
-        .block_on(inferscope_sim::Sim::start(inferscope_sim::SimConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        }))
-        .unwrap();
+    let sim = start_sim(&rt);
     let (mut child, port, admin) = serve_with_file_limit(
         &sim.url(),
         256,
@@ -469,12 +468,7 @@ fn silent_connections_are_closed_and_cannot_starve_the_gateway() {
 #[test]
 fn running_out_of_file_descriptors_does_not_spin() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt
-        .block_on(inferscope_sim::Sim::start(inferscope_sim::SimConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        }))
-        .unwrap();
+    let sim = start_sim(&rt);
     let (mut child, port, _admin) = serve_with_file_limit(
         &sim.url(),
         256,
@@ -632,4 +626,224 @@ fn every_configuration_error_at_once_with_file_and_line() {
             assert!(err.contains("`gateway`") && err.contains("`nope`"), "{err}");
         }
     }
+}
+
+/// A real OTLP receiver from PyPI (`oteltest`'s sink) printing each export as a JSON line.
+struct OtelSink {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl OtelSink {
+    fn start(flag: &str, port: u16) -> OtelSink {
+        let script = inferscope_testkit::paths::workspace()
+            .join("crates/export/tests/python/oteltest_sink.py");
+        let mut child = Command::new(inferscope_testkit::paths::python())
+            .arg(script)
+            .args([flag, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0 {
+            if line.contains("READY") {
+                break;
+            }
+            line.clear();
+        }
+        assert!(line.contains("READY"), "the oteltest sink did not start");
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufRead::lines(out).map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&l) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        OtelSink { child, lines }
+    }
+
+    /// The next metrics export within `wait`.
+    fn metrics(&self, wait: Duration) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let v = self.lines.recv_timeout(left).ok()?;
+            if v["signal"] == "metrics" {
+                return Some(v);
+            }
+        }
+    }
+}
+
+impl Drop for OtelSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The data points of metric `name` in a metrics export (protobuf JSON).
+fn points<'a>(export: &'a serde_json::Value, name: &str) -> Vec<&'a serde_json::Value> {
+    let mut out = Vec::new();
+    for rm in export["request"]["resourceMetrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+            for m in sm["metrics"].as_array().into_iter().flatten() {
+                if m["name"] == name {
+                    for kind in ["histogram", "sum", "gauge"] {
+                        out.extend(m[kind]["dataPoints"].as_array().into_iter().flatten());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn point_attr(point: &serde_json::Value, key: &str) -> Option<serde_json::Value> {
+    point["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| kv["value"].clone())
+}
+
+fn post_chat(port: u16, body: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// `OTEL_METRICS_EXPORTER=otlp` pushes the gateway's metrics, with the conventions' names,
+/// to a real receiver over gRPC and over HTTP, every interval and once more at shutdown.
+#[test]
+fn metrics_are_pushed_over_otlp_to_a_real_receiver() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt);
+    for (flag, protocol, path) in [
+        ("--grpc", "grpc", ""),
+        ("--http", "http/protobuf", "/v1/metrics"),
+    ] {
+        let sink_port = free_port();
+        let sink = OtelSink::start(flag, sink_port);
+        let port = free_port();
+        // Spans are exported (to a file), so requests are sampled and carry exemplars.
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = bin()
+            .args(["serve", "--upstream", &sim.url(), "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--admin", "off", "--exporter", "none"])
+            .args(["--otlp-ingest-grpc", "off", "--otlp-ingest-http", "off"])
+            .arg("--spans-file")
+            .arg(dir.path().join("spans.jsonl"))
+            .env("OTEL_METRICS_EXPORTER", "otlp")
+            .env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", protocol)
+            .env(
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                format!("http://127.0.0.1:{sink_port}{path}"),
+            )
+            .env(
+                "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                "x-api-key=push-secret",
+            )
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
+            .env("OTEL_SERVICE_NAME", "gw-under-test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the gateway never listened");
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        let stream = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"ignore_eos":true,"stream":true}"#;
+        for _ in 0..2 {
+            assert!(post_chat(port, stream).contains("[DONE]"));
+        }
+        // A push after the requests has them all.
+        let mut export = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let e = sink
+                .metrics(Duration::from_secs(5))
+                .expect("no metrics push");
+            let counts: u64 = points(&e, "gen_ai.client.operation.duration")
+                .iter()
+                .map(|p| p["count"].as_str().unwrap_or("0").parse::<u64>().unwrap())
+                .sum();
+            if counts == 2 {
+                export = Some(e);
+                break;
+            }
+        }
+        let export = export.expect("no push counted both requests");
+        assert_eq!(export["headers"]["x-api-key"], "push-secret", "{protocol}");
+        let resource = &export["request"]["resourceMetrics"][0]["resource"]["attributes"];
+        assert!(resource.to_string().contains("gw-under-test"), "{resource}");
+        let d = points(&export, "gen_ai.client.operation.duration");
+        assert_eq!(
+            point_attr(d[0], "gen_ai.request.model").unwrap()["stringValue"],
+            "tiny-llama"
+        );
+        assert_eq!(
+            point_attr(d[0], "gen_ai.operation.name").unwrap()["stringValue"],
+            "chat"
+        );
+        let buckets: u64 = d[0]["bucketCounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_str().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(buckets, 2);
+        assert_eq!(
+            d[0]["exemplars"][0]["traceId"].as_str().map(str::len),
+            Some(24),
+            "a 16-byte trace id (base64) on the exemplar: {}",
+            d[0]
+        );
+        let gaps: u64 = points(&export, "gen_ai.client.operation.time_per_output_chunk")
+            .iter()
+            .map(|p| p["count"].as_str().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert!(gaps >= 2 * 4, "one gap per chunk after the first: {gaps}");
+        let requests = points(&export, "inferscope.requests");
+        assert_eq!(requests[0]["asInt"], "2", "{}", requests[0]);
+        assert_eq!(
+            point_attr(requests[0], "http.response.status_code").unwrap()["intValue"],
+            "200"
+        );
+        // One more request, then SIGTERM: the last push has it.
+        assert!(post_chat(port, stream).contains("[DONE]"));
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let (code, stderr) = wait_exit(&mut child);
+        assert!(code.success(), "{stderr}");
+        assert!(!stderr.contains("push-secret"), "{stderr}");
+        let mut last = None;
+        while let Some(e) = sink.metrics(Duration::from_secs(2)) {
+            last = Some(e);
+        }
+        let last = last.expect("no push at shutdown");
+        let counts: u64 = points(&last, "gen_ai.client.operation.duration")
+            .iter()
+            .map(|p| p["count"].as_str().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(counts, 3, "{protocol}: the last push has the last request");
+    }
+    rt.block_on(sim.shutdown());
 }

@@ -36,6 +36,9 @@ pub use inferscope_settings::{
 use inferscope_core::Sampler;
 use inferscope_settings::{Flag, Merge, Resolver, Secret, Value, ok, opt, req, settings};
 
+mod metrics;
+pub use metrics::{MetricsConfig, MetricsSettings, Temporality, metric_vars};
+
 /// Names of the environment variables read.
 pub mod vars {
     /// `otlp`, `console`, `none`.
@@ -467,18 +470,13 @@ pub fn resolve_with(
     let v = ExporterValues::resolve(explicit, file, r)?;
     let protocol = v.protocol;
     let endpoint = endpoint(r, v.endpoint, protocol);
-    let tls_enabled = match endpoint.split_once("://") {
-        Some(("https", _)) => true,
-        Some(_) => false,
-        // gRPC without a scheme: TLS unless the insecure switch says otherwise.
-        None => !v.insecure,
-    };
-    if v.client_certificate.is_some() != v.client_key.is_some() {
-        r.reject(
-            &rows::client_certificate,
-            "a client certificate and a client key must be given together",
-        );
-    }
+    let tls_enabled = tls_enabled(&endpoint, v.insecure);
+    client_identity_pair(
+        r,
+        &rows::client_certificate,
+        &v.client_certificate,
+        &v.client_key,
+    );
     let headers = headers(r, v.headers);
     let resource = resource(r, v.service_name, v.resource_attributes);
     let sampler = sampler(r, v.sampler.as_deref(), v.sampler_arg);
@@ -524,29 +522,64 @@ pub fn finished(config: Option<ExporterConfig>, report: &Report) -> Option<Expor
 /// The endpoint: as given, except that the generic variable gets `/v1/traces` for HTTP; the
 /// default follows the protocol. Checked against the protocol (refused: the default stands in).
 fn endpoint(r: &mut Resolver<'_>, given: Option<String>, protocol: Protocol) -> String {
+    signal_endpoint(r, &rows::endpoint, given, protocol, "v1/traces")
+}
+
+/// A signal's endpoint from its `row`: the generic `OTEL_EXPORTER_OTLP_ENDPOINT` gets `path`
+/// appended for HTTP; the default is the collector's on this host.
+fn signal_endpoint(
+    r: &mut Resolver<'_>,
+    row: &inferscope_settings::Setting,
+    given: Option<String>,
+    protocol: Protocol,
+    path: &str,
+) -> String {
     let default = if protocol.is_http() {
-        "http://localhost:4318/v1/traces"
+        format!("http://localhost:4318/{path}")
     } else {
-        "http://localhost:4317"
+        "http://localhost:4317".to_owned()
     };
     let Some(given) = given else {
-        r.report_mut()
-            .set_shown(&rows::endpoint, default.to_owned());
-        return default.to_owned();
+        r.report_mut().set_shown(row, default.clone());
+        return default;
     };
-    let url = if r.origin(&rows::endpoint) == Origin::Env(ENDPOINT) && protocol.is_http() {
-        append_traces_path(&given)
+    let url = if r.origin(row) == Origin::Env(ENDPOINT) && protocol.is_http() {
+        append_path(&given, path)
     } else {
         given
     };
-    r.report_mut()
-        .set_shown(&rows::endpoint, redact_userinfo(&url));
+    r.report_mut().set_shown(row, redact_userinfo(&url));
     match check_endpoint(&url, protocol) {
         Ok(()) => url,
         Err(reason) => {
-            r.reject(&rows::endpoint, reason);
-            default.to_owned()
+            r.reject(row, reason);
+            default
         }
+    }
+}
+
+/// Whether an endpoint is reached over TLS: `https://`, or gRPC without a scheme unless the
+/// insecure switch says otherwise.
+fn tls_enabled(endpoint: &str, insecure: bool) -> bool {
+    match endpoint.split_once("://") {
+        Some(("https", _)) => true,
+        Some(_) => false,
+        None => !insecure,
+    }
+}
+
+/// A client certificate and its key come together or not at all.
+fn client_identity_pair(
+    r: &mut Resolver<'_>,
+    row: &inferscope_settings::Setting,
+    certificate: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) {
+    if certificate.is_some() != key.is_some() {
+        r.reject(
+            row,
+            "a client certificate and a client key must be given together",
+        );
     }
 }
 
@@ -574,13 +607,20 @@ fn check_endpoint(endpoint: &str, protocol: Protocol) -> Result<(), String> {
 }
 
 /// Appends `v1/traces` to a generic base endpoint, as the specification says for HTTP.
+#[cfg(test)]
 fn append_traces_path(base: &str) -> String {
+    append_path(base, "v1/traces")
+}
+
+/// Appends a signal's path to a generic base endpoint, as the specification says for HTTP.
+fn append_path(base: &str, path: &str) -> String {
     let (base, query) = match base.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (base, None),
     };
     let mut url = base.trim_end_matches('/').to_owned();
-    url.push_str("/v1/traces");
+    url.push('/');
+    url.push_str(path);
     if let Some(q) = query {
         url.push('?');
         url.push_str(q);
@@ -590,14 +630,22 @@ fn append_traces_path(base: &str) -> String {
 
 /// Header names and values must be valid HTTP (refused: no headers).
 fn headers(r: &mut Resolver<'_>, given: Headers) -> Vec<(String, Secret)> {
+    checked_headers(r, &rows::headers, given)
+}
+
+fn checked_headers(
+    r: &mut Resolver<'_>,
+    row: &inferscope_settings::Setting,
+    given: Headers,
+) -> Vec<(String, Secret)> {
     for (k, v) in &given.0 {
         if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            r.reject(&rows::headers, format!("`{k}` is not a valid header name"));
+            r.reject(row, format!("`{k}` is not a valid header name"));
             return Vec::new();
         }
         if http::HeaderValue::from_str(v.expose()).is_err() {
             r.reject(
-                &rows::headers,
+                row,
                 format!("the value of `{k}` is not a valid header value"),
             );
             return Vec::new();

@@ -3,20 +3,17 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use super::{BuildError, clip, tls};
+use super::{BuildError, ExportResponse, Signal, clip, tls};
 use crate::config::{Compression, OtlpConfig, redact_userinfo};
 use crate::exporter::{Accepted, ExportError};
 
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-
-/// Sends already-encoded `ExportTraceServiceRequest` bytes; decodes the response with prost.
+/// Sends already-encoded export request bytes; decodes the response with prost.
 #[derive(Debug, Clone, Copy, Default)]
 struct PreEncodedCodec;
 
@@ -36,10 +33,10 @@ impl Encoder for BytesEncoder {
 struct ResponseDecoder;
 
 impl Decoder for ResponseDecoder {
-    type Item = ExportTraceServiceResponse;
+    type Item = ExportResponse;
     type Error = Status;
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        <ExportTraceServiceResponse as prost::Message>::decode(src)
+        <ExportResponse as prost::Message>::decode(src)
             .map(Some)
             .map_err(|e| Status::internal(format!("cannot decode the export response: {e}")))
     }
@@ -47,7 +44,7 @@ impl Decoder for ResponseDecoder {
 
 impl Codec for PreEncodedCodec {
     type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
+    type Decode = ExportResponse;
     type Encoder = BytesEncoder;
     type Decoder = ResponseDecoder;
     fn encoder(&mut self) -> BytesEncoder {
@@ -61,10 +58,11 @@ impl Codec for PreEncodedCodec {
 pub(super) struct GrpcTransport {
     grpc: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
+    signal: Signal,
 }
 
 impl GrpcTransport {
-    pub(super) fn new(config: &OtlpConfig) -> Result<GrpcTransport, BuildError> {
+    pub(super) fn new(config: &OtlpConfig, signal: Signal) -> Result<GrpcTransport, BuildError> {
         let shown = redact_userinfo(&config.endpoint);
         let url = if config.endpoint.contains("://") {
             config.endpoint.clone()
@@ -119,7 +117,11 @@ impl GrpcTransport {
                 .map_err(|_| BuildError::Header(name.clone()))?;
             metadata.insert(key, value);
         }
-        Ok(GrpcTransport { grpc, metadata })
+        Ok(GrpcTransport {
+            grpc,
+            metadata,
+            signal,
+        })
     }
 
     pub(super) async fn send(
@@ -135,7 +137,7 @@ impl GrpcTransport {
             let mut request = tonic::Request::new(body);
             *request.metadata_mut() = self.metadata.clone();
             request.set_timeout(timeout);
-            let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+            let path = http::uri::PathAndQuery::from_static(self.signal.grpc_path());
             grpc.unary(request, path, PreEncodedCodec)
                 .await
                 .map_err(classify)
@@ -143,17 +145,7 @@ impl GrpcTransport {
         let response = tokio::time::timeout(timeout, call).await.map_err(|_| {
             ExportError::retryable(format!("gRPC export timed out after {timeout:?}"), None)
         })??;
-        let partial = response.into_inner().partial_success;
-        Ok(Accepted {
-            rejected: partial
-                .as_ref()
-                .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
-            message: partial
-                .map(|p| p.error_message)
-                .filter(|m| !m.is_empty())
-                .map(|m| clip(&m)),
-            attempts: 1,
-        })
+        Ok(response.into_inner().accepted())
     }
 }
 

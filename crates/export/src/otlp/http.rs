@@ -11,10 +11,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-use super::{BuildError, clip, tls};
+use super::{BuildError, ExportResponse, clip, tls};
 use crate::config::{Compression, OtlpConfig, Protocol, redact_userinfo};
 use crate::exporter::{Accepted, ExportError};
 
@@ -138,21 +137,11 @@ impl HttpTransport {
         let response = if body.is_empty() {
             None
         } else if is_json(headers) {
-            serde_json::from_slice::<ExportTraceServiceResponse>(body).ok()
+            ExportResponse::from_json(body)
         } else {
-            ExportTraceServiceResponse::decode(body).ok()
+            ExportResponse::decode(body).ok()
         };
-        let partial = response.and_then(|r| r.partial_success);
-        Accepted {
-            rejected: partial
-                .as_ref()
-                .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
-            message: partial
-                .map(|p| p.error_message)
-                .filter(|m| !m.is_empty())
-                .map(|m| clip(&m)),
-            attempts: 1,
-        }
+        response.unwrap_or_default().accepted()
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod encode;
 mod grpc;
 mod http;
+pub mod metrics;
 mod tls;
 mod wire;
 
@@ -57,6 +58,85 @@ pub enum BuildError {
     },
 }
 
+/// What an exporter sends: the signal picks the gRPC service and the response's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// `ExportTraceServiceRequest`.
+    Traces,
+    /// `ExportMetricsServiceRequest`.
+    Metrics,
+}
+
+impl Signal {
+    fn grpc_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        }
+    }
+}
+
+/// An export response of either signal: `ExportTraceServiceResponse` and
+/// `ExportMetricsServiceResponse` share their wire shape (`partial_success` = 1, holding the
+/// rejected count = 1 and `error_message` = 2); only the JSON names of the count differ.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ExportResponse {
+    #[prost(message, optional, tag = "1")]
+    partial_success: Option<PartialSuccess>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PartialSuccess {
+    #[prost(int64, tag = "1")]
+    rejected: i64,
+    #[prost(string, tag = "2")]
+    error_message: String,
+}
+
+impl ExportResponse {
+    /// Reads an OTLP/JSON response: `partialSuccess.rejectedSpans` or `.rejectedDataPoints`
+    /// (an int64, so a string or a number), and `errorMessage`.
+    fn from_json(body: &[u8]) -> Option<ExportResponse> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let Some(p) = v.get("partialSuccess") else {
+            return Some(ExportResponse::default());
+        };
+        let rejected = ["rejectedSpans", "rejectedDataPoints"]
+            .iter()
+            .find_map(|k| p.get(*k))
+            .and_then(|r| {
+                r.as_i64()
+                    .or_else(|| r.as_str().and_then(|s| s.parse().ok()))
+            })
+            .unwrap_or(0);
+        let error_message = p
+            .get("errorMessage")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        Some(ExportResponse {
+            partial_success: Some(PartialSuccess {
+                rejected,
+                error_message,
+            }),
+        })
+    }
+
+    fn accepted(self) -> Accepted {
+        let partial = self.partial_success;
+        Accepted {
+            rejected: partial
+                .as_ref()
+                .map_or(0, |p| u64::try_from(p.rejected).unwrap_or(0)),
+            message: partial
+                .map(|p| p.error_message)
+                .filter(|m| !m.is_empty())
+                .map(|m| clip(&m)),
+            attempts: 1,
+        }
+    }
+}
+
 // Built once per pipeline; the size difference between the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Transport {
@@ -64,20 +144,99 @@ enum Transport {
     Http(http::HttpTransport),
 }
 
-/// Exports spans over OTLP.
-pub struct OtlpExporter {
-    encoder: Encoder,
+/// Sends encoded export requests of one signal to one endpoint, with OTLP's retry rules.
+pub(crate) struct Sender {
     transport: Transport,
     protocol: Protocol,
     timeout: Duration,
     endpoint: String,
 }
 
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("protocol", &self.protocol)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl Sender {
+    /// Must run inside a Tokio runtime (gRPC's channel starts a task); connects lazily.
+    pub(crate) fn new(config: &OtlpConfig, signal: Signal) -> Result<Sender, BuildError> {
+        let transport = match config.protocol {
+            Protocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(config, signal)?),
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                Transport::Http(http::HttpTransport::new(config)?)
+            }
+        };
+        Ok(Sender {
+            transport,
+            protocol: config.protocol,
+            timeout: config.timeout,
+            endpoint: redact_userinfo(&config.endpoint),
+        })
+    }
+
+    async fn send_once(&self, body: Bytes, timeout: Duration) -> Result<Accepted, ExportError> {
+        match &self.transport {
+            Transport::Grpc(t) => t.send(body, timeout).await,
+            Transport::Http(t) => t.send(body, timeout).await,
+        }
+    }
+
+    /// Sends `body`, retrying what OTLP says to retry, until `deadline`.
+    pub(crate) async fn send(
+        &self,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<Accepted, ExportError> {
+        let mut backoff = Backoff::new();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ExportError {
+                    message: format!("no time left to export to {}", self.endpoint),
+                    retryable: true,
+                    retry_after: None,
+                    attempts,
+                });
+            }
+            match self.send_once(body.clone(), self.timeout.min(left)).await {
+                Ok(mut accepted) => {
+                    accepted.attempts = attempts;
+                    return Ok(accepted);
+                }
+                Err(mut e) => {
+                    e.attempts = attempts;
+                    e.message = format!("{} ({})", e.message, self.endpoint);
+                    if !e.retryable {
+                        return Err(e);
+                    }
+                    let wait = e.retry_after.unwrap_or_else(|| backoff.delay());
+                    if Instant::now() + wait >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(attempt = attempts, wait_ms = wait.as_millis() as u64, error = %e.message, "OTLP export failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// Exports spans over OTLP.
+pub struct OtlpExporter {
+    encoder: Encoder,
+    sender: Sender,
+}
+
 impl std::fmt::Debug for OtlpExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtlpExporter")
-            .field("protocol", &self.protocol)
-            .field("endpoint", &self.endpoint)
+            .field("sender", &self.sender)
             .finish()
     }
 }
@@ -86,23 +245,14 @@ impl OtlpExporter {
     /// Builds the exporter. Must run inside a Tokio runtime: the gRPC channel starts a
     /// background task. Connecting is lazy, so a receiver that is down is not an error here.
     pub fn new(config: &OtlpConfig, encoder: Encoder) -> Result<OtlpExporter, BuildError> {
-        let transport = match config.protocol {
-            Protocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(config)?),
-            Protocol::HttpProtobuf | Protocol::HttpJson => {
-                Transport::Http(http::HttpTransport::new(config)?)
-            }
-        };
         Ok(OtlpExporter {
             encoder,
-            transport,
-            protocol: config.protocol,
-            timeout: config.timeout,
-            endpoint: redact_userinfo(&config.endpoint),
+            sender: Sender::new(config, Signal::Traces)?,
         })
     }
 
     fn encode(&self, batch: &[SpanRecord]) -> Result<Bytes, ExportError> {
-        match self.protocol {
+        match self.sender.protocol {
             Protocol::Grpc | Protocol::HttpProtobuf => {
                 let mut out = Vec::new();
                 self.encoder.write_protobuf(batch, &mut out);
@@ -111,13 +261,6 @@ impl OtlpExporter {
             Protocol::HttpJson => serde_json::to_vec(&self.encoder.request(batch))
                 .map(Bytes::from)
                 .map_err(|e| ExportError::permanent(format!("cannot encode OTLP/JSON: {e}"))),
-        }
-    }
-
-    async fn send_once(&self, body: Bytes, timeout: Duration) -> Result<Accepted, ExportError> {
-        match &self.transport {
-            Transport::Grpc(t) => t.send(body, timeout).await,
-            Transport::Http(t) => t.send(body, timeout).await,
         }
     }
 }
@@ -158,39 +301,7 @@ impl SpanExporter for OtlpExporter {
     ) -> BoxFuture<'a, Result<Accepted, ExportError>> {
         Box::pin(async move {
             let body = self.encode(batch)?;
-            let mut backoff = Backoff::new();
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(ExportError {
-                        message: format!("no time left to export to {}", self.endpoint),
-                        retryable: true,
-                        retry_after: None,
-                        attempts,
-                    });
-                }
-                match self.send_once(body.clone(), self.timeout.min(left)).await {
-                    Ok(mut accepted) => {
-                        accepted.attempts = attempts;
-                        return Ok(accepted);
-                    }
-                    Err(mut e) => {
-                        e.attempts = attempts;
-                        e.message = format!("{} ({})", e.message, self.endpoint);
-                        if !e.retryable {
-                            return Err(e);
-                        }
-                        let wait = e.retry_after.unwrap_or_else(|| backoff.delay());
-                        if Instant::now() + wait >= deadline {
-                            return Err(e);
-                        }
-                        tracing::debug!(attempt = attempts, wait_ms = wait.as_millis() as u64, error = %e.message, "OTLP export failed; retrying");
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
+            self.sender.send(body, deadline).await
         })
     }
 }

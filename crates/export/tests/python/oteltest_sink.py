@@ -1,6 +1,7 @@
 """Runs the OTLP receivers of PyPI's `oteltest` (its `otelsink`: GrpcSink or HttpSink) on
 127.0.0.1:PORT and prints every trace export it receives as one JSON line on stdout:
-{"headers": {...}, "request": <ExportTraceServiceRequest as protobuf JSON>}.
+{"headers": {...}, "request": <ExportTraceServiceRequest as protobuf JSON>}, and every metrics
+export as {"signal": "metrics", "headers": {...}, "request": <ExportMetricsServiceRequest>}.
 
 Two adjustments, nothing else: the sinks bind every interface by default, and this script
 narrows them to loopback; and oteltest looks up `Content-Type` case-sensitively in a plain
@@ -69,7 +70,16 @@ class JsonLines(RequestHandler):
         pass
 
     def handle_metrics(self, request, headers):
-        pass
+        line = json.dumps(
+            {
+                "signal": "metrics",
+                "headers": {str(k).lower(): str(v) for k, v in dict(headers or {}).items()},
+                "request": MessageToDict(request),
+            }
+        )
+        with _lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
 
 def main():

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the admin endpoint: the GenAI client histograms of the semantic
 //! conventions, requests in flight, upstream errors, and the span exporter's counters.
 
+pub(crate) mod otlp;
+
 use std::sync::Arc;
 
 use inferscope_export::ExportStats;
@@ -54,8 +56,23 @@ impl std::hash::Hash for Label {
 }
 
 impl EncodeLabelValue for Label {
+    /// Writes the value with the exposition's escapes (`\\`, `\"`, `\n`): prometheus-client
+    /// writes label values as given, and a model name a client sent with a quote in it would
+    /// otherwise break the whole scrape.
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
+        let value = self.as_str();
+        if !value.contains(['\\', '"', '\n']) {
+            return encoder.write_str(value);
+        }
+        for c in value.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -216,6 +233,28 @@ impl Lazy<Exemplary> {
     }
 }
 
+/// Counts metrics pushes; the series appear at the first push.
+#[derive(Debug)]
+pub(crate) struct PushStats(Family<Labels, Counter>);
+
+impl PushStats {
+    fn inc(&self, result: &'static str) {
+        self.0
+            .get_or_create(&vec![("result", Label::Static(result))])
+            .inc();
+    }
+
+    /// A push the receiver took.
+    pub(crate) fn inc_exported(&self) {
+        self.inc("exported");
+    }
+
+    /// A push that failed.
+    pub(crate) fn inc_failed(&self) {
+        self.inc("failed");
+    }
+}
+
 /// What tells one exchange's series from another's; the gateway's own labels (provider,
 /// server) are the same for all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +329,10 @@ pub(crate) struct Metrics {
     pub(crate) upstream_errors: Family<Labels, Counter>,
     /// Requests by route kind and status code.
     pub(crate) requests: Family<Labels, Counter>,
+    /// Metrics pushes over OTLP, by result.
+    pub(crate) pushes: PushStats,
+    /// The conventions' histograms, by Prometheus name (for the OTLP push).
+    semconv: Vec<(String, &'static Semconv)>,
     models: Interner,
     errors: Interner,
     series: SeriesCache,
@@ -297,7 +340,11 @@ pub(crate) struct Metrics {
     request_counters: std::sync::Mutex<Vec<((&'static str, &'static str), Counter)>>,
 }
 
-fn histograms<M>(registry: &mut Registry, h: &Semconv) -> Family<Labels, M, Buckets>
+fn histograms<M>(
+    registry: &mut Registry,
+    semconv: &mut Vec<(String, &'static Semconv)>,
+    h: &'static Semconv,
+) -> Family<Labels, M, Buckets>
 where
     M: prometheus_client::encoding::EncodeMetric
         + prometheus_client::metrics::TypedMetric
@@ -310,6 +357,7 @@ where
 {
     let family = Family::new_with_constructor(Buckets(h.buckets));
     registry.register(h.prometheus_name(), help(h.description), family.clone());
+    semconv.push((h.prometheus_name(), h));
     family
 }
 
@@ -326,17 +374,20 @@ impl Metrics {
         ingest: Option<Arc<IngestStats>>,
     ) -> Metrics {
         let mut registry = Registry::default();
+        let mut semconv = Vec::new();
+        let r = &mut registry;
         let durations = conventions
             .durations()
             .iter()
-            .map(|h| (h.name, histograms(&mut registry, h)))
+            .map(|h| (h.name, histograms(r, &mut semconv, h)))
             .collect();
-        let time_to_first_chunk = histograms(&mut registry, conventions.time_to_first_chunk());
-        let time_per_output_chunk = histograms(&mut registry, conventions.time_per_output_chunk());
-        let token_usage = histograms(&mut registry, &metric::CLIENT_TOKEN_USAGE);
-        let server_duration = histograms(&mut registry, &metric::SERVER_REQUEST_DURATION);
-        let server_ttft = histograms(&mut registry, &metric::SERVER_TIME_TO_FIRST_TOKEN);
-        let server_tpot = histograms(&mut registry, &metric::SERVER_TIME_PER_OUTPUT_TOKEN);
+        let time_to_first_chunk = histograms(r, &mut semconv, conventions.time_to_first_chunk());
+        let time_per_output_chunk =
+            histograms(r, &mut semconv, conventions.time_per_output_chunk());
+        let token_usage = histograms(r, &mut semconv, &metric::CLIENT_TOKEN_USAGE);
+        let server_duration = histograms(r, &mut semconv, &metric::SERVER_REQUEST_DURATION);
+        let server_ttft = histograms(r, &mut semconv, &metric::SERVER_TIME_TO_FIRST_TOKEN);
+        let server_tpot = histograms(r, &mut semconv, &metric::SERVER_TIME_PER_OUTPUT_TOKEN);
         let processing = Histogram::new(PROCESSING_BUCKETS.iter().copied());
         registry.register_with_unit(
             "inferscope_gateway_processing",
@@ -362,6 +413,12 @@ impl Metrics {
             "Requests served, by route kind (inference or other) and HTTP status code",
             requests.clone(),
         );
+        let pushes = Family::<Labels, Counter>::default();
+        registry.register(
+            "inferscope_metrics_pushes",
+            "Metrics pushes over OTLP, by result (exported or failed)",
+            pushes.clone(),
+        );
         if let Some(stats) = export {
             registry.register_collector(Box::new(ExportCollector(stats)));
         }
@@ -382,6 +439,8 @@ impl Metrics {
             server_tpot,
             upstream_errors,
             requests,
+            pushes: PushStats(pushes),
+            semconv,
             models: Interner::default(),
             errors: Interner::default(),
             series: SeriesCache::default(),
@@ -450,6 +509,14 @@ impl Metrics {
             ),
         );
         series
+    }
+
+    /// The convention histogram a Prometheus family name stands for.
+    pub(crate) fn semconv(&self, prometheus_name: &str) -> Option<&'static Semconv> {
+        self.semconv
+            .iter()
+            .find(|(n, _)| n == prometheus_name)
+            .map(|(_, h)| *h)
     }
 
     /// The duration histograms of an operation.
@@ -763,8 +830,18 @@ mod tests {
             response_model: None,
             error_type: Some("timeout"),
         };
-        m.series(&failed, own).duration.observe(1.0, None);
+        m.series(&failed, own.clone()).duration.observe(1.0, None);
+        // A client's model name with the exposition's special characters is escaped.
+        let odd = SeriesKey {
+            request_model: Some("a\"b\\c\nd"),
+            ..failed.clone()
+        };
+        m.series(&odd, own).duration.observe(1.0, None);
         let text = m.encode();
+        assert!(
+            text.contains(r#"gen_ai_request_model="a\"b\\c\nd""#),
+            "{text}"
+        );
         assert!(
             !text.contains("gen_ai_response_model"),
             "no empty label: {text}"
