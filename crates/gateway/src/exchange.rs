@@ -328,6 +328,17 @@ impl Exchange {
                 j.response_model = facts.model.clone();
                 j.finish_reasons = facts.finish_reasons();
                 j.time_to_first_chunk = timing.time_to_first_chunk;
+                j.choice_first_chunks = facts
+                    .choices
+                    .iter()
+                    .filter_map(|c| {
+                        let at = c.first_chunk?;
+                        Some((
+                            c.index,
+                            at.saturating_duration_since(inf.sent).as_secs_f64(),
+                        ))
+                    })
+                    .collect();
             });
         }
         if let Some(f) = failure {

@@ -28,6 +28,12 @@ pub(crate) struct JoinInfo {
     pub(crate) temperature: Option<f64>,
     /// The request's `n`.
     pub(crate) choice_count: Option<i64>,
+    /// Each choice's time to first chunk, seconds (streams): (choice index, time).
+    pub(crate) choice_first_chunks: Vec<(u32, f64)>,
+    /// Choices already paired with one of vLLM's sequence spans.
+    pub(crate) claimed: Vec<u32>,
+    /// The choice this engine span was paired with (set on the ingest side's copy).
+    pub(crate) matched_choice: Option<(u32, f64)>,
     /// The exchange has ended (the facts above are final).
     pub(crate) done: bool,
 }
@@ -147,6 +153,27 @@ impl JoinTable {
     }
 }
 
+impl JoinTable {
+    /// Pairs one of vLLM's sequence spans of a call with `n` > 1 (which do not say which choice
+    /// they are) with a choice: the earliest first chunk not yet paired that came no sooner than
+    /// the sequence's own first token (`engine`, seconds after its arrival). Sequences taken in
+    /// order of their first token pair by rank, and a choice's chunk cannot reach the gateway
+    /// before its token was made, so the difference is never negative. `None` when no choice
+    /// fits (or the call is unknown).
+    fn claim_choice(&self, trace: TraceId, span: SpanId, engine: f64) -> Option<(u32, f64)> {
+        let mut inner = self.lock();
+        let info = inner.map.get_mut(&span).filter(|i| i.trace_id == trace)?;
+        let (index, client) = info
+            .choice_first_chunks
+            .iter()
+            .filter(|(i, c)| *c >= engine && !info.claimed.contains(i))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .copied()?;
+        info.claimed.push(index);
+        Some((index, client))
+    }
+}
+
 /// The request path's handle on the join table: it writes (an entry per CLIENT span).
 #[derive(Debug, Clone)]
 pub(crate) struct JoinWriter(Arc<JoinTable>);
@@ -191,6 +218,16 @@ impl JoinReader {
     /// See [`JoinTable::len`].
     pub(crate) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// See [`JoinTable::claim_choice`].
+    pub(crate) fn claim_choice(
+        &self,
+        trace: TraceId,
+        span: SpanId,
+        engine_ttft: f64,
+    ) -> Option<(u32, f64)> {
+        self.0.claim_choice(trace, span, engine_ttft)
     }
 }
 
@@ -258,5 +295,27 @@ mod tests {
             .await
             .unwrap();
         assert!(!got.done);
+    }
+
+    #[test]
+    fn sequences_pair_with_choices_by_rank_and_never_below_their_own_first_token() {
+        let t = JoinTable::new(4, Duration::from_secs(60));
+        let span = SpanId([7; 8]);
+        t.start(
+            span,
+            JoinInfo {
+                choice_count: Some(3),
+                choice_first_chunks: vec![(0, 0.30), (1, 0.10), (2, 0.20)],
+                ..info(1)
+            },
+        );
+        let trace = TraceId([1; 16]);
+        assert_eq!(t.claim_choice(trace, span, 0.05), Some((1, 0.10)));
+        assert_eq!(t.claim_choice(trace, span, 0.06), Some((2, 0.20)));
+        // Nothing left at or after 0.35.
+        assert_eq!(t.claim_choice(trace, span, 0.35), None);
+        assert_eq!(t.claim_choice(trace, span, 0.25), Some((0, 0.30)));
+        assert_eq!(t.claim_choice(trace, span, 0.0), None, "all taken");
+        assert_eq!(t.claim_choice(TraceId([2; 16]), span, 0.0), None);
     }
 }

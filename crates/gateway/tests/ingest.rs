@@ -165,7 +165,7 @@ async fn several_choices_and_the_vllm_dialect() {
         assert!(e.get(vllm::attr::USAGE_PROMPT_TOKENS).is_none());
         assert!(e.get(attr::USAGE_INPUT_TOKENS).is_none());
         assert!(int(e, vllm::renamed::USAGE_INPUT_TOKENS) > 0);
-        // Which choice a sequence is, vLLM does not say: no TTFT difference for n > 1.
+        // Not streamed: no first chunks, so no TTFT comparison.
         assert!(e.get(own::TTFT_OUTSIDE_ENGINE).is_none());
         assert!(e.get(vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN).is_some());
         check_phases(&spans, e);
@@ -189,6 +189,59 @@ async fn several_choices_and_the_vllm_dialect() {
             .filter_map(|s| s.get(legacy).and_then(|v| v.as_i64()))
             .sum();
         assert_eq!(total, int(client, legacy), "{legacy}");
+    }
+}
+
+#[tokio::test]
+async fn each_sequence_of_a_stream_with_several_choices_is_compared_with_its_own_choice() {
+    let s = stack_with_ingest(|c| c.engine.step_base_ms = 2.0, |_| {}).await;
+    for (path, body) in [
+        (
+            "/v1/completions",
+            r#"{"model":"tiny-llama","prompt":"Once","max_tokens":6,"n":3,"stream":true}"#,
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":6,"n":2,"stream":true}"#,
+        ),
+    ] {
+        let n = if path.contains("chat") { 2 } else { 3 };
+        let r = post(&s.gw.url(), path, body, &[]).await;
+        assert_eq!(r.status, 200);
+        s.sim.flush_spans(Duration::from_secs(5)).await.unwrap();
+        wait_named(&s.spans, vllm::LLM_REQUEST_SPAN, n).await;
+        let spans = s.spans.take();
+        let client = by_kind(&spans, SpanKind::Client);
+        let mut indices = Vec::new();
+        for e in spans
+            .iter()
+            .filter(|s| s.name.as_str() == vllm::LLM_REQUEST_SPAN)
+        {
+            let engine = e
+                .get(vllm::renamed::LATENCY_TIME_TO_FIRST_TOKEN)
+                .and_then(|v| v.as_f64())
+                .unwrap();
+            let gateway = e
+                .get(own::GATEWAY_TIME_TO_FIRST_CHUNK)
+                .and_then(|v| v.as_f64())
+                .unwrap();
+            let outside = e
+                .get(own::TTFT_OUTSIDE_ENGINE)
+                .and_then(|v| v.as_f64())
+                .unwrap();
+            assert!(outside >= 0.0, "{path}: never negative: {outside}");
+            assert!((outside - (gateway - engine)).abs() < 1e-9);
+            // Each choice's first chunk, at or after the stream's first.
+            let first = client
+                .get(attr::RESPONSE_TIME_TO_FIRST_CHUNK)
+                .and_then(|v| v.as_f64())
+                .unwrap();
+            assert!(gateway >= first - 1e-9, "{gateway} < {first}");
+            indices.push(int(e, own::TTFT_CHOICE_INDEX));
+        }
+        indices.sort_unstable();
+        let want: Vec<i64> = (0..n as i64).collect();
+        assert_eq!(indices, want, "{path}: every choice paired once");
     }
 }
 

@@ -52,8 +52,12 @@ consts! {
     /// On vLLM's `llm_request`: the time to first chunk the gateway measured minus vLLM's
     /// engine TTFT, seconds: the network both ways, vLLM's API server (HTTP, input processing
     /// before the engine) and the first chunk's serialisation. Not the gateway's own cost.
-    /// Single-choice requests only (vLLM's sequence spans do not say which choice they are).
+    /// With `n` > 1, each sequence is compared with the choice it was paired with
+    /// ([`TTFT_CHOICE_INDEX`]).
     TTFT_OUTSIDE_ENGINE = "inferscope.ttft.outside_engine";
+    /// On vLLM's `llm_request` of a call with `n` > 1: the choice this sequence was paired with,
+    /// by rank of first token (vLLM's sequence spans do not name their choice).
+    TTFT_CHOICE_INDEX = "inferscope.ttft.choice_index";
     /// On vLLM's `llm_request`: whether the gateway's record of the parent CLIENT span was found.
     GATEWAY_JOINED = "inferscope.gateway.joined";
     /// On a derived engine phase span: its duration as vLLM reported it, seconds (before

@@ -287,6 +287,8 @@ pub struct OutputChoice {
     pub tool_calls: Vec<ToolCall>,
     /// Why it finished.
     pub finish_reason: Option<String>,
+    /// When its first chunk arrived (streams).
+    pub first_chunk: Option<std::time::Instant>,
 }
 
 /// A tool call assembled from a response (streamed fragments concatenated).

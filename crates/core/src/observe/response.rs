@@ -625,6 +625,9 @@ impl ResponseObserver {
         let mut verdict = Verdict::Keep;
         for c in m.choices.into_iter().flatten() {
             let choice = choice_mut(&mut facts.choices, c.index);
+            if choice.first_chunk.is_none() {
+                choice.first_chunk = at;
+            }
             if let Some(reason) = c.finish_reason {
                 choice.finish_reason = Some(reason.into_owned());
                 verdict = Verdict::KeepFinish;

@@ -243,6 +243,11 @@ pub(crate) fn server_timings(r: &SpanRecord) -> ServerTimings {
     }
 }
 
+/// vLLM's time to first token of an `llm_request`, seconds (legacy or current key).
+pub(crate) fn engine_ttft(r: &SpanRecord) -> Option<f64> {
+    f64_attr(r, vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN)
+}
+
 fn f64_attr(r: &SpanRecord, key: &str) -> Option<f64> {
     r.get(key).and_then(Value::as_f64)
 }
@@ -351,13 +356,21 @@ pub(crate) fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: Engin
         if !j.finish_reasons.is_empty() {
             r.set(attr::RESPONSE_FINISH_REASONS, j.finish_reasons.clone());
         }
-        if let Some(client) = j.time_to_first_chunk {
+        // With several choices each sequence is compared with the choice it was paired with
+        // (`JoinReader::claim_choice`), never with the stream's first chunk, which belongs to
+        // one of them only.
+        let single = j.choice_count.is_none_or(|n| n <= 1);
+        let client = match j.matched_choice {
+            Some((index, client)) => {
+                r.set(own::TTFT_CHOICE_INDEX, i64::from(index));
+                Some(client)
+            }
+            None if single => j.time_to_first_chunk,
+            None => None,
+        };
+        if let Some(client) = client {
             r.set(own::GATEWAY_TIME_TO_FIRST_CHUNK, client);
-            // With several choices the stream's first chunk belongs to one of them, and
-            // vLLM's sequence spans do not say which: comparing it with each would give
-            // differences that mean nothing (negative for the later sequences).
-            let single = j.choice_count.is_none_or(|n| n <= 1);
-            if single && let Some(engine) = f64_attr(r, vllm::attr::LATENCY_TIME_TO_FIRST_TOKEN) {
+            if let Some(engine) = engine_ttft(r) {
                 r.set(own::TTFT_OUTSIDE_ENGINE, client - engine);
             }
         }

@@ -95,10 +95,21 @@ pub(crate) async fn accept(
 ) -> Result<Accepted, Refusal> {
     let stats = &shared.stats;
     let Decoded {
-        spans,
+        mut spans,
         rejected,
         error,
     } = decode::spans(request);
+    // Sequences of one call (`n` > 1) pair with its choices in the order of their first
+    // token (see `claim_choice`); every other span keeps its place before them.
+    spans.sort_by(|a, b| {
+        let key = |s: &SpanRecord| {
+            (s.name.as_str() == vllm::LLM_REQUEST_SPAN)
+                .then(|| engine::engine_ttft(s))
+                .flatten()
+                .unwrap_or(f64::NEG_INFINITY)
+        };
+        key(a).total_cmp(&key(b))
+    });
     if let Some(export) = &shared.export_stats {
         let (queued, capacity) = export.queue_fill();
         // Room for the spans and the phases of each llm_request (at most four). A request
@@ -155,7 +166,7 @@ pub(crate) async fn accept(
             continue;
         }
         if span.name.as_str() == vllm::LLM_REQUEST_SPAN {
-            let join = match span.parent_span_id {
+            let mut join = match span.parent_span_id {
                 Some(parent) => {
                     shared
                         .join
@@ -164,6 +175,18 @@ pub(crate) async fn accept(
                 }
                 None => None,
             };
+            // With `n` > 1, vLLM sends a span per sequence without its choice index: pair it
+            // with a choice so its TTFT is compared with that choice's first chunk.
+            if let (Some(j), Some(parent), Some(engine)) = (
+                join.as_mut(),
+                span.parent_span_id,
+                engine::engine_ttft(&span),
+            ) && j.choice_count.is_some_and(|n| n > 1)
+            {
+                j.matched_choice = shared
+                    .join
+                    .claim_choice(span.context.trace_id, parent, engine);
+            }
             if join.is_some() {
                 stats.joined.fetch_add(1, Ordering::Relaxed);
             }
