@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Checks the gateway against the real vLLM from ../shared/real-vllm (not part of CI: it needs
-# vLLM's 6 GB install and a minute to start):
+# vLLM's 6 GB install and a minute to start). vLLM exports its spans to the gateway's ingest,
+# as a user would run it:
 #   - vLLM's own llm_request spans carry the gateway's trace id, with the CLIENT span as parent;
+#   - n=2 streamed: one engine span per sequence, each paired with its own choice, never a
+#     negative TTFT difference;
+#   - each trace's usage counted once (the sum over its spans equals the response's usage);
+#   - /metrics scraped through the gateway every half second (as AIPerf does) makes no trace;
+#   - the admin port's metrics: client and server (from vLLM's spans) histograms that match;
 #   - streamed responses through the gateway equal direct ones byte for byte (same seed and
 #     X-Request-Id; `created` masked), although the gateway asked vLLM for usage;
 #   - the gateway's spans carry usage, TTFT and finish reasons for every request;
@@ -21,23 +27,22 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-otlp=$(free_port); vport=$(free_port); gport=$(free_port)
+ingest=$(free_port); vport=$(free_port); gport=$(free_port); admin=$(free_port)
 
 bash "$shared/real-vllm/install.sh" >&2
-"$venv/bin/python" "$shared/real-vllm/capture_otlp_grpc.py" "$work/vllm-spans.jsonl" "127.0.0.1:$otlp" >"$work/capture.log" 2>&1 &
-pids+=($!)
-PORT=$vport OTLP_TRACES_ENDPOINT=http://127.0.0.1:$otlp bash "$here/serve.sh" --enable-auto-tool-choice --tool-call-parser hermes \
+# The gateway first, so vLLM's first exports (its start-up spans) find the ingest listening.
+OTEL_BSP_SCHEDULE_DELAY=200 "$bin" serve --upstream "http://127.0.0.1:$vport" --listen "127.0.0.1:$gport" \
+  --admin "127.0.0.1:$admin" --otlp-ingest-grpc "127.0.0.1:$ingest" --otlp-ingest-http off \
+  --exporter none --spans-file "$work/gateway-spans.jsonl" >"$work/gateway.log" 2>&1 &
+gw=$!
+pids+=($gw)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$admin/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+PORT=$vport OTLP_TRACES_ENDPOINT=http://127.0.0.1:$ingest bash "$here/serve.sh" --enable-auto-tool-choice --tool-call-parser hermes \
   --enable-request-id-headers >"$work/vllm.log" 2>&1 &
 pids+=($!)
 echo "waiting for vLLM on :$vport (logs: $work/vllm.log)" >&2
 for _ in $(seq 1 240); do curl -fs "http://127.0.0.1:$vport/health" >/dev/null 2>&1 && break; sleep 1; done
 curl -fs "http://127.0.0.1:$vport/health" >/dev/null || { tail -50 "$work/vllm.log"; exit 1; }
-
-OTEL_BSP_SCHEDULE_DELAY=200 "$bin" serve --upstream "http://127.0.0.1:$vport" --listen "127.0.0.1:$gport" \
-  --admin off --exporter none --spans-file "$work/gateway-spans.jsonl" >"$work/gateway.log" 2>&1 &
-gw=$!
-pids+=($gw)
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$gport/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
 WORK=$work VPORT=$vport GPORT=$gport "$venv/bin/python" - <<'PY'
 import json, os, re, time, urllib.request
@@ -79,6 +84,28 @@ for i, (path, body) in enumerate(cases):
 print(f"byte-identical through the gateway: {same}/{len(cases)} ({flaky} not repeatable upstream, {bad} real differences)")
 if bad:
     raise SystemExit("the gateway changed response bytes")
+# n=2, streamed: one engine span per sequence.
+for i in range(3):
+    post(g, "/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": f"two {i}"}],
+         "max_tokens": 16, "n": 2, "seed": i, "stream": True}, f"n2-{i}")
+    post(g, "/v1/completions", {"model": "tiny-llama", "prompt": f"Two {i}", "max_tokens": 16, "n": 2, "stream": True}, f"n2c-{i}")
+# AIPerf-style: /metrics scraped through the gateway while requests run.
+import threading
+scrapes = {"ok": 0}
+def scrape():
+    for _ in range(20):
+        with urllib.request.urlopen(f"http://127.0.0.1:{g}/metrics") as r:
+            if r.status == 200 and b"vllm:" in r.read():
+                scrapes["ok"] += 1
+        time.sleep(0.5)
+t = threading.Thread(target=scrape); t.start()
+for i in range(6):
+    post(g, "/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": f"load {i}"}],
+         "max_tokens": 24, "stream": True}, f"load-{i}")
+t.join()
+print(f"/metrics scraped through the gateway: {scrapes['ok']}/20 answered by vLLM")
+if scrapes["ok"] != 20:
+    raise SystemExit("scrapes through the gateway failed")
 # A client that leaves after a few chunks.
 post(g, "/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": "long"}], "max_tokens": 400,
      "ignore_eos": True, "stream": True}, "leaver", read_chunks=6)
@@ -96,38 +123,95 @@ code=$(printf '%s' "$body" | curl -s -o /dev/null -w '%{http_code}' "http://127.
   -H 'content-type: application/json' -H 'transfer-encoding: chunked' --data-binary @-)
 echo "after 7 s idle: $closed pooled connection(s) closed by vLLM; a chunked upload through the gateway got $code"
 [ "$code" = 200 ] && [ "$closed" -ge 1 ] || { echo "idle-reuse check failed" >&2; exit 1; }
+sleep 6  # vLLM exports its spans every 5 s
+curl -fs "http://127.0.0.1:$admin/metrics" >"$work/admin-metrics.txt"
 kill -TERM "$gw"; wait "$gw" || true
 metrics=$(curl -fs "http://127.0.0.1:$vport/metrics" | grep -E '^vllm:(request_success_total|num_requests_running)' || true)
 echo "$metrics"
 echo "vLLM log lines about aborts:"; grep -i 'abort' "$work/vllm.log" | tail -3 || true
 
 WORK=$work python3 - <<'PY'
-import json, os, sys
+import json, os, re, statistics, sys
 work = os.environ["WORK"]
-ours = []
+spans = []
 for line in open(f"{work}/gateway-spans.jsonl"):
     for rs in json.loads(line)["resourceSpans"]:
+        service = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}.get("service.name", {}).get("stringValue")
         for ss in rs["scopeSpans"]:
-            ours += ss["spans"]
-engine = [json.loads(l) for l in open(f"{work}/vllm-spans.jsonl")]
-engine = [s for s in engine if s["name"] == "llm_request"]
-clients = {s["spanId"]: s for s in ours if s["kind"] in (3, "SPAN_KIND_CLIENT")}
+            for s in ss["spans"]:
+                s["service"] = service
+                spans.append(s)
 def plain(v):
     (kind, x), = v.items()
-    return [plain(e) for e in x.get("values", [])] if kind == "arrayValue" else x
-attrs = lambda s: {a["key"]: plain(a["value"]) for a in s["attributes"]}
-# Direct requests (the byte-identity baseline) have no parent; every other one must nest.
-parented = [e for e in engine if e.get("parent_span_id")]
-nested = [e for e in parented if e["parent_span_id"] in clients and clients[e["parent_span_id"]]["traceId"] == e["trace_id"]]
-print(f"gateway CLIENT spans: {len(clients)}; vLLM llm_request spans: {len(engine)} ({len(parented)} via the gateway); "
-      f"nested under a CLIENT span of the same trace: {len(nested)}")
+    if kind == "arrayValue":
+        return [plain(e) for e in x.get("values", [])]
+    return int(x) if kind == "intValue" else x
+attrs = lambda s: {a["key"]: plain(a["value"]) for a in s.get("attributes", [])}
+kind = lambda s: s["kind"] in (3, "SPAN_KIND_CLIENT")
+clients = {s["spanId"]: s for s in spans if kind(s)}
+servers = [s for s in spans if s["kind"] in (2, "SPAN_KIND_SERVER")]
+engine = [s for s in spans if s["name"] == "llm_request"]
+failures = []
+def check(what, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + what + (f"  ({detail})" if detail else ""))
+    if not ok:
+        failures.append(what)
+parented = [e for e in engine if e.get("parentSpanId")]
+nested = [e for e in parented if e["parentSpanId"] in clients and clients[e["parentSpanId"]]["traceId"] == e["traceId"]]
+check("every engine span via the gateway nests under its CLIENT span", len(parented) >= 10 and len(nested) == len(parented),
+      f"{len(clients)} CLIENT spans, {len(engine)} llm_request ({len(parented)} via the gateway), {len(nested)} nested")
+check("engine spans carry service.name=vllm", all(e["service"] == "vllm" for e in engine), {e["service"] for e in engine})
 for c in clients.values():
     a = attrs(c)
-    print(f"  {c['name']:<28} out={a.get('gen_ai.usage.output_tokens')} ttfc={a.get('gen_ai.response.time_to_first_chunk')} "
-          f"finish={a.get('gen_ai.response.finish_reasons')} error={a.get('error.type')} tools={a.get('inferscope.response.tool_call_names')}")
+    print(f"  {c['name']:<28} n={a.get('gen_ai.request.choice.count', 1)} out={a.get('gen_ai.usage.output_tokens')} "
+          f"ttfc={a.get('gen_ai.response.time_to_first_chunk')} finish={a.get('gen_ai.response.finish_reasons')} error={a.get('error.type')}")
+# n=2: each sequence paired with its own choice, never negative.
+n2 = [c for c in clients.values() if attrs(c).get("gen_ai.request.choice.count") == 2 and attrs(c).get("gen_ai.request.stream")]
+pairs_ok, outside = True, []
+for c in n2:
+    seqs = [e for e in nested if e["parentSpanId"] == c["spanId"]]
+    idx = sorted(attrs(e).get("inferscope.ttft.choice_index") for e in seqs if "inferscope.ttft.choice_index" in attrs(e))
+    diffs = [attrs(e)["inferscope.ttft.outside_engine"] for e in seqs if "inferscope.ttft.outside_engine" in attrs(e)]
+    outside += diffs
+    if len(seqs) != 2 or idx != [0, 1] or any(d < 0 for d in diffs):
+        pairs_ok = False
+        print(f"  n=2 {c['name']}: {len(seqs)} sequences, choices {idx}, differences {diffs}")
+check("n=2 streams: two sequences, choices 0 and 1, differences never negative", len(n2) == 6 and pairs_ok,
+      f"{len(n2)} calls; outside-engine TTFT min {min(outside, default=0)*1e3:.2f} ms, median {statistics.median(outside or [0])*1e3:.2f} ms")
+# Usage once per trace.
+by_trace = {}
+for s in spans:
+    by_trace.setdefault(s["traceId"], []).append(s)
+bad = []
+for c in clients.values():
+    a = attrs(c)
+    for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+        if key in a:
+            total = sum(attrs(s).get(key, 0) for s in by_trace[c["traceId"]])
+            if total != a[key]:
+                bad.append((c["name"], key, total, a[key]))
+check("each trace's usage counted once", not bad, bad[:3])
+probes = [s for s in servers if attrs(s).get("url.path") in ("/metrics", "/health")]
+check("/metrics and /health through the gateway make no trace", not probes, len(probes))
 aborted = [c for c in clients.values() if attrs(c).get("error.type") == "client_aborted"]
-print(f"client-aborted exchanges recorded by the gateway: {len(aborted)}")
-ok = len(parented) >= 4 and len(nested) == len(parented) and len(aborted) == 1
-sys.exit(0 if ok else "nesting check failed")
+check("the client that left is recorded", len(aborted) == 1)
+inbound = [attrs(s)["inferscope.gateway.inbound"] for s in servers if "inferscope.gateway.inbound" in attrs(s)]
+outbound = [attrs(s)["inferscope.gateway.outbound"] for s in servers if "inferscope.gateway.outbound" in attrs(s)]
+upstream = [attrs(s)["inferscope.upstream.time_to_first_byte"] for s in servers if "inferscope.upstream.time_to_first_byte" in attrs(s)]
+single = [attrs(e)["inferscope.ttft.outside_engine"] for e in nested if "inferscope.ttft.outside_engine" in attrs(e) and "inferscope.ttft.choice_index" not in attrs(e)]
+med = lambda xs: statistics.median(xs) * 1e3 if xs else float("nan")
+print(f"medians: gateway inbound {med(inbound):.3f} ms, outbound {med(outbound):.3f} ms, upstream first byte {med(upstream):.2f} ms, "
+      f"TTFT outside the engine (single choice) {med(single):.2f} ms over {len(single)} calls")
+# The admin port, read as a dashboard would.
+text = open(f"{work}/admin-metrics.txt").read()
+def total(name):
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
+client_n, server_n = total("gen_ai_client_operation_duration_seconds_count"), total("gen_ai_server_request_duration_seconds_count")
+check("client duration histogram counts every inference call", client_n == len(clients), f"{client_n} vs {len(clients)} CLIENT spans")
+check("server duration histogram counts every engine span vLLM sent", server_n == len(engine), f"{server_n} vs {len(engine)}")
+check("server TTFT and TPOT present", total("gen_ai_server_time_to_first_token_seconds_count") == len(engine) and total("gen_ai_server_time_per_output_token_seconds_count") > 0)
+check("gateway processing histogram", total("inferscope_gateway_processing_seconds_count") >= len(clients))
+print(f"{len(failures)} failures")
+sys.exit(1 if failures else 0)
 PY
 echo "real-vLLM gateway check passed (artifacts in $work)"
