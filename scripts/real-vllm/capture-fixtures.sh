@@ -5,7 +5,10 @@
 # The tiny model's weights are random: a tool call is only parsed when its output happens to
 # be valid JSON for the parser. Check tool-required*.{json,sse} hold a "tool_calls" entry and
 # capture again if not.
-#   VLLM_URL=http://127.0.0.1:8011 bash scripts/real-vllm/capture-fixtures.sh
+#   VLLM_URL=http://127.0.0.1:8011 bash scripts/real-vllm/capture-fixtures.sh [GROUP...]
+# GROUP: openai (chat, completions, errors), messages (the Anthropic Messages API), responses;
+# all of them by default. A group's files are overwritten: tests that compare the simulator
+# with a fixture name its id, so capture again only the group you are adding to.
 set -euo pipefail
 url=${VLLM_URL:-http://127.0.0.1:8011}
 out=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/crates/sim/tests/fixtures/vllm-0.32-cpu
@@ -16,6 +19,9 @@ post() { # name path body [status-line]
   local name=$1 path=$2 body=$3
   curl -s -N -w '\n%{http_code}\n' "$url$path" -H "$H" -d "$body" > "$out/$name"
 }
+groups=${*:-openai messages responses}
+has() { [[ " $groups " == *" $1 "* ]]; }
+if has openai; then
 post tool-required-stream.sse /v1/chat/completions '{"model":"tiny-llama","messages":[{"role":"user","content":"weather in Paris?"}],"max_tokens":60,'"$tools"',"tool_choice":"required","stream":true,"stream_options":{"include_usage":true}}'
 post tool-required.json /v1/chat/completions '{"model":"tiny-llama","messages":[{"role":"user","content":"weather in Paris?"}],"max_tokens":60,'"$tools"',"tool_choice":"required"}'
 post chat-stream-n2.sse /v1/chat/completions '{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"n":2,"stream":true}'
@@ -35,4 +41,20 @@ curl -s -w '\n%{http_code}\n' "$url/v1/nope" > "$out/error-404-route.json"
 curl -s -w '\n%{http_code}\n' "$url/v1/chat/completions" > "$out/error-405-method.json"
 curl -s -w '\n%{http_code}\n' "$url/v1/models" > "$out/models.json"
 post tokenize.json /tokenize '{"model":"tiny-llama","prompt":"hello world"}'
+fi
+if has messages; then
+  atools='"tools":[{"name":"get_weather","description":"Get weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}]'
+  post messages.json /v1/messages '{"model":"tiny-llama","max_tokens":8,"system":"Be brief.","messages":[{"role":"user","content":"hi"}],"temperature":0.5,"top_k":5,"stop_sequences":["zz"]}'
+  post messages-stream.sse /v1/messages '{"model":"tiny-llama","max_tokens":5,"stream":true,"system":[{"type":"text","text":"Be brief."}],"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}'
+  post messages-tools.json /v1/messages '{"model":"tiny-llama","max_tokens":40,'"$atools"',"tool_choice":{"type":"any"},"messages":[{"role":"user","content":"weather in Paris?"}]}'
+  post messages-tools-stream.sse /v1/messages '{"model":"tiny-llama","max_tokens":40,"stream":true,'"$atools"',"tool_choice":{"type":"any"},"messages":[{"role":"user","content":"weather in Paris?"}]}'
+  post messages-tool-result.json /v1/messages '{"model":"tiny-llama","max_tokens":4,'"$atools"',"messages":[{"role":"user","content":"weather?"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"sunny"}]}]}'
+  post messages-count-tokens.json /v1/messages/count_tokens '{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}]}'
+  post messages-error-404-model.json /v1/messages '{"model":"nope","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}'
+  post messages-error-400-no-max-tokens.json /v1/messages '{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}]}'
+fi
+if has responses; then
+  post responses.json /v1/responses '{"model":"tiny-llama","input":"hi","instructions":"Be brief.","max_output_tokens":8}'
+  post responses-stream.sse /v1/responses '{"model":"tiny-llama","input":"hi","max_output_tokens":5,"stream":true}'
+fi
 echo "captured into $out"

@@ -56,13 +56,16 @@ def post(port, path, body, rid, read_chunks=None):
         for _ in range(read_chunks):
             r.fp.readline()
         return b""
-mask = lambda b: re.sub(rb'"created":\d+', b'"created":0', b)
+# `created` ticks; the Messages API's id is vLLM's own random one (not from x-request-id).
+mask = lambda b: re.sub(rb'"id":"chatcmpl-[0-9a-f]{16}"', b'"id":"chatcmpl-x"', re.sub(rb'"created":\d+', b'"created":0', b))
 cases = [
     ("/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12, "seed": 1, "stream": True}),
     ("/v1/completions", {"model": "tiny-llama", "prompt": "Once upon", "max_tokens": 12, "seed": 2, "stream": True}),
     ("/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "seed": 3}),
     ("/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": "weather in Paris?"}], "max_tokens": 60, "seed": 0, "stream": True,
       "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}),
+    ("/v1/messages", {"model": "tiny-llama", "max_tokens": 10, "temperature": 0, "system": "Be brief.", "messages": [{"role": "user", "content": "hi"}], "stream": True}),
+    ("/v1/messages", {"model": "tiny-llama", "max_tokens": 6, "temperature": 0, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}),
 ]
 same, flaky, bad = 0, 0, 0
 for i, (path, body) in enumerate(cases):
@@ -158,6 +161,11 @@ def check(what, ok, detail=""):
         failures.append(what)
 parented = [e for e in engine if e.get("parentSpanId")]
 nested = [e for e in parented if e["parentSpanId"] in clients and clients[e["parentSpanId"]]["traceId"] == e["traceId"]]
+messages = [c for c in clients.values() if any(attrs(s).get("url.path") == "/v1/messages" for s in servers if s["spanId"] == c.get("parentSpanId"))]
+msg_nested = [e for e in nested if e["parentSpanId"] in {c["spanId"] for c in messages}]
+check("/v1/messages: CLIENT spans with usage and finish reasons, vLLM's llm_request nested under each",
+      len(messages) == 2 and len(msg_nested) == 2 and all("gen_ai.usage.output_tokens" in attrs(c) and attrs(c).get("gen_ai.response.finish_reasons") for c in messages),
+      [(c["name"], attrs(c).get("gen_ai.usage.output_tokens"), attrs(c).get("gen_ai.response.finish_reasons"), attrs(c).get("gen_ai.response.time_to_first_chunk")) for c in messages])
 check("every engine span via the gateway nests under its CLIENT span", len(parented) >= 10 and len(nested) == len(parented),
       f"{len(clients)} CLIENT spans, {len(engine)} llm_request ({len(parented)} via the gateway), {len(nested)} nested")
 check("engine spans carry service.name=vllm", all(e["service"] == "vllm" for e in engine), {e["service"] for e in engine})

@@ -289,6 +289,7 @@ impl Exchange {
 
         // The CLIENT span.
         let opts = RecordOptions {
+            conventions: config.conventions,
             dialects: &config.dialects,
             capture: &config.capture,
         };

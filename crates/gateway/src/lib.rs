@@ -262,7 +262,7 @@ impl Gateway {
                 let (tell, told) = watch::channel(false);
                 let task = tokio::spawn(metrics::otlp::push(
                     metrics.clone(),
-                    p.clone(),
+                    metrics::otlp::Push::new(p, config.shutdown_grace),
                     exporter,
                     told,
                 ));

@@ -186,6 +186,102 @@ async fn usage_injection_is_invisible_to_the_client() {
 }
 
 #[tokio::test]
+async fn anthropic_messages_pass_unchanged_and_are_traced_as_chat() {
+    let s = stack(|_| {}, |_| {}).await;
+    let stream = r#"{"model":"tiny-llama","max_tokens":6,"stream":true,"system":"Be brief.","messages":[{"role":"user","content":"hi"}]}"#;
+    let whole = r#"{"model":"tiny-llama","max_tokens":6,"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#;
+    for (i, body) in [stream, whole].iter().enumerate() {
+        let (direct, proxied) =
+            direct_and_proxied(&s, "/v1/messages", body, &format!("msg-{i}")).await;
+        assert_eq!(direct.status, 200);
+        assert_eq!(proxied.text(), direct.text(), "case {i} differs");
+        let spans = take_spans(&s.spans, 2).await;
+        let client = by_kind(&spans, SpanKind::Client);
+        assert_eq!(client.name.as_str(), "chat tiny-llama");
+        assert!(int(client, attr::USAGE_OUTPUT_TOKENS) > 0);
+        assert_eq!(
+            strings(client, attr::RESPONSE_FINISH_REASONS),
+            vec!["max_tokens".to_owned()]
+        );
+        // Usage is always in a Messages stream: nothing asked for, nothing removed.
+        assert!(client.get(own::STREAM_USAGE_REQUESTED).is_none());
+        assert_eq!(
+            client.get(attr::RESPONSE_TIME_TO_FIRST_CHUNK).is_some(),
+            i == 0
+        );
+    }
+    // A model the engine does not serve: the Messages API's error shape, the span's error.
+    let r = post(
+        &s.gw.url(),
+        "/v1/messages",
+        r#"{"model":"nope","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text()
+            .starts_with(r#"{"type":"error","error":{"type":"NotFoundError""#)
+    );
+    let spans = take_spans(&s.spans, 2).await;
+    assert_eq!(
+        string(by_kind(&spans, SpanKind::Client), attr::ERROR_TYPE),
+        "NotFoundError"
+    );
+}
+
+#[tokio::test]
+async fn an_engine_failure_mid_stream_is_the_calls_error() {
+    let s = stack(|_| {}, |_| {}).await;
+    for (path, body, marker) in [
+        ("/v1/chat/completions", CHAT_STREAM, "data: [DONE]"),
+        (
+            "/v1/completions",
+            r#"{"model":"tiny-llama","prompt":"Once","max_tokens":20,"ignore_eos":true,"stream":true}"#,
+            "data: [DONE]",
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"tiny-llama","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            "event: error",
+        ),
+    ] {
+        let (direct, proxied) = with_headers(
+            &s,
+            path,
+            body,
+            &[
+                ("x-inferscope-fault", "error_after=3"),
+                ("x-request-id", "e"),
+            ],
+        )
+        .await;
+        assert_eq!(proxied.status, 200, "{path}");
+        assert_eq!(proxied.text(), direct.text(), "{path}: bytes unchanged");
+        assert!(
+            proxied.text().contains(marker),
+            "{path}: {}",
+            proxied.text()
+        );
+        let spans = take_spans(&s.spans, 2).await;
+        let client = by_kind(&spans, SpanKind::Client);
+        assert_eq!(
+            string(client, attr::ERROR_TYPE),
+            "InternalServerError",
+            "{path}"
+        );
+        assert!(
+            matches!(client.status, inferscope_core::Status::Error(_)),
+            "{path}: {:?}",
+            client.status
+        );
+        // The HTTP exchange itself succeeded (200, every byte delivered).
+        let server = by_kind(&spans, SpanKind::Server);
+        assert_eq!(server.status, inferscope_core::Status::Unset, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn the_switch_turns_usage_injection_off() {
     let s = stack(|_| {}, |c| c.inject_usage = false).await;
     let (direct, proxied) =

@@ -56,6 +56,8 @@ pub enum Concept {
     OutputTokens,
     /// Prompt tokens read from a cache.
     CacheReadInputTokens,
+    /// Prompt tokens written to a cache.
+    CacheWriteInputTokens,
     /// Reasoning tokens.
     ReasoningOutputTokens,
     /// The model the request asked for.
@@ -137,6 +139,12 @@ pub const MAPPINGS: &[Mapping] = &[
         Some(attr::USAGE_CACHE_READ_INPUT_TOKENS),
         None,
         Some(openinference::LLM_TOKEN_COUNT_PROMPT_CACHE_READ),
+    ),
+    row(
+        Concept::CacheWriteInputTokens,
+        Some(attr::USAGE_CACHE_CREATION_INPUT_TOKENS),
+        None,
+        Some(openinference::LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE),
     ),
     row(
         Concept::ReasoningOutputTokens,
@@ -243,7 +251,10 @@ pub fn duplicates(otel_key: &str, dialects: &[Dialect]) -> impl Iterator<Item = 
     let concept = MAPPINGS
         .iter()
         .find(|m| m.otel == Some(otel_key))
-        .map(|m| m.concept);
+        .map(|m| m.concept)
+        // The newest name of the same count (`OTEL_SEMCONV_STABILITY_OPT_IN`).
+        .or((otel_key == crate::latest::USAGE_CACHE_WRITE_INPUT_TOKENS)
+            .then_some(Concept::CacheWriteInputTokens));
     dialects
         .iter()
         .filter_map(move |d| concept.and_then(|c| key(c, *d)))

@@ -19,6 +19,8 @@ consts! {
     LLM_TOKEN_COUNT_TOTAL = "llm.token_count.total";
     /// Prompt tokens read from a cache.
     LLM_TOKEN_COUNT_PROMPT_CACHE_READ = "llm.token_count.prompt_details.cache_read";
+    /// Prompt tokens written to a cache.
+    LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE = "llm.token_count.prompt_details.cache_write";
     /// Reasoning tokens.
     LLM_TOKEN_COUNT_COMPLETION_REASONING = "llm.token_count.completion_details.reasoning";
     /// The input, usually the request body.

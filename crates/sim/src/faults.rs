@@ -7,6 +7,7 @@
 //! | `stall_ms=2000` | wait this long before the first byte of the response |
 //! | `close_after=3` | close the connection after 3 events of a stream (or 3 bytes of a body) |
 //! | `malformed_after=2` | after 2 events, send one event whose JSON is cut short |
+//! | `error_after=2` | after 2 events, the engine fails: vLLM's error event (`data: {"error":…}` then `[DONE]`; an `event: error` for the Messages API) ends the stream |
 //! | `split=5` | write every event in 5-byte pieces, each a separate write |
 //! | `split=random` | write every event in pieces of 1 to 16 bytes |
 //!
@@ -37,6 +38,8 @@ pub struct FaultSpec {
     pub close_after: Option<usize>,
     /// Send a truncated event after this many events.
     pub malformed_after: Option<usize>,
+    /// End the stream with the engine's error event after this many events.
+    pub error_after: Option<usize>,
     /// Split events into several writes.
     pub split: Option<Split>,
 }
@@ -70,6 +73,7 @@ impl FaultSpec {
                 "stall_ms" => f.stall = Some(Duration::from_millis(number()?)),
                 "close_after" => f.close_after = usize::try_from(number()?).ok(),
                 "malformed_after" => f.malformed_after = usize::try_from(number()?).ok(),
+                "error_after" => f.error_after = usize::try_from(number()?).ok(),
                 "split" if value == "random" => f.split = Some(Split::Random),
                 "split" => {
                     let n = number()?;
@@ -91,6 +95,7 @@ impl FaultSpec {
             stall: other.stall.or(self.stall),
             close_after: other.close_after.or(self.close_after),
             malformed_after: other.malformed_after.or(self.malformed_after),
+            error_after: other.error_after.or(self.error_after),
             split: other.split.or(self.split),
         }
     }

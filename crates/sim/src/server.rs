@@ -113,7 +113,12 @@ pub async fn handle(
     let path = parts.uri.path();
     let api = matches!(
         path,
-        "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/tokenize" | "/v1/models"
+        "/v1/chat/completions"
+            | "/v1/completions"
+            | "/v1/messages"
+            | "/v1/embeddings"
+            | "/tokenize"
+            | "/v1/models"
     );
     let fault = if api {
         match parts
@@ -167,7 +172,11 @@ pub async fn handle(
         }
         (
             &Method::POST,
-            "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/tokenize",
+            "/v1/chat/completions"
+            | "/v1/completions"
+            | "/v1/messages"
+            | "/v1/embeddings"
+            | "/tokenize",
         ) => {
             let body = match Limited::new(body, MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
@@ -202,6 +211,18 @@ pub async fn handle(
                     )
                     .await
                 }
+                "/v1/messages" => {
+                    generation(
+                        state.clone(),
+                        Endpoint::Messages,
+                        &parts.headers,
+                        &body,
+                        &fault,
+                        arrival_wall,
+                        arrival,
+                    )
+                    .await
+                }
                 "/v1/embeddings" => embeddings(&state, &parts.headers, &body),
                 _ => tokenize(&state, &body),
             };
@@ -209,7 +230,11 @@ pub async fn handle(
                 Ok(r) => r,
                 Err(e) => {
                     state.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    error(&e)
+                    if path == "/v1/messages" {
+                        full(e.status, "application/json", e.anthropic_body())
+                    } else {
+                        error(&e)
+                    }
                 }
             }
         }
@@ -220,6 +245,7 @@ pub async fn handle(
             | "/metrics"
             | "/v1/chat/completions"
             | "/v1/completions"
+            | "/v1/messages"
             | "/v1/embeddings"
             | "/tokenize",
         ) => error(&ApiError::method_not_allowed()),
@@ -286,7 +312,7 @@ impl RequestCtx {
         );
         if let Some(spans) = &self.state.spans {
             let id = match self.endpoint {
-                Endpoint::Chat => self.meta.id.clone(),
+                Endpoint::Chat | Endpoint::Messages => self.meta.id.clone(),
                 Endpoint::Completion => format!("{}-{}", self.meta.id, plan.prompt_index),
             };
             spans.record(
@@ -353,7 +379,8 @@ async fn generation(
     let rid = request_id(headers);
     let meta = Meta {
         id: match endpoint {
-            Endpoint::Chat => format!("chatcmpl-{rid}"),
+            // vLLM serves the Messages API as a chat request, with a chat id.
+            Endpoint::Chat | Endpoint::Messages => format!("chatcmpl-{rid}"),
             Endpoint::Completion => format!("cmpl-{rid}"),
         },
         created: state.created(),
@@ -423,11 +450,29 @@ async fn generation(
         state: state.clone(),
         completed: false,
     };
+    if endpoint == Endpoint::Messages {
+        if req.stream {
+            let events = messages_events(ctx, runners, guard);
+            let seed = tokenizer::stable_hash(&[&rid]);
+            let body = StreamBody::new(
+                apply_stream_faults(events, fault.clone(), seed, endpoint)
+                    .map(|r| r.map(Frame::data)),
+            );
+            let mut response = Response::new(BodyExt::boxed(body));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            );
+            return Ok(response);
+        }
+        let body = complete_messages(ctx, runners, guard).await;
+        return Ok(full(StatusCode::OK, "application/json", body));
+    }
     if req.stream {
         let events = sse_events(ctx, runners, guard);
         let seed = tokenizer::stable_hash(&[&rid]);
         let body = StreamBody::new(
-            apply_stream_faults(events, fault.clone(), seed).map(|r| r.map(Frame::data)),
+            apply_stream_faults(events, fault.clone(), seed, endpoint).map(|r| r.map(Frame::data)),
         );
         let mut response = Response::new(BodyExt::boxed(body));
         response.headers_mut().insert(
@@ -442,11 +487,30 @@ async fn generation(
 }
 
 /// Runs every choice to the end and renders one body.
-async fn complete(
+async fn complete(ctx: Arc<RequestCtx>, runners: Vec<ChoiceRunner>, guard: AbortGuard) -> Bytes {
+    let (choices, usage) = run_to_end(ctx.clone(), runners, guard).await;
+    render::full_response(&ctx.meta, &choices, usage)
+}
+
+/// A Messages API response: one choice, in content blocks.
+async fn complete_messages(
+    ctx: Arc<RequestCtx>,
+    runners: Vec<ChoiceRunner>,
+    guard: AbortGuard,
+) -> Bytes {
+    let (choices, usage) = run_to_end(ctx.clone(), runners, guard).await;
+    match choices.first() {
+        Some(c) => render::messages_body(&ctx.meta, c, usage),
+        None => Bytes::new(),
+    }
+}
+
+/// Runs every choice to the end: the choices and the usage.
+async fn run_to_end(
     ctx: Arc<RequestCtx>,
     runners: Vec<ChoiceRunner>,
     mut guard: AbortGuard,
-) -> Bytes {
+) -> (Vec<ChoiceOut>, Usage) {
     let results = futures_util::future::join_all(runners.into_iter().map(|mut r| {
         let ctx = ctx.clone();
         async move {
@@ -490,7 +554,94 @@ async fn complete(
         completion: results.iter().map(|(_, c)| u64::from(*c)).sum(),
     };
     let choices: Vec<ChoiceOut> = results.into_iter().map(|(c, _)| c).collect();
-    render::full_response(&ctx.meta, &choices, usage)
+    (choices, usage)
+}
+
+/// A Messages API stream (one choice): `message_start`, then per content block a start, its
+/// deltas and a stop (text first; a tool call in a block of its own), then `message_delta`
+/// with the stop reason and usage, and `message_stop`. No `[DONE]`.
+fn messages_events(
+    ctx: Arc<RequestCtx>,
+    mut runners: Vec<ChoiceRunner>,
+    mut guard: AbortGuard,
+) -> impl Stream<Item = Bytes> + Send {
+    struct S {
+        ctx: Arc<RequestCtx>,
+        runner: Option<ChoiceRunner>,
+        guard: AbortGuard,
+        pending: VecDeque<Bytes>,
+        /// The open block's index, and whether one is open.
+        block: u32,
+        open: bool,
+    }
+    let runner = if runners.is_empty() {
+        guard.completed = true;
+        None
+    } else {
+        Some(runners.swap_remove(0))
+    };
+    let prompt: u64 = ctx.prompt_tokens.iter().map(|&t| u64::from(t)).sum();
+    let mut pending = VecDeque::new();
+    pending.push_back(render::messages_start(&ctx.meta, prompt));
+    let s = S {
+        ctx,
+        runner,
+        guard,
+        pending,
+        block: 0,
+        open: false,
+    };
+    futures_util::stream::unfold(s, |mut s| async move {
+        loop {
+            if let Some(b) = s.pending.pop_front() {
+                return Some((b, s));
+            }
+            let runner = s.runner.as_mut()?;
+            let Some(step) = runner.next().await else {
+                s.runner = None;
+                continue;
+            };
+            match &step.delta {
+                Delta::Text(t) if !t.is_empty() => {
+                    if !s.open {
+                        s.pending.push_back(render::messages_text_start(s.block));
+                        s.open = true;
+                    }
+                    s.pending.push_back(render::messages_text_delta(s.block, t));
+                }
+                Delta::ToolStart { id, name } => {
+                    if s.open {
+                        s.pending.push_back(render::messages_block_stop(s.block));
+                        s.block += 1;
+                    }
+                    s.pending
+                        .push_back(render::messages_tool_start(s.block, id, name));
+                    s.open = true;
+                }
+                Delta::ToolArgs(a) => {
+                    s.pending.push_back(render::messages_json_delta(s.block, a));
+                }
+                _ => {}
+            }
+            if let Some(done) = &step.done {
+                if s.open {
+                    s.pending.push_back(render::messages_block_stop(s.block));
+                    s.open = false;
+                }
+                let usage = Usage {
+                    prompt: s.ctx.prompt_tokens.iter().map(|&t| u64::from(t)).sum(),
+                    completion: u64::from(done.completion_tokens),
+                };
+                s.pending
+                    .push_back(render::messages_end(&done.finish, usage));
+                if let Some(r) = &s.runner {
+                    s.ctx.finished(r.plan(), done);
+                }
+                s.guard.completed = true;
+                s.runner = None;
+            }
+        }
+    })
 }
 
 /// Streamed chunks: role chunks once the first token exists (chat), one chunk per token,
@@ -641,10 +792,25 @@ fn render_step(
 }
 
 /// Stream faults: close the connection, insert a malformed event, split events into writes.
+/// What vLLM sends when its engine fails during a stream: the error as an event, then (for
+/// the OpenAI routes) `[DONE]`.
+fn engine_error_events(endpoint: Endpoint) -> Bytes {
+    let message = "Injected fault: the engine failed during generation";
+    if endpoint == Endpoint::Messages {
+        return Bytes::from(format!(
+            "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"InternalServerError\",\"message\":\"{message}\"}}}}\n\n"
+        ));
+    }
+    Bytes::from(format!(
+        "data: {{\"error\":{{\"message\":\"{message}\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}}}\n\ndata: [DONE]\n\n"
+    ))
+}
+
 fn apply_stream_faults(
     events: impl Stream<Item = Bytes> + Send + 'static,
     fault: FaultSpec,
     seed: u64,
+    endpoint: Endpoint,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     struct F<S> {
         events: std::pin::Pin<Box<S>>,
@@ -653,6 +819,9 @@ fn apply_stream_faults(
         pieces: VecDeque<Bytes>,
         rng: Generator,
         closed: bool,
+        /// The stream ends after the pieces left (an engine error was sent).
+        ended: bool,
+        endpoint: Endpoint,
     }
     let state = F {
         events: Box::pin(events),
@@ -661,9 +830,14 @@ fn apply_stream_faults(
         pieces: VecDeque::new(),
         rng: Generator::new(seed, 0.0),
         closed: false,
+        ended: false,
+        endpoint,
     };
     futures_util::stream::unfold(state, |mut f| async move {
         if f.closed {
+            return None;
+        }
+        if f.ended && f.pieces.is_empty() {
             return None;
         }
         if let Some(piece) = f.pieces.pop_front() {
@@ -682,7 +856,10 @@ fn apply_stream_faults(
                 f,
             ));
         }
-        let event = if f.fault.malformed_after == Some(f.sent) {
+        let event = if f.fault.error_after == Some(f.sent) {
+            f.ended = true;
+            engine_error_events(f.endpoint)
+        } else if f.fault.malformed_after == Some(f.sent) {
             f.fault.malformed_after = None;
             Bytes::from_static(
                 b"data: {\"id\":\"chatcmpl-malformed\",\"object\":\"chat.completion.chu\n\n",

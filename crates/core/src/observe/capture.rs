@@ -136,6 +136,40 @@ pub struct InputContent {
 }
 
 /// Builds the captured input of a request from its decoded fields.
+/// One content block of a Messages API message, in the conventions' part shape: text, a tool
+/// call (`tool_use`, its `input` as the arguments), a tool result (`tool_result`), or only the
+/// type of anything else (images and documents are never copied onto a span).
+fn message_block(b: &Json, policy: &CapturePolicy) -> Json {
+    let text = |t: &str| json!({"type": "text", "content": policy.input_text(t)});
+    match b.get("type").and_then(Json::as_str) {
+        Some("text") => text(b.get("text").and_then(Json::as_str).unwrap_or("")),
+        Some("tool_use") => json!({
+            "type": "tool_call",
+            "id": b.get("id"),
+            "name": b.get("name"),
+            "arguments": b.get("input").map(|i| policy.input_text(&i.to_string())),
+        }),
+        Some("tool_result") => {
+            let result = match b.get("content") {
+                Some(Json::String(s)) => s.clone(),
+                Some(Json::Array(items)) => items
+                    .iter()
+                    .filter_map(|i| i.get("text").and_then(Json::as_str))
+                    .collect::<Vec<_>>()
+                    .join(""),
+                _ => String::new(),
+            };
+            json!({
+                "type": "tool_call_response",
+                "id": b.get("tool_use_id"),
+                "result": policy.input_text(&result),
+            })
+        }
+        Some(other) => json!({"type": other}),
+        None => json!({"type": "unknown"}),
+    }
+}
+
 pub(crate) fn input_content(
     api: Api,
     policy: &CapturePolicy,
@@ -251,6 +285,43 @@ pub(crate) fn input_content(
                     }
                 }
                 _ => {}
+            }
+        }
+        Api::Messages => {
+            match instructions {
+                Some(Json::String(s)) => system_parts.push(text_part(s)),
+                Some(Json::Array(blocks)) => {
+                    for b in blocks {
+                        if let Some(t) = b.get("text").and_then(Json::as_str) {
+                            system_parts.push(text_part(t));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            for m in messages.and_then(Json::as_array).into_iter().flatten() {
+                let role = m.get("role").and_then(Json::as_str).unwrap_or("user");
+                let mut parts = Vec::new();
+                match m.get("content") {
+                    Some(Json::String(s)) => parts.push(text_part(s)),
+                    Some(Json::Array(blocks)) => {
+                        for b in blocks {
+                            parts.push(message_block(b, policy));
+                        }
+                    }
+                    _ => {}
+                }
+                let flat_text: String = parts
+                    .iter()
+                    .filter_map(|p| {
+                        p.get("content")
+                            .or_else(|| p.get("result"))
+                            .and_then(Json::as_str)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("");
+                input_messages.push(json!({"role": role, "parts": parts}));
+                out.flat.push((role.to_owned(), flat_text));
             }
         }
         Api::Embeddings | Api::Pooling => {}

@@ -53,6 +53,8 @@ pub struct RecordOptions<'a> {
     pub dialects: &'a [Dialect],
     /// The capture policy.
     pub capture: &'a CapturePolicy,
+    /// Which GenAI names (the pinned release, or the newest on request).
+    pub conventions: inferscope_semconv::latest::Conventions,
 }
 
 /// The attributes the semantic conventions ask to set when the span starts.
@@ -109,7 +111,10 @@ pub fn request(record: &mut SpanRecord, route: &Route, facts: &RequestFacts) {
     if let Some(v) = facts.seed {
         r.push(attr::REQUEST_SEED, v);
     }
-    if matches!(route.api, Api::Chat | Api::Completions | Api::Responses) {
+    if matches!(
+        route.api,
+        Api::Chat | Api::Completions | Api::Responses | Api::Messages
+    ) {
         // Only what the request said: no `stream` key is not `stream: false` to every
         // reader, and no `response_format` is not a request for text.
         if facts.stream_given {
@@ -178,6 +183,9 @@ pub fn response(
         }
         if let Some(v) = u.cached_input_tokens {
             r.push(attr::USAGE_CACHE_READ_INPUT_TOKENS, v);
+        }
+        if let Some(v) = u.cache_creation_input_tokens {
+            r.push(opts.conventions.usage_cache_write_input_tokens(), v);
         }
         if let Some(v) = u.reasoning_output_tokens {
             r.push(attr::USAGE_REASONING_OUTPUT_TOKENS, v);

@@ -119,6 +119,8 @@ struct Fields<'a> {
     presence_penalty: Option<&'a RawValue>,
     encoding_format: Option<&'a RawValue>,
     stop: Option<&'a RawValue>,
+    stop_sequences: Option<&'a RawValue>,
+    system: Option<&'a RawValue>,
     prompt: Option<&'a RawValue>,
     stream_options: Option<&'a RawValue>,
     response_format: Option<&'a RawValue>,
@@ -147,6 +149,8 @@ impl<'a> Fields<'a> {
             "presence_penalty" => &mut self.presence_penalty,
             "encoding_format" => &mut self.encoding_format,
             "stop" => &mut self.stop,
+            "stop_sequences" => &mut self.stop_sequences,
+            "system" => &mut self.system,
             "prompt" => &mut self.prompt,
             "stream_options" => &mut self.stream_options,
             "response_format" => &mut self.response_format,
@@ -238,7 +242,8 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
         has_stream_options: f.stream_options.is_some(),
         ..RequestFacts::default()
     };
-    if let Some(stop) = decode(f.stop) {
+    // `stop` (OpenAI), `stop_sequences` (Anthropic Messages).
+    if let Some(stop) = decode(f.stop.or(f.stop_sequences)) {
         facts.stop = match stop {
             serde_json::Value::String(s) => vec![s],
             serde_json::Value::Array(items) => items
@@ -299,7 +304,8 @@ pub fn parse(api: Api, body: &[u8], policy: &CapturePolicy) -> RequestFacts {
             decode(f.messages).as_ref(),
             decode(f.prompt).as_ref(),
             decode(f.input).as_ref(),
-            decode(f.instructions).as_ref(),
+            // The Messages API's `system` is what the Responses API calls `instructions`.
+            decode(f.instructions.or(f.system)).as_ref(),
             tools.as_ref(),
         );
     }

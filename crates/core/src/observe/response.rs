@@ -29,6 +29,26 @@ pub struct Usage {
     pub cached_input_tokens: Option<i64>,
     /// Reasoning tokens among the generated ones.
     pub reasoning_output_tokens: Option<i64>,
+    /// Prompt tokens written to the cache (the Messages API's `cache_creation_input_tokens`).
+    pub cache_creation_input_tokens: Option<i64>,
+}
+
+impl Usage {
+    /// `self` with every count `later` reports (a Messages stream reports input tokens in
+    /// `message_start` and the output count in `message_delta`).
+    fn merged(self, later: Usage) -> Usage {
+        Usage {
+            input_tokens: later.input_tokens.or(self.input_tokens),
+            output_tokens: later.output_tokens.or(self.output_tokens),
+            cached_input_tokens: later.cached_input_tokens.or(self.cached_input_tokens),
+            reasoning_output_tokens: later
+                .reasoning_output_tokens
+                .or(self.reasoning_output_tokens),
+            cache_creation_input_tokens: later
+                .cache_creation_input_tokens
+                .or(self.cache_creation_input_tokens),
+        }
+    }
 }
 
 /// What a response says, as far as tracing uses it.
@@ -95,6 +115,10 @@ struct UsageJson {
     input_tokens_details: Option<Details>,
     completion_tokens_details: Option<Details>,
     output_tokens_details: Option<Details>,
+    /// Messages API: prompt tokens read from the cache (not in `input_tokens`).
+    cache_read_input_tokens: Option<i64>,
+    /// Messages API: prompt tokens written to the cache (not in `input_tokens`).
+    cache_creation_input_tokens: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -107,11 +131,19 @@ impl From<UsageJson> for Usage {
     fn from(u: UsageJson) -> Usage {
         let input_details = u.prompt_tokens_details.or(u.input_tokens_details);
         let output_details = u.completion_tokens_details.or(u.output_tokens_details);
+        // The Messages API counts cache reads and writes apart from `input_tokens`; the
+        // conventions' input tokens are all of them.
+        let input = u.prompt_tokens.or(u.input_tokens).map(|n| {
+            n + u.cache_read_input_tokens.unwrap_or(0) + u.cache_creation_input_tokens.unwrap_or(0)
+        });
         Usage {
-            input_tokens: u.prompt_tokens.or(u.input_tokens),
+            input_tokens: input,
             output_tokens: u.completion_tokens.or(u.output_tokens),
-            cached_input_tokens: input_details.and_then(|d| d.cached_tokens),
+            cached_input_tokens: input_details
+                .and_then(|d| d.cached_tokens)
+                .or(u.cache_read_input_tokens),
             reasoning_output_tokens: output_details.and_then(|d| d.reasoning_tokens),
+            cache_creation_input_tokens: u.cache_creation_input_tokens,
         }
     }
 }
@@ -154,6 +186,46 @@ struct Message<'a> {
     delta: Option<&'a RawValue>,
     #[serde(borrow)]
     system_fingerprint: Option<&'a RawValue>,
+    /// Messages API: the message inside `message_start`.
+    #[serde(borrow)]
+    message: Option<Box<Message<'a>>>,
+    /// Messages API: the block a `content_block_*` event is about.
+    index: Option<u32>,
+    #[serde(borrow)]
+    content_block: Option<BlockJson<'a>>,
+    /// Messages API: a whole message's content blocks.
+    #[serde(borrow)]
+    content: Option<Vec<BlockJson<'a>>>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+    /// Responses API `error` events: the error's code, at the top level.
+    code: Option<serde_json::Value>,
+}
+
+/// A Messages API content block: text, or a tool call with its input.
+#[derive(Deserialize)]
+struct BlockJson<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+}
+
+/// The `delta` of a Messages API `content_block_delta` or `message_delta` event.
+#[derive(Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -533,6 +605,11 @@ impl ResponseObserver {
                 error_type(error.kind.as_deref(), error.code.as_ref()).or(facts.error_type.take());
             return Verdict::Keep;
         }
+        // A Responses API `error` event: `{"type":"error","code":…,"message":…}`.
+        if m.kind.as_deref() == Some("error") {
+            facts.error_type = error_type(None, m.code.as_ref()).or(Some("error".into()));
+            return Verdict::Keep;
+        }
         if m.object.as_deref() == Some("error") {
             facts.error_type = m
                 .kind
@@ -550,6 +627,14 @@ impl ResponseObserver {
             && let Some(model) = &m.model
         {
             facts.model = Some(model.clone().into_owned());
+        }
+        // The Messages API: typed events, or a whole message.
+        if let Some(kind) = m
+            .kind
+            .as_deref()
+            .and_then(|k| MESSAGES_EVENTS.iter().find(|e| **e == k))
+        {
+            return self.messages_event(kind, m, at);
         }
         // The Responses API: typed events, or a whole response object.
         if let Some(kind) = m.kind.as_deref().filter(|k| k.starts_with("response.")) {
@@ -699,6 +784,132 @@ static DELTA_TOKENS: std::sync::LazyLock<DeltaTokens> = std::sync::LazyLock::new
         memchr::memmem::Finder::new("error"),
     ],
 });
+
+/// The `type`s of the Messages API's events and of a whole message.
+const MESSAGES_EVENTS: &[&str] = &[
+    "message",
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "ping",
+];
+
+impl ResponseObserver {
+    /// A Messages API event (or a whole message, `type: message`): one choice, its content in
+    /// blocks; a tool call's arguments arrive as `input_json_delta` fragments of its block.
+    fn messages_event(&mut self, kind: &str, m: Message<'_>, at: Option<Instant>) -> Verdict {
+        let capture = self.capture_output;
+        let max = self.max_text;
+        let facts = &mut self.facts;
+        if let Some(u) = m.usage {
+            facts.usage = Some(facts.usage.unwrap_or_default().merged(u.into()));
+        }
+        match kind {
+            "message_start" => {
+                if let Some(inner) = m.message {
+                    // Its id, model and usage; no content yet.
+                    let _ = self.message(*inner, None);
+                }
+            }
+            "message" => {
+                let choice = choice_mut(&mut facts.choices, 0);
+                for (i, block) in m.content.into_iter().flatten().enumerate() {
+                    message_block(
+                        choice,
+                        u32::try_from(i).unwrap_or(u32::MAX),
+                        block,
+                        capture,
+                        max,
+                    );
+                }
+                if let Some(reason) = m.stop_reason {
+                    choice.finish_reason = Some(reason.into_owned());
+                }
+            }
+            "content_block_start" => {
+                if let Some(block) = m.content_block {
+                    let choice = choice_mut(&mut facts.choices, 0);
+                    message_block(choice, m.index.unwrap_or(0), block, capture, max);
+                }
+            }
+            "content_block_delta" => {
+                let choice = choice_mut(&mut facts.choices, 0);
+                if let Some(at) = at {
+                    facts.timeline.chunk(at);
+                    if choice.first_chunk.is_none() {
+                        choice.first_chunk = Some(at);
+                    }
+                }
+                let delta = m
+                    .delta
+                    .and_then(|d| serde_json::from_str::<BlockDelta<'_>>(d.get()).ok());
+                if let Some(d) = delta {
+                    if capture && let Some(text) = &d.text {
+                        push_text(choice, text, max);
+                    }
+                    if capture
+                        && let Some(fragment) = &d.partial_json
+                        && let Some(call) = choice
+                            .tool_calls
+                            .iter_mut()
+                            .find(|c| Some(c.index) == m.index)
+                    {
+                        call.arguments.push_str(fragment);
+                    }
+                }
+            }
+            "message_delta" => {
+                let reason = m
+                    .delta
+                    .and_then(|d| serde_json::from_str::<BlockDelta<'_>>(d.get()).ok())
+                    .and_then(|d| d.stop_reason);
+                if let Some(reason) = reason {
+                    choice_mut(&mut facts.choices, 0).finish_reason = Some(reason.into_owned());
+                }
+            }
+            // The Messages API has no `[DONE]`: its last event is `message_stop`.
+            "message_stop" => facts.done = true,
+            _ => {}
+        }
+        Verdict::Keep
+    }
+}
+
+/// A content block of a message: its text (when captured), or a tool call (its input as the
+/// arguments, when captured; streamed tool calls start with an empty input and grow by
+/// fragments).
+fn message_block(
+    choice: &mut OutputChoice,
+    index: u32,
+    b: BlockJson<'_>,
+    capture: bool,
+    max: usize,
+) {
+    match b.kind.as_deref() {
+        Some("text") => {
+            if capture && let Some(t) = &b.text {
+                push_text(choice, t, max);
+            }
+        }
+        Some("tool_use") => {
+            // A streamed block starts with `input: {}`, which is no argument yet.
+            let arguments = match b.input.map(RawValue::get) {
+                Some(raw) if capture && raw != "{}" => raw.to_owned(),
+                _ => String::new(),
+            };
+            choice.tool_calls.push(ToolCall {
+                index,
+                id: b.id.map(Cow::into_owned),
+                name: b.name.map(Cow::into_owned),
+                arguments,
+            });
+        }
+        _ => {}
+    }
+}
 
 /// Whether an event is a chat or completions chunk with at least one choice, every choice's
 /// `finish_reason` null, and no usage, tool calls or error: the full parse of such an event
@@ -1286,5 +1497,137 @@ mod tests {
         o.on_chunk(Bytes::from_static(b"0123456789"), Instant::now());
         o.on_end();
         assert!(o.into_facts().parse_error.unwrap().contains("over 8 bytes"));
+    }
+
+    /// A fixture the real vLLM 0.32 wrote (`scripts/real-vllm/capture-fixtures.sh`), without the
+    /// status line the capture appends.
+    fn vllm_fixture(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../sim/tests/fixtures/vllm-0.32-cpu")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let body = text.trim_end().rsplit_once('\n').unwrap().0;
+        format!("{body}\n")
+    }
+
+    #[test]
+    fn anthropic_messages_streams_and_bodies_from_the_real_vllm() {
+        let captured = CapturePolicy {
+            enabled: true,
+            ..CapturePolicy::default()
+        };
+        let sse = vllm_fixture("messages-stream.sse");
+        // Every split of the stream gives the same facts and the same bytes.
+        for split in [1, 7, 64, sse.len()] {
+            let chunks: Vec<&str> = sse
+                .as_bytes()
+                .chunks(split)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            let (out, f) = stream(&chunks, false, &captured);
+            assert_eq!(out, sse);
+            assert_eq!(f.id.as_deref(), Some("chatcmpl-8ea9ccc1e7228ae1"));
+            assert_eq!(f.model.as_deref(), Some("tiny-llama"));
+            let u = f.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens), (Some(26), Some(5)));
+            assert_eq!(f.finish_reasons(), vec!["max_tokens".to_owned()]);
+            assert_eq!(f.choices[0].text, "helpakeio back re");
+            assert_eq!(f.timeline.chunks(), 5, "one chunk per content delta");
+            assert!(f.choices[0].first_chunk.is_some());
+            assert!(f.done, "message_stop ends the stream");
+            assert_eq!(f.parse_errors, 0);
+        }
+        // A tool call: its block starts with the name, its input grows by fragments.
+        let (_, f) = stream(
+            &[&vllm_fixture("messages-tools-stream.sse")],
+            false,
+            &captured,
+        );
+        let call = &f.choices[0].tool_calls[0];
+        assert_eq!(call.name.as_deref(), Some("get_weather"));
+        assert_eq!(call.id.as_deref(), Some("chatcmpl-tool-9a66d931378c3cea"));
+        assert_eq!(call.arguments, "\"\"");
+        assert_eq!(f.tool_call_names(), vec!["get_weather".to_owned()]);
+        // Made-up, as the Anthropic API sends them: cache counts, fragments, an error event.
+        let events = [
+            r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"m","usage":{"input_tokens":10,"cache_read_input_tokens":30,"cache_creation_input_tokens":5,"output_tokens":1}}}
+
+"#,
+            "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            r#"event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}
+
+"#,
+            r#"event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\": "}}
+
+"#,
+            r#"event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}
+
+"#,
+            r#"event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":12}}
+
+"#,
+            r#"event: error
+data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}
+
+"#,
+        ];
+        let (_, f) = stream(&events, false, &captured);
+        let u = f.usage.unwrap();
+        assert_eq!(
+            u.input_tokens,
+            Some(45),
+            "input, cache reads and cache writes"
+        );
+        assert_eq!(u.cached_input_tokens, Some(30));
+        assert_eq!(u.cache_creation_input_tokens, Some(5));
+        assert_eq!(u.output_tokens, Some(12));
+        assert_eq!(
+            f.choices[0].tool_calls[0].arguments,
+            "{\"city\": \"Paris\"}"
+        );
+        assert_eq!(f.finish_reasons(), vec!["tool_use".to_owned()]);
+        assert_eq!(f.error_type.as_deref(), Some("overloaded_error"));
+        assert!(!f.done);
+        // Without capture, no text and no arguments, but the same facts otherwise.
+        let (_, f) = stream(&events, false, &CapturePolicy::default());
+        assert_eq!(f.choices[0].tool_calls[0].arguments, "");
+        assert_eq!(f.tool_call_names(), vec!["get_weather".to_owned()]);
+
+        // Whole bodies.
+        for (name, text, reason) in [("messages.json", "lyoo Nowostem\u{fffd}viax", "max_tokens")] {
+            let mut o = ResponseObserver::new(false, false, &captured, 1 << 20);
+            o.on_chunk(Bytes::from(vllm_fixture(name)), Instant::now());
+            o.on_end();
+            let f = o.into_facts();
+            assert_eq!(f.id.as_deref(), Some("chatcmpl-ac5a92782a393e6b"));
+            assert_eq!(f.choices[0].text, text);
+            assert_eq!(f.finish_reasons(), vec![reason.to_owned()]);
+            assert_eq!(f.usage.unwrap().input_tokens, Some(26));
+            assert_eq!(f.timeline.chunks(), 0);
+        }
+        let mut o = ResponseObserver::new(false, false, &captured, 1 << 20);
+        o.on_chunk(
+            Bytes::from_static(br#"{"id":"msg_2","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"Let me check."},{"type":"tool_use","id":"toolu_2","name":"get_weather","input":{"city":"Paris"}}],"stop_reason":"tool_use","usage":{"input_tokens":3,"output_tokens":9}}"#),
+            Instant::now(),
+        );
+        o.on_end();
+        let f = o.into_facts();
+        assert_eq!(f.choices[0].text, "Let me check.");
+        assert_eq!(f.choices[0].tool_calls[0].arguments, r#"{"city":"Paris"}"#);
+        assert_eq!(f.choices[0].tool_calls[0].index, 1);
+        for (name, kind) in [
+            ("messages-error-404-model.json", "NotFoundError"),
+            ("messages-error-400-no-max-tokens.json", "Bad Request"),
+        ] {
+            let mut o = ResponseObserver::new(false, false, &captured, 1 << 20);
+            o.on_chunk(Bytes::from(vllm_fixture(name)), Instant::now());
+            o.on_end();
+            assert_eq!(o.into_facts().error_type.as_deref(), Some(kind), "{name}");
+        }
     }
 }

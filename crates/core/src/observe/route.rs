@@ -13,6 +13,10 @@ pub enum Api {
     Embeddings,
     /// `/v1/responses`: `input` / `instructions` in, `output[]` out.
     Responses,
+    /// `/v1/messages` (the Anthropic Messages API): `system` and `messages` with content
+    /// blocks in, `content[]` blocks out; streams of typed events (`message_start`,
+    /// `content_block_delta`, `message_delta`, …) that always carry usage.
+    Messages,
     /// `/classify`, `/score`, `/rerank` and their versioned forms.
     Pooling,
 }
@@ -39,6 +43,7 @@ const ROUTES: &[Route] = &[
     route("/v2/embed", operation::EMBEDDINGS, Api::Embeddings),
     route("/pooling", operation::EMBEDDINGS, Api::Embeddings),
     route("/v1/responses", operation::CHAT, Api::Responses),
+    route("/v1/messages", operation::CHAT, Api::Messages),
     route("/classify", "classify", Api::Pooling),
     route("/score", operation::RETRIEVAL, Api::Pooling),
     route("/v1/score", operation::RETRIEVAL, Api::Pooling),
@@ -139,6 +144,12 @@ mod tests {
             Some(Api::Embeddings)
         );
         assert!(classify("POST", "/v1/responses/abc").is_none());
+        assert_eq!(
+            classify("POST", "/v1/messages").map(|r| (r.operation, r.api)),
+            Some(("chat", Api::Messages))
+        );
+        // Counting tokens is not a model call: an HTTP span only.
+        assert!(classify("POST", "/v1/messages/count_tokens").is_none());
         assert!(classify("PUT", "/v1/chat/completions").is_none());
         assert_eq!(
             template("/v1/responses/r1/cancel"),

@@ -643,7 +643,7 @@ fn classic_text(open: &str) -> String {
             out.push_str(&format!("# HELP {name} {text}\n"));
         }
         // A sample; an exemplar (` # {...} value`) has no place in the classic format.
-        let sample = match line.find(" # {") {
+        let sample = match exemplar_start(line) {
             Some(i) => &line[..i],
             None => line,
         };
@@ -651,6 +651,26 @@ fn classic_text(open: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Where a sample line's exemplar (` # {…}`) begins: after its label set, whose quoted values
+/// may hold anything a client sent as a model name (` # {` included).
+fn exemplar_start(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut i = line.find(['{', ' '])?;
+    if bytes[i] == b'{' {
+        let mut quoted = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                b'}' if !quoted => break,
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    line.get(i..)?.find(" # {").map(|at| i + at)
 }
 
 /// Reads the ingest counters at scrape time.
@@ -802,6 +822,11 @@ mod tests {
         );
         let m = Metrics::new(Conventions::default(), None, None);
         m.count_request("other", "200");
+        assert_eq!(
+            classic_text("x_count{m=\"a # {b\\\" # {c\"} 1 # {trace_id=\"ab\"} 0.5\n"),
+            "x_count{m=\"a # {b\\\" # {c\"} 1\n",
+            "a label value with the exemplar marker in it is kept whole"
+        );
         let (text, kind) = m.encode_for(Some("text/plain;version=0.0.4"));
         assert_eq!(kind, CLASSIC_TYPE);
         assert!(

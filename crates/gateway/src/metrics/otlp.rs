@@ -426,7 +426,14 @@ impl Converter {
             sum: Some(sum),
             bucket_counts: buckets.into_iter().map(|b| b as u64).collect(),
             explicit_bounds: bounds,
-            exemplars: p.exemplars.iter().map(|e| exemplar(e, time)).collect(),
+            // A delta point's exemplars are from its own window (a bucket keeps its latest
+            // exemplar until a newer observation replaces it).
+            exemplars: p
+                .exemplars
+                .iter()
+                .filter(|e| !delta || e.seconds.is_none_or(|s| (s * 1e9) as u64 >= start))
+                .map(|e| exemplar(e, time))
+                .collect(),
             flags: 0,
             min: None,
             max: None,
@@ -502,16 +509,46 @@ fn histogram_points(samples: &[Sample]) -> Vec<(Vec<(String, String)>, Point)> {
     points
 }
 
+/// What the push task needs: where and how, the resource, and the shutdown grace that bounds
+/// the last push.
+#[derive(Debug, Clone)]
+pub(crate) struct Push {
+    pub(crate) config: inferscope_export::config::MetricsConfig,
+    pub(crate) resource: Vec<(String, String)>,
+    pub(crate) grace: Duration,
+}
+
+impl Push {
+    pub(crate) fn new(p: &MetricsPush, grace: Duration) -> Push {
+        Push {
+            config: p.config.clone(),
+            resource: p.resource.clone(),
+            grace,
+        }
+    }
+}
+
 /// Pushes every `interval` until `stop` says so, then once more, so the last interval's
 /// observations are not lost. Failures are logged and counted, never retried past a push's
 /// deadline.
 pub(crate) async fn push(
     metrics: Arc<Metrics>,
-    push: MetricsPush,
+    push: Push,
     exporter: MetricsExporter,
     mut stop: watch::Receiver<bool>,
 ) {
+    tracing::info!(
+        endpoint = %inferscope_export::config::redact_userinfo(&push.config.otlp.endpoint),
+        protocol = push.config.otlp.protocol.as_str(),
+        interval_ms = push.config.interval.as_millis() as u64,
+        "pushing metrics over OTLP"
+    );
     let mut converter = Converter::new(&push.resource, push.config.temporality);
+    // At least a second for the last push, however short the grace.
+    let push = Push {
+        grace: push.grace.max(Duration::from_secs(1)),
+        ..push
+    };
     let mut tick = tokio::time::interval(push.config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -521,8 +558,14 @@ pub(crate) async fn push(
             _ = stop.wait_for(|s| *s) => true,
         };
         let request = converter.request(&metrics, &metrics.encode(), SystemTime::now());
-        let deadline = Instant::now() + push.config.export_timeout;
-        let timeout = push.config.export_timeout;
+        // A push ends before the next one is due, and the last one within the shutdown grace:
+        // a receiver that is down neither stretches the interval nor holds up the exit.
+        let timeout = push.config.export_timeout.min(if last {
+            push.grace
+        } else {
+            push.config.interval
+        });
+        let deadline = Instant::now() + timeout;
         match tokio::time::timeout(
             timeout + Duration::from_millis(100),
             exporter.export(&request, deadline),

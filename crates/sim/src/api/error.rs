@@ -156,6 +156,22 @@ impl ApiError {
         }
     }
 
+    /// The Messages API's error body, as vLLM writes it for errors raised while serving a
+    /// request (`{"type":"error","error":{"type","message"}}`); validation errors keep the
+    /// OpenAI shape there too.
+    pub fn anthropic_body(&self) -> Bytes {
+        if self.kind == "Bad Request" || self.detail_only {
+            return self.body();
+        }
+        let mut j = Json::with_capacity(192);
+        j.raw("{\"type\":\"error\",\"error\":{\"type\":")
+            .str(self.kind)
+            .raw(",\"message\":")
+            .str(&self.message)
+            .raw("}}");
+        j.into_bytes()
+    }
+
     /// The JSON body.
     pub fn body(&self) -> Bytes {
         let mut j = Json::with_capacity(256);

@@ -56,7 +56,7 @@ pub struct ChoiceOut {
 impl Meta {
     fn object(&self) -> &'static str {
         match self.endpoint {
-            Endpoint::Chat => "chat.completion.chunk",
+            Endpoint::Chat | Endpoint::Messages => "chat.completion.chunk",
             Endpoint::Completion => "text_completion",
         }
     }
@@ -144,7 +144,7 @@ pub fn text_chunk(
     m.head(&mut j, m.object());
     j.raw(",\"choices\":[{\"index\":").num(u64::from(index));
     match m.endpoint {
-        Endpoint::Chat => {
+        Endpoint::Chat | Endpoint::Messages => {
             j.raw(",\"delta\":{\"content\":")
                 .str(text)
                 .raw("},\"logprobs\":null");
@@ -265,7 +265,7 @@ pub fn full_response(m: &Meta, choices: &[ChoiceOut], usage: Usage) -> Bytes {
     let mut j =
         Json::with_capacity(512 + choices.iter().map(|c| c.text.len() + 256).sum::<usize>());
     let object = match m.endpoint {
-        Endpoint::Chat => "chat.completion",
+        Endpoint::Chat | Endpoint::Messages => "chat.completion",
         Endpoint::Completion => "text_completion",
     };
     m.head(&mut j, object);
@@ -276,7 +276,7 @@ pub fn full_response(m: &Meta, choices: &[ChoiceOut], usage: Usage) -> Bytes {
         }
         j.raw("{\"index\":").num(u64::from(c.index));
         match m.endpoint {
-            Endpoint::Chat => {
+            Endpoint::Chat | Endpoint::Messages => {
                 j.raw(",\"message\":{\"role\":\"assistant\",\"content\":")
                     .str(&c.text)
                     .raw(",\"refusal\":null,\"annotations\":null,\"audio\":null,\"function_call\":null");
@@ -308,6 +308,138 @@ pub fn full_response(m: &Meta, choices: &[ChoiceOut], usage: Usage) -> Bytes {
     }
     j.raw(",\"kv_transfer_params\":null,\"ec_transfer_params\":null,\"metrics\":null}");
     j.into_bytes()
+}
+
+/// The Messages API's stop reason for a finish: `max_tokens`, `tool_use`, or `end_turn`.
+pub fn stop_reason(f: &Finish) -> &'static str {
+    match f.reason {
+        "length" => "max_tokens",
+        "tool_calls" => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+/// One Messages API stream event: `event: <type>` then its data.
+fn anthropic_event(kind: &str, capacity: usize) -> Json {
+    let mut j = Json::with_capacity(capacity + 32);
+    j.raw("event: ").raw(kind).raw("\ndata: ");
+    j
+}
+
+/// A non-streamed Messages API response (vLLM 0.32's field order).
+pub fn messages_body(m: &Meta, c: &ChoiceOut, usage: Usage) -> Bytes {
+    let mut j = Json::with_capacity(256 + c.text.len());
+    j.raw("{\"id\":")
+        .str(&m.id)
+        .raw(",\"type\":\"message\",\"role\":\"assistant\",\"content\":[");
+    let mut first = true;
+    if !c.text.is_empty() || c.tool_call.is_none() {
+        j.raw("{\"type\":\"text\",\"text\":").str(&c.text).raw("}");
+        first = false;
+    }
+    if let Some((id, name, args)) = &c.tool_call {
+        if !first {
+            j.raw(",");
+        }
+        let input = serde_json::from_str::<serde_json::Value>(args)
+            .unwrap_or_else(|_| serde_json::json!({}));
+        j.raw("{\"type\":\"tool_use\",\"id\":")
+            .str(id)
+            .raw(",\"name\":")
+            .str(name)
+            .raw(",\"input\":")
+            .value(&input)
+            .raw("}");
+    }
+    j.raw("],\"model\":")
+        .str(&m.model)
+        .raw(",\"stop_reason\":")
+        .str(stop_reason(&c.finish))
+        .raw(",\"usage\":{\"input_tokens\":")
+        .num(usage.prompt)
+        .raw(",\"output_tokens\":")
+        .num(usage.completion)
+        .raw("}}");
+    j.into_bytes()
+}
+
+/// `message_start`: the message's id, model and input tokens, no content yet.
+pub fn messages_start(m: &Meta, input_tokens: u64) -> Bytes {
+    let mut j = anthropic_event("message_start", 256);
+    j.raw("{\"type\":\"message_start\",\"message\":{\"id\":")
+        .str(&m.id)
+        .raw(",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":")
+        .str(&m.model)
+        .raw(",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":")
+        .num(input_tokens)
+        .raw(",\"output_tokens\":0}}}");
+    sse(j)
+}
+
+/// `content_block_start` of a text block.
+pub fn messages_text_start(index: u32) -> Bytes {
+    let mut j = anthropic_event("content_block_start", 96);
+    j.raw("{\"type\":\"content_block_start\",\"content_block\":{\"type\":\"text\",\"text\":\"\"},\"index\":")
+        .num(u64::from(index))
+        .raw("}");
+    sse(j)
+}
+
+/// `content_block_start` of a tool call: its id and name, an empty input.
+pub fn messages_tool_start(index: u32, id: &str, name: &str) -> Bytes {
+    let mut j = anthropic_event("content_block_start", 160);
+    j.raw("{\"type\":\"content_block_start\",\"content_block\":{\"type\":\"tool_use\",\"id\":")
+        .str(id)
+        .raw(",\"name\":")
+        .str(name)
+        .raw(",\"input\":{}},\"index\":")
+        .num(u64::from(index))
+        .raw("}");
+    sse(j)
+}
+
+/// `content_block_delta` with text.
+pub fn messages_text_delta(index: u32, text: &str) -> Bytes {
+    let mut j = anthropic_event("content_block_delta", 96 + text.len());
+    j.raw("{\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":")
+        .str(text)
+        .raw("},\"index\":")
+        .num(u64::from(index))
+        .raw("}");
+    sse(j)
+}
+
+/// `content_block_delta` with a fragment of a tool call's input.
+pub fn messages_json_delta(index: u32, fragment: &str) -> Bytes {
+    let mut j = anthropic_event("content_block_delta", 96 + fragment.len());
+    j.raw("{\"type\":\"content_block_delta\",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":")
+        .str(fragment)
+        .raw("},\"index\":")
+        .num(u64::from(index))
+        .raw("}");
+    sse(j)
+}
+
+/// `content_block_stop`.
+pub fn messages_block_stop(index: u32) -> Bytes {
+    let mut j = anthropic_event("content_block_stop", 64);
+    j.raw("{\"type\":\"content_block_stop\",\"index\":")
+        .num(u64::from(index))
+        .raw("}");
+    sse(j)
+}
+
+/// `message_delta` with the stop reason and the usage, then `message_stop`.
+pub fn messages_end(finish: &Finish, usage: Usage) -> Bytes {
+    let mut j = anthropic_event("message_delta", 192);
+    j.raw("{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":")
+        .str(stop_reason(finish))
+        .raw(",\"stop_sequence\":null},\"usage\":{\"input_tokens\":")
+        .num(usage.prompt)
+        .raw(",\"output_tokens\":")
+        .num(usage.completion)
+        .raw("}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}");
+    sse(j)
 }
 
 /// An embeddings response; vectors as float arrays or base64 of little-endian f32.
@@ -581,6 +713,76 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
             fixture("chat.json").trim_end()
+        );
+    }
+
+    /// A capture of `scripts/real-vllm/capture-fixtures.sh messages`, without the status
+    /// line it appends.
+    fn captured(name: &str) -> String {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/vllm-0.32-cpu")
+            .join(name);
+        let text = std::fs::read_to_string(path).unwrap();
+        let body = text.trim_end().rsplit_once('\n').unwrap().0;
+        format!("{body}\n")
+    }
+
+    #[test]
+    fn messages_stream_and_body_are_byte_identical_to_vllm() {
+        let m = meta(Endpoint::Messages, "chatcmpl-8ea9ccc1e7228ae1");
+        let mut out = messages_start(&m, 26).to_vec();
+        out.extend_from_slice(&messages_text_start(0));
+        for t in ["help", "ake", "io", " back", " re"] {
+            out.extend_from_slice(&messages_text_delta(0, t));
+        }
+        out.extend_from_slice(&messages_block_stop(0));
+        let finish = Finish {
+            reason: "length",
+            stop_reason: None,
+        };
+        out.extend_from_slice(&messages_end(
+            &finish,
+            Usage {
+                prompt: 26,
+                completion: 5,
+            },
+        ));
+        // The capture ends with the body's last blank line and curl's newline.
+        let want = captured("messages-stream.sse");
+        assert_eq!(format!("{}\n", String::from_utf8(out).unwrap()), want);
+
+        let m = meta(Endpoint::Messages, "chatcmpl-ac5a92782a393e6b");
+        let c = ChoiceOut {
+            index: 0,
+            text: "lyoo Nowostem\u{fffd}viax".into(),
+            finish,
+            tool_call: None,
+        };
+        let body = messages_body(
+            &m,
+            &c,
+            Usage {
+                prompt: 26,
+                completion: 8,
+            },
+        );
+        assert_eq!(
+            format!("{}\n", String::from_utf8(body.to_vec()).unwrap()),
+            captured("messages.json")
+        );
+        // A tool call streams in a block of its own, as vLLM's tool stream did.
+        let tool = String::from_utf8(
+            messages_tool_start(0, "chatcmpl-tool-9a66d931378c3cea", "get_weather").to_vec(),
+        )
+        .unwrap();
+        assert!(
+            captured("messages-tools-stream.sse").contains(&tool),
+            "{tool}"
+        );
+        let args = String::from_utf8(messages_json_delta(0, "\"\"").to_vec()).unwrap();
+        assert!(
+            captured("messages-tools-stream.sse").contains(&args),
+            "{args}"
         );
     }
 }

@@ -13,6 +13,8 @@ pub enum Endpoint {
     Chat,
     /// `/v1/completions`.
     Completion,
+    /// `/v1/messages` (the Anthropic Messages API; vLLM runs it as a chat request).
+    Messages,
 }
 
 /// One prompt of a request (completions can batch several).
@@ -384,11 +386,63 @@ fn tool_plan(body: &Map<String, Value>) -> Result<Option<ToolCallPlan>, ApiError
     }))
 }
 
-/// Parses a chat or completions request body.
+/// A Messages API body as the chat request vLLM turns it into: `system` (a string or text
+/// blocks) as the first message, `stop_sequences` as `stop`, `max_tokens` required, one choice.
+fn messages_as_chat(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    if !map.contains_key("max_tokens") {
+        return Err(ApiError::missing("body.max_tokens", map.len()));
+    }
+    if let Some(system) = map.remove("system") {
+        let mut messages = vec![serde_json::json!({"role": "system", "content": system})];
+        if let Some(Value::Array(rest)) = map.remove("messages") {
+            messages.extend(rest);
+        }
+        map.insert("messages".into(), Value::Array(messages));
+    }
+    if let Some(stop) = map.remove("stop_sequences") {
+        map.insert("stop".into(), stop);
+    }
+    map.remove("n");
+    map.remove("stream_options");
+    // `tool_choice` `{"type":"any"}` or `{"type":"tool","name":…}`; tools with `input_schema`.
+    let tools: Vec<Value> = match map.remove("tools") {
+        Some(Value::Array(t)) => t
+            .into_iter()
+            .map(|t| {
+                serde_json::json!({"type": "function", "function": {
+                    "name": t.get("name").cloned().unwrap_or(Value::Null),
+                    "parameters": t.get("input_schema").cloned().unwrap_or(Value::Null),
+                }})
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let choice = match map.remove("tool_choice") {
+        Some(c) if c.get("type").and_then(Value::as_str) == Some("any") => {
+            Some(Value::String("required".into()))
+        }
+        Some(c) if c.get("type").and_then(Value::as_str) == Some("tool") => Some(
+            serde_json::json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or(Value::Null)}}),
+        ),
+        _ => None,
+    };
+    if !tools.is_empty() {
+        map.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(c) = choice {
+        map.insert("tool_choice".into(), c);
+    }
+    Ok(map)
+}
+
+/// Parses a chat, completions or Messages request body.
 pub fn parse_generation(endpoint: Endpoint, body: &[u8]) -> Result<GenRequest, ApiError> {
-    let map = parse_object(body)?;
+    let mut map = parse_object(body)?;
+    if endpoint == Endpoint::Messages {
+        map = messages_as_chat(map)?;
+    }
     let prompts = match endpoint {
-        Endpoint::Chat => vec![chat_prompt(&map)?],
+        Endpoint::Chat | Endpoint::Messages => vec![chat_prompt(&map)?],
         Endpoint::Completion => text_prompts("prompt", map.get("prompt"), map.len(), true)?,
     };
     let max_tokens = match opt_int(&map, "max_completion_tokens")? {
@@ -443,7 +497,7 @@ pub fn parse_generation(endpoint: Endpoint, body: &[u8]) -> Result<GenRequest, A
         stop,
         seed: opt_int(&map, "seed")?,
         ignore_eos: opt_bool(&map, "ignore_eos")?.unwrap_or(false),
-        tool: if endpoint == Endpoint::Chat {
+        tool: if endpoint != Endpoint::Completion {
             tool_plan(&map)?
         } else {
             None
