@@ -28,6 +28,8 @@ use inferscope_semconv::{attr, inferscope as own, vllm};
 struct Killer(std::process::Child);
 
 impl Drop for Killer {
+    // Runs as the test ends, on no worker of the runtime's: waiting on a thread is fine here.
+    #[allow(clippy::disallowed_methods)]
     fn drop(&mut self) {
         // `--`: util-linux's kill reads a bare `-PGID` as a signal name, and the group would
         // live on (and `wait` below hang).

@@ -186,16 +186,17 @@ struct Message<'a> {
     delta: Option<&'a RawValue>,
     #[serde(borrow)]
     system_fingerprint: Option<&'a RawValue>,
-    /// Messages API: the message inside `message_start`.
+    /// Messages API: the message inside `message_start` (raw: in error bodies `message` is
+    /// a string).
     #[serde(borrow)]
-    message: Option<Box<Message<'a>>>,
+    message: Option<&'a RawValue>,
     /// Messages API: the block a `content_block_*` event is about.
     index: Option<u32>,
     #[serde(borrow)]
     content_block: Option<BlockJson<'a>>,
-    /// Messages API: a whole message's content blocks.
+    /// Messages API: a whole message's content blocks (raw: read only for that shape).
     #[serde(borrow)]
-    content: Option<Vec<BlockJson<'a>>>,
+    content: Option<&'a RawValue>,
     #[serde(borrow)]
     stop_reason: Option<Cow<'a, str>>,
     /// Responses API `error` events: the error's code, at the top level.
@@ -809,14 +810,19 @@ impl ResponseObserver {
         }
         match kind {
             "message_start" => {
-                if let Some(inner) = m.message {
+                if let Some(inner) = m.message.and_then(|raw| {
+                    super::json::from_bytes::<Message<'_>>(raw.get().as_bytes()).ok()
+                }) {
                     // Its id, model and usage; no content yet.
-                    let _ = self.message(*inner, None);
+                    let _ = self.message(inner, None);
                 }
             }
             "message" => {
                 let choice = choice_mut(&mut facts.choices, 0);
-                for (i, block) in m.content.into_iter().flatten().enumerate() {
+                let blocks = m.content.and_then(|raw| {
+                    super::json::from_bytes::<Vec<BlockJson<'_>>>(raw.get().as_bytes()).ok()
+                });
+                for (i, block) in blocks.into_iter().flatten().enumerate() {
                     message_block(
                         choice,
                         u32::try_from(i).unwrap_or(u32::MAX),
@@ -1599,15 +1605,28 @@ data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}
         assert_eq!(f.tool_call_names(), vec!["get_weather".to_owned()]);
 
         // Whole bodies.
-        for (name, text, reason) in [("messages.json", "lyoo Nowostem\u{fffd}viax", "max_tokens")] {
+        for (name, id, text, input) in [
+            (
+                "messages.json",
+                "chatcmpl-ac5a92782a393e6b",
+                "lyoo Nowostem\u{fffd}viax",
+                26,
+            ),
+            (
+                "messages-tool-result.json",
+                "chatcmpl-b489c2580a814cfa",
+                "nce                   mb over",
+                33,
+            ),
+        ] {
             let mut o = ResponseObserver::new(false, false, &captured, 1 << 20);
             o.on_chunk(Bytes::from(vllm_fixture(name)), Instant::now());
             o.on_end();
             let f = o.into_facts();
-            assert_eq!(f.id.as_deref(), Some("chatcmpl-ac5a92782a393e6b"));
+            assert_eq!(f.id.as_deref(), Some(id));
             assert_eq!(f.choices[0].text, text);
-            assert_eq!(f.finish_reasons(), vec![reason.to_owned()]);
-            assert_eq!(f.usage.unwrap().input_tokens, Some(26));
+            assert_eq!(f.finish_reasons(), vec!["max_tokens".to_owned()]);
+            assert_eq!(f.usage.unwrap().input_tokens, Some(input));
             assert_eq!(f.timeline.chunks(), 0);
         }
         let mut o = ResponseObserver::new(false, false, &captured, 1 << 20);

@@ -737,9 +737,19 @@ mod tests {
 
     #[test]
     fn delta_temporality_pushes_changes_since_the_last_push() {
-        let m = observed();
         let mut c = Converter::new(&[], Temporality::Delta);
+        let m = observed();
         let first = c.request(&m, &m.encode(), SystemTime::now());
+        let Some(pb::metric::Data::Histogram(h)) =
+            &find(&first, "gen_ai.client.operation.duration").data
+        else {
+            panic!()
+        };
+        assert_eq!(
+            h.data_points[0].exemplars.len(),
+            1,
+            "observed in this window"
+        );
         m.count_request("inference", "200");
         let second = c.request(&m, &m.encode(), SystemTime::now());
         let value = |r: &ExportMetricsServiceRequest| {
@@ -761,5 +771,9 @@ mod tests {
         };
         assert_eq!(h.data_points[0].count, 0, "nothing observed since");
         assert_eq!(h.data_points[0].bucket_counts.iter().sum::<u64>(), 0);
+        assert!(
+            h.data_points[0].exemplars.is_empty(),
+            "no exemplar from an earlier window"
+        );
     }
 }
