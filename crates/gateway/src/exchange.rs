@@ -135,6 +135,11 @@ impl Exchange {
         out
     }
 
+    /// Bytes sent to the client outside the response body path (a tunnel's).
+    pub(crate) fn add_response_bytes(&mut self, n: u64) {
+        self.response_bytes += n;
+    }
+
     /// The body ended; returns bytes still held back for the client.
     pub(crate) fn on_end(&mut self) -> Option<Bytes> {
         self.inference

@@ -38,6 +38,7 @@ mod metrics;
 mod proxy;
 mod request_body;
 mod response_body;
+mod tunnel;
 mod upstream;
 
 pub use inferscope_server::raise_open_file_limit;
@@ -121,11 +122,24 @@ pub(crate) struct AdminState {
 
 /// Where the gateway is in its life; written by [`Gateway::shutdown`] and the proxy
 /// listener's cut, read by the admin endpoint and by exchanges as they end.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Lifecycle {
     pub(crate) stopping: AtomicBool,
     /// The grace period is over: connections still open are being cut.
     pub(crate) cutting: AtomicBool,
+    /// Tunnels (upgraded connections, which the listener no longer tracks) still open when the
+    /// grace period is over are cut when this turns true.
+    pub(crate) cut_tunnels: watch::Sender<bool>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Lifecycle {
+        Lifecycle {
+            stopping: AtomicBool::new(false),
+            cutting: AtomicBool::new(false),
+            cut_tunnels: watch::Sender::new(false),
+        }
+    }
 }
 
 /// Metric label values fixed at start.
@@ -377,16 +391,25 @@ impl Gateway {
     /// has ended its spans when this returns (a cut one with `error.type=gateway_shutdown`), so
     /// the caller can flush span export afterwards and lose nothing.
     pub async fn shutdown(mut self) -> bool {
+        let grace_end = tokio::time::Instant::now() + self.proxy.config.shutdown_grace;
         self.proxy.lifecycle.stopping.store(true, Ordering::Relaxed);
         let _ = self.stop.send(Phase::Draining);
         let mut clean = true;
         if let Some(task) = self.task.take() {
             clean = task.await.unwrap_or(false);
         }
-        // HTTP/2 streams run in tasks of their own, which end (and end their exchanges) just
-        // after their connection is dropped: wait for the last exchange, briefly.
+        let in_flight = || self.proxy.metrics.in_flight.get() > 0;
+        // Tunnels (WebSocket sessions) may run to the end of the grace period, then are cut.
+        while in_flight() && tokio::time::Instant::now() < grace_end {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if in_flight() {
+            let _ = self.proxy.lifecycle.cut_tunnels.send(true);
+        }
+        // HTTP/2 streams and cut tunnels run in tasks of their own, which end (and end their
+        // exchanges) just after their connection is dropped: wait for the last, briefly.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.proxy.metrics.in_flight.get() > 0 && tokio::time::Instant::now() < deadline {
+        while in_flight() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // The admin endpoint answers (`/readyz`: 503) until the proxy has drained, and vLLM

@@ -54,6 +54,11 @@ pub(crate) async fn handle(
     let (mut parts, body) = req.into_parts();
     let body = ClientBody::new(body, in_progress.conn().clone());
     let (mut exchange, caller) = inbound(&shared, &parts, in_progress.conn(), arrived);
+    // A protocol switch (a WebSocket) is tunnelled, over a connection of its own.
+    if crate::tunnel::is_upgrade(&parts) {
+        drop(body);
+        return Ok(crate::tunnel::serve(shared, exchange, caller, parts).await);
+    }
     let body = match route::classify(parts.method.as_str(), parts.uri.path()) {
         None => RequestBody::Stream(body),
         Some(route) => {
@@ -221,7 +226,7 @@ fn upstream_request(
 
 /// The client's headers as the upstream gets them: without hop-by-hop fields and `host`, and
 /// with `parent` as the trace context (the caller's, unchanged, when tracing is off).
-fn upstream_headers(
+pub(crate) fn upstream_headers(
     headers: &mut http::HeaderMap,
     parent: &SpanContext,
     caller: Option<&SpanContext>,
@@ -322,7 +327,11 @@ fn respond(
 }
 
 /// The gateway's own answer to a failure before the response started.
-fn answer(shared: &ProxyState, mut exchange: Exchange, failure: Failure) -> Response<ResponseBody> {
+pub(crate) fn answer(
+    shared: &ProxyState,
+    mut exchange: Exchange,
+    failure: Failure,
+) -> Response<ResponseBody> {
     let status = failure.status();
     let mut headers = http::HeaderMap::new();
     headers.insert(

@@ -60,6 +60,16 @@ consts! {
     TTFT_CHOICE_INDEX = "inferscope.ttft.choice_index";
     /// On vLLM's `llm_request`: whether the gateway's record of the parent CLIENT span was found.
     GATEWAY_JOINED = "inferscope.gateway.joined";
+    /// On the SERVER span of a tunnelled upgrade (a WebSocket): the protocol it switched to.
+    UPGRADE_PROTOCOL = "inferscope.upgrade.protocol";
+    /// Bytes the client sent through the tunnel after the switch.
+    TUNNEL_BYTES_FROM_CLIENT = "inferscope.tunnel.bytes_from_client";
+    /// Bytes the upstream sent through the tunnel after the switch.
+    TUNNEL_BYTES_FROM_UPSTREAM = "inferscope.tunnel.bytes_from_upstream";
+    /// WebSocket sessions: the status code of the first close frame seen, and who sent it.
+    WEBSOCKET_CLOSE_CODE = "inferscope.websocket.close_code";
+    /// `client` or `upstream`: who sent the first close frame.
+    WEBSOCKET_CLOSED_BY = "inferscope.websocket.closed_by";
     /// On a derived engine phase span: its duration as vLLM reported it, seconds (before
     /// clamping into the parent).
     ENGINE_PHASE_SECONDS = "inferscope.engine.phase.seconds";

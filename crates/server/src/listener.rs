@@ -526,12 +526,17 @@ impl Listener {
                         _ = tokio::time::sleep(timeout.unwrap_or(FOREVER)) => return,
                     };
                     let Ok(stream) = stream else { return };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
                     drive(connection, &conn, timeout, watch).await;
                 });
                 continue;
             }
-            let connection = builder.serve_connection(io, service).into_owned();
+            // With upgrades: an `Upgrade` request (a WebSocket) can take the connection over.
+            let connection = builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned();
             tokio::spawn(async move {
                 let _guard = guard;
                 drive(connection, &conn, timeout, watch).await;

@@ -90,6 +90,7 @@ pub fn template(path: &str) -> Option<&'static str> {
         "/v1/chat/completions/batch",
         "/v1/messages",
         "/v1/messages/count_tokens",
+        "/v1/realtime",
         "/v1/audio/transcriptions",
         "/v1/audio/translations",
         "/v1/score",
