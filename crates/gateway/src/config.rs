@@ -23,6 +23,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -72,6 +73,14 @@ settings! {
         listen: String => SocketAddr = req(|v: String| socket(&v)), {
             default: Some("0.0.0.0:9000"), flag: Flag::Value("listen"),
             env: &["INFERSCOPE_LISTEN"],
+        },
+        /// PEM certificate chain: serve the proxy listener over TLS (with `tls_key`; read again on SIGHUP).
+        tls_cert: PathBuf => Option<PathBuf> = ok, {
+            flag: Flag::Value("tls-cert"), env: &["INFERSCOPE_TLS_CERT"],
+        },
+        /// PEM private key of `tls_cert`.
+        tls_key: PathBuf => Option<PathBuf> = ok, {
+            flag: Flag::Value("tls-key"), env: &["INFERSCOPE_TLS_KEY"],
         },
         /// Where `/metrics`, `/healthz` and `/readyz` listen, or `off`.
         admin: String => Option<SocketAddr> = req(|v: String| optional_socket(&v)), {
@@ -353,6 +362,8 @@ pub struct GatewayConfig {
     pub dialects: Vec<Dialect>,
     /// Which GenAI names: the pinned release or the newest experimental ones.
     pub conventions: Conventions,
+    /// TLS on the proxy listener: the certificate chain and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Metrics pushed over OTLP, when `OTEL_METRICS_EXPORTER` names `otlp`.
     pub metrics_push: Option<MetricsPush>,
     /// Grace period after SIGTERM.
@@ -538,6 +549,7 @@ fn resolve_gateway(
         .set_shown(&gateway_rows::dialects, dialects.join(","));
     listeners_clash(&g, r);
     let max_parse_bytes_total = parse_budget(&g, r);
+    let tls = tls_pair(&g, r);
     let capture = CapturePolicy {
         enabled: c.enabled,
         max_length: c.max_length,
@@ -574,6 +586,7 @@ fn resolve_gateway(
         traceresponse_header: g.traceresponse_header,
         dialects: g.dialects,
         conventions: g.semconv_stability_opt_in,
+        tls,
         metrics_push: None,
         shutdown_grace: g.shutdown_grace_ms,
         max_parse_bytes: g.max_parse_bytes,
@@ -600,6 +613,22 @@ fn resolve_gateway(
 }
 
 // ---- rules across settings ----
+
+/// The TLS certificate and key come together or not at all.
+fn tls_pair(g: &GatewayValues, r: &mut Resolver<'_>) -> Option<(PathBuf, PathBuf)> {
+    match (&g.tls_cert, &g.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        (Some(_), None) => {
+            r.reject(&gateway_rows::tls_cert, "needs `tls_key` too");
+            None
+        }
+        (None, Some(_)) => {
+            r.reject(&gateway_rows::tls_key, "needs `tls_cert` too");
+            None
+        }
+    }
+}
 
 /// Two of the gateway's listeners on one port.
 fn listeners_clash(g: &GatewayValues, r: &mut Resolver<'_>) {

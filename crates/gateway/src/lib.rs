@@ -38,6 +38,7 @@ mod metrics;
 mod proxy;
 mod request_body;
 mod response_body;
+mod tls;
 mod tunnel;
 mod upstream;
 
@@ -80,6 +81,9 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// The listener's certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The metrics push cannot be set up (its endpoint, TLS files or headers).
     #[error("metrics push: {0}")]
     MetricsPush(#[from] inferscope_export::otlp::BuildError),
@@ -167,6 +171,8 @@ pub struct Gateway {
     admin_task: Option<tokio::task::JoinHandle<bool>>,
     /// Pushing metrics over OTLP, and what tells it to push once more and stop.
     push: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    /// The proxy listener's certificate, when it serves TLS.
+    certificates: Option<Arc<tls::Certificates>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -214,7 +220,16 @@ impl Gateway {
             header_timeout: config.header_timeout,
             grace: Duration::from_secs(5),
         };
-        let listener = bind("proxy", config.listen, proxy_limits).await?;
+        let certificates = match &config.tls {
+            Some((cert, key)) => Some(Arc::new(
+                tls::Certificates::load(cert, key).map_err(StartError::Tls)?,
+            )),
+            None => None,
+        };
+        let mut listener = bind("proxy", config.listen, proxy_limits).await?;
+        if let Some(c) = &certificates {
+            listener = listener.with_tls(c.acceptor().map_err(StartError::Tls)?);
+        }
         let addr = bound(&listener, config.listen)?;
         let admin_listener = match config.admin {
             Some(a) => Some(bind("admin", a, side_limits).await?),
@@ -338,6 +353,7 @@ impl Gateway {
             task: Some(task),
             admin_task,
             push,
+            certificates,
         })
     }
 
@@ -379,6 +395,15 @@ impl Gateway {
     /// The metrics in Prometheus text format (what `/metrics` serves).
     pub fn metrics_text(&self) -> String {
         self.proxy.metrics.encode()
+    }
+
+    /// Reads the TLS certificate and key files again (on SIGHUP): new connections get the new
+    /// pair. `Ok(false)` without TLS; on an error the pair in use stays.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.certificates {
+            Some(c) => c.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Requests being served now.

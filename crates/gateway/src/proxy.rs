@@ -389,7 +389,12 @@ fn server_attributes(
 ) {
     span.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
     span.set_attribute(http_attr::URL_PATH, parts.uri.path().to_owned());
-    span.set_attribute(http_attr::URL_SCHEME, "http");
+    let scheme = if shared.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    span.set_attribute(http_attr::URL_SCHEME, scheme);
     if let Some(t) = template {
         span.set_attribute(http_attr::ROUTE, t);
     }

@@ -89,7 +89,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let gateway = Gateway::start(loaded.gateway, tracing.tracer(), tracing.stats_handle())
         .await
         .context("starting the gateway")?;
-    crate::sim::shutdown_signal().await;
+    wait_for_shutdown(&gateway).await;
     tracing::info!("signal received; shutting down");
     let clean = gateway.shutdown().await;
     if let Err(e) = tracing.shutdown(Duration::from_secs(10)).await {
@@ -116,4 +116,27 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; meanwhile, each SIGHUP reads the TLS certificate and key again.
+async fn wait_for_shutdown(gateway: &Gateway) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            let stop = crate::sim::shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => return,
+                    _ = hup.recv() => match gateway.reload_tls() {
+                        Ok(true) => tracing::info!("SIGHUP: TLS certificate and key read again"),
+                        Ok(false) => tracing::info!("SIGHUP: no TLS to reload"),
+                        Err(e) => tracing::warn!(error = %e, "SIGHUP: the TLS certificate or key cannot be used; the one in use stays"),
+                    },
+                }
+            }
+        }
+    }
+    crate::sim::shutdown_signal().await;
 }
