@@ -125,12 +125,18 @@ struct UsageJson {
 struct Details {
     cached_tokens: Option<i64>,
     reasoning_tokens: Option<i64>,
+    /// Responses API: prompt tokens written to the cache.
+    cache_write_tokens: Option<i64>,
 }
 
 impl From<UsageJson> for Usage {
     fn from(u: UsageJson) -> Usage {
         let input_details = u.prompt_tokens_details.or(u.input_tokens_details);
         let output_details = u.completion_tokens_details.or(u.output_tokens_details);
+        let cache_write = input_details
+            .as_ref()
+            .and_then(|d| d.cache_write_tokens)
+            .filter(|n| *n > 0);
         // The Messages API counts cache reads and writes apart from `input_tokens`; the
         // conventions' input tokens are all of them.
         let input = u.prompt_tokens.or(u.input_tokens).map(|n| {
@@ -143,7 +149,7 @@ impl From<UsageJson> for Usage {
                 .and_then(|d| d.cached_tokens)
                 .or(u.cache_read_input_tokens),
             reasoning_output_tokens: output_details.and_then(|d| d.reasoning_tokens),
-            cache_creation_input_tokens: u.cache_creation_input_tokens,
+            cache_creation_input_tokens: u.cache_creation_input_tokens.or(cache_write),
         }
     }
 }
@@ -201,6 +207,15 @@ struct Message<'a> {
     stop_reason: Option<Cow<'a, str>>,
     /// Responses API `error` events: the error's code, at the top level.
     code: Option<serde_json::Value>,
+    /// Responses API: why a response is incomplete.
+    #[serde(borrow)]
+    incomplete_details: Option<IncompleteJson<'a>>,
+}
+
+#[derive(Deserialize)]
+struct IncompleteJson<'a> {
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
 }
 
 /// A Messages API content block: text, or a tool call with its input.
@@ -660,6 +675,8 @@ impl ResponseObserver {
         }
         if let Some(output) = m.output {
             let choice = choice_mut(&mut facts.choices, 0);
+            // A stream's final response repeats the text its deltas already gave.
+            let had_text = !choice.text.is_empty();
             for item in output {
                 match item.kind.as_deref() {
                     Some("function_call") => choice.tool_calls.push(ToolCall {
@@ -672,7 +689,7 @@ impl ResponseObserver {
                             String::new()
                         },
                     }),
-                    Some("message") if self.capture_output => {
+                    Some("message") if self.capture_output && !had_text => {
                         for c in item.content.into_iter().flatten() {
                             if let Some(t) = c.text {
                                 push_text(choice, &t, self.max_text);
@@ -682,8 +699,10 @@ impl ResponseObserver {
                     _ => {}
                 }
             }
-            if let Some(status) = m.status {
-                choice.finish_reason = Some(status.into_owned());
+            // Why it stopped short (`max_output_tokens`) says more than `incomplete`.
+            let reason = m.incomplete_details.and_then(|d| d.reason).or(m.status);
+            if let Some(reason) = reason {
+                choice.finish_reason = Some(reason.into_owned());
             }
         }
         if let Some(data) = &m.data {
@@ -1648,5 +1667,56 @@ data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}
             o.on_end();
             assert_eq!(o.into_facts().error_type.as_deref(), Some(kind), "{name}");
         }
+    }
+
+    #[test]
+    fn responses_api_streams_and_bodies_from_the_real_vllm() {
+        let captured = CapturePolicy {
+            enabled: true,
+            ..CapturePolicy::default()
+        };
+        let sse = vllm_fixture("responses-stream.sse");
+        for split in [1, 13, sse.len()] {
+            // Pieces of about `split` bytes, cut at character boundaries (the text is UTF-8).
+            let mut chunks: Vec<&str> = Vec::new();
+            let mut at = 0;
+            while at < sse.len() {
+                let mut end = (at + split).min(sse.len());
+                while !sse.is_char_boundary(end) {
+                    end += 1;
+                }
+                chunks.push(&sse[at..end]);
+                at = end;
+            }
+            let (out, f) = stream(&chunks, false, &captured);
+            assert_eq!(out, sse);
+            assert_eq!(f.id.as_deref(), Some("resp_a1dff04af7680a72"));
+            assert_eq!(f.model.as_deref(), Some("tiny-llama"));
+            let u = f.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens), (Some(13), Some(5)));
+            assert_eq!(u.cached_input_tokens, Some(0));
+            assert_eq!(u.cache_creation_input_tokens, None, "0 writes is none");
+            assert_eq!(f.finish_reasons(), vec!["max_output_tokens".to_owned()]);
+            assert_eq!(f.choices[0].text, " ImportError given error\u{fffd} option");
+            assert_eq!(f.timeline.chunks(), 2, "one chunk per output_text.delta");
+            assert_eq!(f.parse_errors, 0);
+        }
+        let mut o = ResponseObserver::new(false, false, &captured, 1 << 20);
+        o.on_chunk(Bytes::from(vllm_fixture("responses.json")), Instant::now());
+        o.on_end();
+        let f = o.into_facts();
+        assert_eq!(f.id.as_deref(), Some("resp_bebf4131b85e9d95"));
+        assert_eq!(f.finish_reasons(), vec!["max_output_tokens".to_owned()]);
+        assert!(f.usage.unwrap().output_tokens.unwrap() > 0);
+        assert!(!f.choices[0].text.is_empty());
+        // An `error` event of the Responses API.
+        let (_, f) = stream(
+            &[
+                "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"boom\",\"param\":null,\"sequence_number\":3}\n\n",
+            ],
+            false,
+            &captured,
+        );
+        assert_eq!(f.error_type.as_deref(), Some("server_error"));
     }
 }
