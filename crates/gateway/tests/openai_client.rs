@@ -113,3 +113,72 @@ async fn the_openai_client_through_the_gateway() {
     // The API key is nowhere.
     assert!(!format!("{spans:?}").contains("sk-test-secret"));
 }
+
+/// The real `openai` client's Responses API through the gateway: a response and a stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_responses_api_through_the_gateway() {
+    let s = stack(|_| {}, |c| c.capture.enabled = true).await;
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_responses.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(s.gw.url())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "openai client failed:\n{stderr}");
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{seen}");
+    let spans = take_spans(&s.spans, 4).await;
+    let clients: Vec<_> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Client)
+        .collect();
+    assert_eq!(clients.len(), 2);
+    for (which, streamed) in [("response", false), ("stream", true)] {
+        let seen = &seen[which];
+        let c = clients
+            .iter()
+            .find(|c| c.get(attr::RESPONSE_ID).and_then(|v| v.as_str()) == seen["id"].as_str())
+            .unwrap_or_else(|| panic!("no span for {which}"));
+        assert_eq!(c.name.as_str(), "chat tiny-llama");
+        assert_eq!(
+            int(c, attr::USAGE_INPUT_TOKENS),
+            seen["input_tokens"].as_i64().unwrap()
+        );
+        assert_eq!(
+            int(c, attr::USAGE_OUTPUT_TOKENS),
+            seen["output_tokens"].as_i64().unwrap()
+        );
+        let reason = match seen["status"].as_str().unwrap() {
+            "incomplete" => "max_output_tokens",
+            other => other,
+        };
+        assert_eq!(
+            strings(c, attr::RESPONSE_FINISH_REASONS),
+            vec![reason.to_owned()]
+        );
+        assert!(
+            string(c, attr::OUTPUT_MESSAGES)
+                .contains(&serde_json::to_string(seen["text"].as_str().unwrap()).unwrap()[1..4]),
+            "{which}"
+        );
+        assert_eq!(
+            c.get(attr::RESPONSE_TIME_TO_FIRST_CHUNK).is_some(),
+            streamed,
+            "{which}"
+        );
+        if streamed {
+            assert_eq!(
+                int(c, own::STREAM_CHUNK_COUNT),
+                seen["deltas"].as_i64().unwrap()
+            );
+            assert_eq!(float(c, attr::REQUEST_TEMPERATURE), 0.5);
+        } else {
+            assert!(string(c, attr::SYSTEM_INSTRUCTIONS).contains("Be brief."));
+            assert_eq!(int(c, attr::REQUEST_MAX_TOKENS), 6);
+        }
+    }
+    assert!(!format!("{spans:?}").contains("sk-test-secret"));
+}

@@ -231,6 +231,31 @@ async fn anthropic_messages_pass_unchanged_and_are_traced_as_chat() {
 }
 
 #[tokio::test]
+async fn responses_pass_unchanged_and_are_traced_as_chat() {
+    let s = stack(|_| {}, |_| {}).await;
+    let stream = r#"{"model":"tiny-llama","input":"hi","max_output_tokens":5,"stream":true}"#;
+    let whole = r#"{"model":"tiny-llama","input":[{"role":"user","content":"hi"}],"instructions":"Be brief.","max_output_tokens":5}"#;
+    for (i, body) in [stream, whole].iter().enumerate() {
+        let (direct, proxied) =
+            direct_and_proxied(&s, "/v1/responses", body, &format!("resp-{i}")).await;
+        assert_eq!(direct.status, 200);
+        assert_eq!(proxied.text(), direct.text(), "case {i} differs");
+        let spans = take_spans(&s.spans, 2).await;
+        let client = by_kind(&spans, SpanKind::Client);
+        assert_eq!(client.name.as_str(), "chat tiny-llama");
+        assert_eq!(int(client, attr::USAGE_OUTPUT_TOKENS), 5);
+        assert_eq!(
+            strings(client, attr::RESPONSE_FINISH_REASONS),
+            vec!["max_output_tokens".to_owned()]
+        );
+        assert_eq!(
+            client.get(attr::RESPONSE_TIME_TO_FIRST_CHUNK).is_some(),
+            i == 0
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_engine_failure_mid_stream_is_the_calls_error() {
     let s = stack(|_| {}, |_| {}).await;
     for (path, body, marker) in [
@@ -243,6 +268,11 @@ async fn an_engine_failure_mid_stream_is_the_calls_error() {
         (
             "/v1/messages",
             r#"{"model":"tiny-llama","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            "event: error",
+        ),
+        (
+            "/v1/responses",
+            r#"{"model":"tiny-llama","input":"hi","max_output_tokens":20,"stream":true}"#,
             "event: error",
         ),
     ] {

@@ -116,6 +116,7 @@ pub async fn handle(
         "/v1/chat/completions"
             | "/v1/completions"
             | "/v1/messages"
+            | "/v1/responses"
             | "/v1/embeddings"
             | "/tokenize"
             | "/v1/models"
@@ -175,6 +176,7 @@ pub async fn handle(
             "/v1/chat/completions"
             | "/v1/completions"
             | "/v1/messages"
+            | "/v1/responses"
             | "/v1/embeddings"
             | "/tokenize",
         ) => {
@@ -223,6 +225,18 @@ pub async fn handle(
                     )
                     .await
                 }
+                "/v1/responses" => {
+                    generation(
+                        state.clone(),
+                        Endpoint::Responses,
+                        &parts.headers,
+                        &body,
+                        &fault,
+                        arrival_wall,
+                        arrival,
+                    )
+                    .await
+                }
                 "/v1/embeddings" => embeddings(&state, &parts.headers, &body),
                 _ => tokenize(&state, &body),
             };
@@ -246,6 +260,7 @@ pub async fn handle(
             | "/v1/chat/completions"
             | "/v1/completions"
             | "/v1/messages"
+            | "/v1/responses"
             | "/v1/embeddings"
             | "/tokenize",
         ) => error(&ApiError::method_not_allowed()),
@@ -312,7 +327,7 @@ impl RequestCtx {
         );
         if let Some(spans) = &self.state.spans {
             let id = match self.endpoint {
-                Endpoint::Chat | Endpoint::Messages => self.meta.id.clone(),
+                Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => self.meta.id.clone(),
                 Endpoint::Completion => format!("{}-{}", self.meta.id, plan.prompt_index),
             };
             spans.record(
@@ -381,6 +396,7 @@ async fn generation(
         id: match endpoint {
             // vLLM serves the Messages API as a chat request, with a chat id.
             Endpoint::Chat | Endpoint::Messages => format!("chatcmpl-{rid}"),
+            Endpoint::Responses => format!("resp_{rid}"),
             Endpoint::Completion => format!("cmpl-{rid}"),
         },
         created: state.created(),
@@ -450,6 +466,38 @@ async fn generation(
         state: state.clone(),
         completed: false,
     };
+    if endpoint == Endpoint::Responses {
+        let echo = render::ResponsesEcho {
+            instructions: req.instructions.clone(),
+            max_output_tokens: req.max_tokens,
+            temperature: req.temperature,
+            top_p: req.top_p,
+            message_id: format!(
+                "msg_{:016x}",
+                tokenizer::stable_hash(&[&format!("msg-{rid}")])
+            ),
+        };
+        if req.stream {
+            let events = responses_events(ctx, runners, guard, echo);
+            let seed = tokenizer::stable_hash(&[&rid]);
+            let body = StreamBody::new(
+                apply_stream_faults(events, fault.clone(), seed, endpoint)
+                    .map(|r| r.map(Frame::data)),
+            );
+            let mut response = Response::new(BodyExt::boxed(body));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            );
+            return Ok(response);
+        }
+        let (choices, usage) = run_to_end(ctx.clone(), runners, guard).await;
+        let body = match choices.first() {
+            Some(c) => render::responses_body(&ctx.meta, &echo, &c.text, &c.finish, usage),
+            None => Bytes::new(),
+        };
+        return Ok(full(StatusCode::OK, "application/json", body));
+    }
     if endpoint == Endpoint::Messages {
         if req.stream {
             let events = messages_events(ctx, runners, guard);
@@ -555,6 +603,80 @@ async fn run_to_end(
     };
     let choices: Vec<ChoiceOut> = results.into_iter().map(|(c, _)| c).collect();
     (choices, usage)
+}
+
+/// A Responses API stream (one choice): created, in progress, the item and part added, a delta
+/// per token, then the text, part and item done and `response.completed`.
+fn responses_events(
+    ctx: Arc<RequestCtx>,
+    mut runners: Vec<ChoiceRunner>,
+    mut guard: AbortGuard,
+    echo: render::ResponsesEcho,
+) -> impl Stream<Item = Bytes> + Send {
+    struct S {
+        ctx: Arc<RequestCtx>,
+        runner: Option<ChoiceRunner>,
+        guard: AbortGuard,
+        pending: VecDeque<Bytes>,
+        echo: render::ResponsesEcho,
+        seq: u64,
+        text: String,
+    }
+    let runner = if runners.is_empty() {
+        guard.completed = true;
+        None
+    } else {
+        Some(runners.swap_remove(0))
+    };
+    let pending: VecDeque<Bytes> = render::responses_start(&ctx.meta, &echo).into();
+    let s = S {
+        ctx,
+        runner,
+        guard,
+        pending,
+        echo,
+        seq: 4,
+        text: String::new(),
+    };
+    futures_util::stream::unfold(s, |mut s| async move {
+        loop {
+            if let Some(b) = s.pending.pop_front() {
+                return Some((b, s));
+            }
+            let runner = s.runner.as_mut()?;
+            let Some(step) = runner.next().await else {
+                s.runner = None;
+                continue;
+            };
+            if let Delta::Text(t) = &step.delta
+                && !t.is_empty()
+            {
+                s.pending
+                    .push_back(render::responses_delta(&s.echo, s.seq, t));
+                s.seq += 1;
+                s.text.push_str(t);
+            }
+            if let Some(done) = &step.done {
+                let usage = Usage {
+                    prompt: s.ctx.prompt_tokens.iter().map(|&t| u64::from(t)).sum(),
+                    completion: u64::from(done.completion_tokens),
+                };
+                s.pending.extend(render::responses_end(
+                    &s.ctx.meta,
+                    &s.echo,
+                    s.seq,
+                    &s.text,
+                    &done.finish,
+                    usage,
+                ));
+                if let Some(r) = &s.runner {
+                    s.ctx.finished(r.plan(), done);
+                }
+                s.guard.completed = true;
+                s.runner = None;
+            }
+        }
+    })
 }
 
 /// A Messages API stream (one choice): `message_start`, then per content block a start, its
@@ -799,6 +921,11 @@ fn engine_error_events(endpoint: Endpoint) -> Bytes {
     if endpoint == Endpoint::Messages {
         return Bytes::from(format!(
             "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"InternalServerError\",\"message\":\"{message}\"}}}}\n\n"
+        ));
+    }
+    if endpoint == Endpoint::Responses {
+        return Bytes::from(format!(
+            "event: error\ndata: {{\"type\":\"error\",\"code\":\"InternalServerError\",\"message\":\"{message}\",\"param\":null}}\n\n"
         ));
     }
     Bytes::from(format!(

@@ -56,7 +56,7 @@ pub struct ChoiceOut {
 impl Meta {
     fn object(&self) -> &'static str {
         match self.endpoint {
-            Endpoint::Chat | Endpoint::Messages => "chat.completion.chunk",
+            Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => "chat.completion.chunk",
             Endpoint::Completion => "text_completion",
         }
     }
@@ -144,7 +144,7 @@ pub fn text_chunk(
     m.head(&mut j, m.object());
     j.raw(",\"choices\":[{\"index\":").num(u64::from(index));
     match m.endpoint {
-        Endpoint::Chat | Endpoint::Messages => {
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => {
             j.raw(",\"delta\":{\"content\":")
                 .str(text)
                 .raw("},\"logprobs\":null");
@@ -265,7 +265,7 @@ pub fn full_response(m: &Meta, choices: &[ChoiceOut], usage: Usage) -> Bytes {
     let mut j =
         Json::with_capacity(512 + choices.iter().map(|c| c.text.len() + 256).sum::<usize>());
     let object = match m.endpoint {
-        Endpoint::Chat | Endpoint::Messages => "chat.completion",
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => "chat.completion",
         Endpoint::Completion => "text_completion",
     };
     m.head(&mut j, object);
@@ -276,7 +276,7 @@ pub fn full_response(m: &Meta, choices: &[ChoiceOut], usage: Usage) -> Bytes {
         }
         j.raw("{\"index\":").num(u64::from(c.index));
         match m.endpoint {
-            Endpoint::Chat | Endpoint::Messages => {
+            Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => {
                 j.raw(",\"message\":{\"role\":\"assistant\",\"content\":")
                     .str(&c.text)
                     .raw(",\"refusal\":null,\"annotations\":null,\"audio\":null,\"function_call\":null");
@@ -440,6 +440,224 @@ pub fn messages_end(finish: &Finish, usage: Usage) -> Bytes {
         .num(usage.completion)
         .raw("}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}");
     sse(j)
+}
+
+/// A float as Python's `repr` writes it (`1.0`, `0.7`): what vLLM's JSON has.
+fn py_float(j: &mut Json, f: f64) {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
+        j.raw(&format!("{f:.1}"));
+    } else {
+        j.raw(&format!("{f}"));
+    }
+}
+
+/// What a Responses API response object echoes of its request.
+#[derive(Debug, Clone)]
+pub struct ResponsesEcho {
+    /// `instructions`.
+    pub instructions: Option<String>,
+    /// `max_output_tokens`.
+    pub max_output_tokens: Option<u64>,
+    /// `temperature`.
+    pub temperature: f64,
+    /// `top_p`.
+    pub top_p: f64,
+    /// The output message's id (`msg_…`).
+    pub message_id: String,
+}
+
+/// Where a Responses API response object stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseState<'a> {
+    /// Just created, or being generated: no output, no usage.
+    InProgress,
+    /// Finished: its text, why it ended, and the usage.
+    Done(&'a str, &'a Finish, Usage),
+}
+
+/// The response object (vLLM 0.32's field order), as a body or inside an event.
+fn response_object(j: &mut Json, m: &Meta, echo: &ResponsesEcho, state: ResponseState<'_>) {
+    j.raw("{\"id\":")
+        .str(&m.id)
+        .raw(",\"created_at\":")
+        .num(m.created)
+        .raw(",\"incomplete_details\":");
+    match state {
+        ResponseState::Done(_, f, _) if f.reason == "length" => {
+            j.raw("{\"reason\":\"max_output_tokens\"}");
+        }
+        _ => {
+            j.raw("null");
+        }
+    }
+    j.raw(",\"instructions\":")
+        .opt_str(echo.instructions.as_deref())
+        .raw(",\"metadata\":null,\"model\":")
+        .str(&m.model)
+        .raw(",\"object\":\"response\",\"output\":[");
+    if let ResponseState::Done(text, _, _) = state {
+        output_message(j, &echo.message_id, Some(text), "completed", "null");
+    }
+    j.raw("],\"parallel_tool_calls\":true,\"temperature\":");
+    py_float(j, echo.temperature);
+    j.raw(",\"tool_choice\":\"none\",\"tools\":[],\"top_p\":");
+    py_float(j, echo.top_p);
+    j.raw(",\"background\":false,\"max_output_tokens\":");
+    match echo.max_output_tokens {
+        Some(n) => j.num(n),
+        None => j.raw("null"),
+    };
+    j.raw(",\"max_tool_calls\":null,\"previous_response_id\":null,\"prompt\":null,\"reasoning\":null,\"service_tier\":\"auto\",\"status\":");
+    match state {
+        ResponseState::InProgress => j.raw("\"in_progress\""),
+        ResponseState::Done(_, f, _) if f.reason == "length" => j.raw("\"incomplete\""),
+        ResponseState::Done(..) => j.raw("\"completed\""),
+    };
+    j.raw(",\"text\":null,\"top_logprobs\":null,\"truncation\":\"disabled\",\"usage\":");
+    match state {
+        ResponseState::InProgress => {
+            j.raw("null");
+        }
+        ResponseState::Done(_, _, u) => {
+            j.raw("{\"input_tokens\":")
+                .num(u.prompt)
+                .raw(",\"input_tokens_details\":{\"cached_tokens\":0,\"cache_write_tokens\":0,\"input_tokens_per_turn\":[],\"cached_tokens_per_turn\":[]},\"output_tokens\":")
+                .num(u.completion)
+                .raw(",\"output_tokens_details\":{\"reasoning_tokens\":0,\"tool_output_tokens\":0,\"output_tokens_per_turn\":[],\"tool_output_tokens_per_turn\":[]},\"total_tokens\":")
+                .num(u.prompt + u.completion)
+                .raw("}");
+        }
+    }
+    j.raw(",\"user\":null,\"presence_penalty\":0.0,\"frequency_penalty\":0.0,\"kv_transfer_params\":null,\"ec_transfer_params\":null,\"input_messages\":null,\"output_messages\":null}");
+}
+
+/// An output message item: its content (none yet, or the text), status and logprobs.
+fn output_message(j: &mut Json, id: &str, text: Option<&str>, status: &str, logprobs: &str) {
+    j.raw("{\"id\":").str(id).raw(",\"content\":[");
+    if let Some(t) = text {
+        j.raw("{\"annotations\":[],\"text\":")
+            .str(t)
+            .raw(",\"type\":\"output_text\",\"logprobs\":")
+            .raw(logprobs)
+            .raw("}");
+    }
+    j.raw("],\"role\":\"assistant\",\"status\":")
+        .str(status)
+        .raw(",\"type\":\"message\",\"phase\":null}");
+}
+
+/// A non-streamed Responses API response.
+pub fn responses_body(
+    m: &Meta,
+    echo: &ResponsesEcho,
+    text: &str,
+    finish: &Finish,
+    usage: Usage,
+) -> Bytes {
+    let mut j = Json::with_capacity(1024 + text.len());
+    response_object(&mut j, m, echo, ResponseState::Done(text, finish, usage));
+    j.into_bytes()
+}
+
+/// One Responses API stream event of `kind` with sequence number `seq`, its fields written by
+/// `fields` (each starting with a comma-free key; the event's `sequence_number` and `type`
+/// follow them).
+fn responses_event(kind: &str, seq: u64, capacity: usize, fields: impl FnOnce(&mut Json)) -> Bytes {
+    let mut j = anthropic_event(kind, capacity);
+    j.raw("{");
+    fields(&mut j);
+    j.raw(",\"sequence_number\":")
+        .num(seq)
+        .raw(",\"type\":")
+        .str(kind)
+        .raw("}");
+    sse(j)
+}
+
+/// `response.created` and `response.in_progress` (sequence numbers 0 and 1), the message item
+/// and its content part added (2 and 3).
+pub fn responses_start(m: &Meta, echo: &ResponsesEcho) -> Vec<Bytes> {
+    let object = |j: &mut Json| {
+        j.raw("\"response\":");
+        response_object(j, m, echo, ResponseState::InProgress);
+    };
+    vec![
+        responses_event("response.created", 0, 1024, object),
+        responses_event("response.in_progress", 1, 1024, object),
+        responses_event("response.output_item.added", 2, 256, |j| {
+            j.raw("\"item\":");
+            output_message(j, &echo.message_id, None, "in_progress", "null");
+            j.raw(",\"output_index\":0");
+        }),
+        responses_event("response.content_part.added", 3, 256, |j| {
+            j.raw("\"content_index\":0,\"item_id\":")
+                .str(&echo.message_id)
+                .raw(",\"output_index\":0,\"part\":{\"annotations\":[],\"text\":\"\",\"type\":\"output_text\",\"logprobs\":[]}");
+        }),
+    ]
+}
+
+/// `response.output_text.delta`.
+pub fn responses_delta(echo: &ResponsesEcho, seq: u64, text: &str) -> Bytes {
+    responses_event("response.output_text.delta", seq, 192 + text.len(), |j| {
+        j.raw("\"content_index\":0,\"delta\":")
+            .str(text)
+            .raw(",\"item_id\":")
+            .str(&echo.message_id)
+            .raw(",\"logprobs\":[],\"output_index\":0");
+    })
+}
+
+/// The closing events from sequence number `seq`: the text done, the part done, the item done,
+/// and `response.completed` with the whole response.
+pub fn responses_end(
+    m: &Meta,
+    echo: &ResponsesEcho,
+    seq: u64,
+    text: &str,
+    finish: &Finish,
+    usage: Usage,
+) -> Vec<Bytes> {
+    vec![
+        {
+            // Here vLLM writes `text` after `sequence_number`.
+            let mut j = anthropic_event("response.output_text.done", 192 + text.len());
+            j.raw("{\"content_index\":0,\"item_id\":")
+                .str(&echo.message_id)
+                .raw(",\"logprobs\":[],\"output_index\":0,\"sequence_number\":")
+                .num(seq)
+                .raw(",\"text\":")
+                .str(text)
+                .raw(",\"type\":\"response.output_text.done\"}");
+            sse(j)
+        },
+        responses_event(
+            "response.content_part.done",
+            seq + 1,
+            192 + text.len(),
+            |j| {
+                j.raw("\"content_index\":0,\"item_id\":")
+                    .str(&echo.message_id)
+                    .raw(",\"output_index\":0,\"part\":{\"annotations\":[],\"text\":")
+                    .str(text)
+                    .raw(",\"type\":\"output_text\",\"logprobs\":null}");
+            },
+        ),
+        responses_event(
+            "response.output_item.done",
+            seq + 2,
+            256 + text.len(),
+            |j| {
+                j.raw("\"item\":");
+                output_message(j, &echo.message_id, Some(text), "completed", "null");
+                j.raw(",\"output_index\":0");
+            },
+        ),
+        responses_event("response.completed", seq + 3, 1536 + text.len(), |j| {
+            j.raw("\"response\":");
+            response_object(j, m, echo, ResponseState::Done(text, finish, usage));
+        }),
+    ]
 }
 
 /// An embeddings response; vectors as float arrays or base64 of little-endian f32.
@@ -783,6 +1001,76 @@ mod tests {
         assert!(
             captured("messages-tools-stream.sse").contains(&args),
             "{args}"
+        );
+    }
+
+    #[test]
+    fn responses_stream_and_body_are_byte_identical_to_vllm() {
+        let finish = Finish {
+            reason: "length",
+            stop_reason: None,
+        };
+        let m = Meta {
+            created: 1796481214,
+            ..meta(Endpoint::Responses, "resp_bebf4131b85e9d95")
+        };
+        let echo = ResponsesEcho {
+            instructions: Some("Be brief.".into()),
+            max_output_tokens: Some(8),
+            temperature: 1.0,
+            top_p: 1.0,
+            message_id: "msg_992f78644f70780f".into(),
+        };
+        let body = responses_body(
+            &m,
+            &echo,
+            "interdownib\u{fffd}ange modbystate",
+            &finish,
+            Usage {
+                prompt: 26,
+                completion: 8,
+            },
+        );
+        assert_eq!(
+            format!("{}\n", String::from_utf8(body.to_vec()).unwrap()),
+            captured("responses.json")
+        );
+
+        let m = Meta {
+            created: 1796481214,
+            ..meta(Endpoint::Responses, "resp_a1dff04af7680a72")
+        };
+        let echo = ResponsesEcho {
+            instructions: None,
+            max_output_tokens: Some(5),
+            temperature: 1.0,
+            top_p: 1.0,
+            message_id: "msg_8383a72ef8f621f1".into(),
+        };
+        let mut out = Vec::new();
+        for e in responses_start(&m, &echo) {
+            out.extend_from_slice(&e);
+        }
+        let texts = [" ImportError", " given error\u{fffd} option"];
+        for (i, t) in texts.iter().enumerate() {
+            out.extend_from_slice(&responses_delta(&echo, 4 + i as u64, t));
+        }
+        for e in responses_end(
+            &m,
+            &echo,
+            6,
+            &texts.concat(),
+            &finish,
+            Usage {
+                prompt: 13,
+                completion: 5,
+            },
+        ) {
+            out.extend_from_slice(&e);
+        }
+        assert_eq!(
+            format!("{}\n", String::from_utf8(out).unwrap()),
+            captured("responses-stream.sse")
         );
     }
 }

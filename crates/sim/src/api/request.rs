@@ -15,6 +15,8 @@ pub enum Endpoint {
     Completion,
     /// `/v1/messages` (the Anthropic Messages API; vLLM runs it as a chat request).
     Messages,
+    /// `/v1/responses` (the Responses API; vLLM runs it as a chat request).
+    Responses,
 }
 
 /// One prompt of a request (completions can batch several).
@@ -66,6 +68,8 @@ pub struct GenRequest {
     pub ignore_eos: bool,
     /// A tool call to make instead of text.
     pub tool: Option<ToolCallPlan>,
+    /// Responses API: `instructions`, echoed in the response object.
+    pub instructions: Option<String>,
 }
 
 /// An embeddings request.
@@ -435,14 +439,54 @@ fn messages_as_chat(mut map: Map<String, Value>) -> Result<Map<String, Value>, A
     Ok(map)
 }
 
-/// Parses a chat, completions or Messages request body.
+/// A Responses API body as the chat request vLLM turns it into: `instructions` as a system
+/// message, `input` (a string, or messages whose content is a string or `input_text` parts) as
+/// the messages, `max_output_tokens` as `max_tokens`.
+fn responses_as_chat(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let mut messages = Vec::new();
+    if let Some(Value::String(i)) = map.get("instructions") {
+        messages.push(serde_json::json!({"role": "system", "content": i}));
+    }
+    match map.remove("input") {
+        Some(Value::String(s)) => messages.push(serde_json::json!({"role": "user", "content": s})),
+        Some(Value::Array(items)) => {
+            for m in items {
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+                let text = match m.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Array(parts)) => parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join(""),
+                    _ => String::new(),
+                };
+                messages.push(serde_json::json!({"role": role, "content": text}));
+            }
+        }
+        None => return Err(ApiError::missing("body.input", map.len())),
+        Some(_) => {}
+    }
+    map.insert("messages".into(), Value::Array(messages));
+    if let Some(max) = map.remove("max_output_tokens") {
+        map.insert("max_tokens".into(), max);
+    }
+    for key in ["n", "stream_options", "tools", "tool_choice"] {
+        map.remove(key);
+    }
+    Ok(map)
+}
+
+/// Parses a chat, completions, Messages or Responses request body.
 pub fn parse_generation(endpoint: Endpoint, body: &[u8]) -> Result<GenRequest, ApiError> {
     let mut map = parse_object(body)?;
-    if endpoint == Endpoint::Messages {
-        map = messages_as_chat(map)?;
+    match endpoint {
+        Endpoint::Messages => map = messages_as_chat(map)?,
+        Endpoint::Responses => map = responses_as_chat(map)?,
+        Endpoint::Chat | Endpoint::Completion => {}
     }
     let prompts = match endpoint {
-        Endpoint::Chat | Endpoint::Messages => vec![chat_prompt(&map)?],
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => vec![chat_prompt(&map)?],
         Endpoint::Completion => text_prompts("prompt", map.get("prompt"), map.len(), true)?,
     };
     let max_tokens = match opt_int(&map, "max_completion_tokens")? {
@@ -502,6 +546,7 @@ pub fn parse_generation(endpoint: Endpoint, body: &[u8]) -> Result<GenRequest, A
         } else {
             None
         },
+        instructions: opt_string(&map, "instructions")?,
     })
 }
 
