@@ -64,6 +64,10 @@ cases = [
     ("/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "seed": 3}),
     ("/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": "weather in Paris?"}], "max_tokens": 60, "seed": 0, "stream": True,
       "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}),
+    # Several choices: the gateway adds include_usage and puts the fingerprint back on each
+    # finishing chunk (learned on the connection, or held until the usage chunk).
+    ("/v1/chat/completions", {"model": "tiny-llama", "messages": [{"role": "user", "content": "two"}], "max_tokens": 6, "n": 2, "seed": 5, "stream": True}),
+    ("/v1/completions", {"model": "tiny-llama", "prompt": ["One", "Two"], "max_tokens": 4, "n": 2, "seed": 6, "stream": True}),
     ("/v1/messages", {"model": "tiny-llama", "max_tokens": 10, "temperature": 0, "system": "Be brief.", "messages": [{"role": "user", "content": "hi"}], "stream": True}),
     ("/v1/messages", {"model": "tiny-llama", "max_tokens": 6, "temperature": 0, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}),
 ]
@@ -199,6 +203,9 @@ for c in clients.values():
             if total != a[key]:
                 bad.append((c["name"], key, total, a[key]))
 check("each trace's usage counted once", not bad, bad[:3])
+several = [c for c in clients.values() if attrs(c).get("gen_ai.request.choice.count") == 2 and attrs(c).get("gen_ai.request.stream")]
+check("streams with n=2 have usage", several and all("gen_ai.usage.output_tokens" in attrs(c) for c in several),
+      [(c["name"], attrs(c).get("gen_ai.usage.output_tokens")) for c in several][:4])
 probes = [s for s in servers if attrs(s).get("url.path") in ("/metrics", "/health")]
 check("/metrics and /health through the gateway make no trace", not probes, len(probes))
 aborted = [c for c in clients.values() if attrs(c).get("error.type") == "client_aborted"]

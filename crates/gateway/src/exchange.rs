@@ -135,6 +135,14 @@ impl Exchange {
         out
     }
 
+    /// The upstream's `system_fingerprint` the response showed, if any.
+    pub(crate) fn fingerprint_seen(&self) -> Option<String> {
+        self.inference
+            .as_ref()
+            .and_then(|i| i.observer.as_ref())
+            .and_then(|o| o.facts().system_fingerprint.clone())
+    }
+
     /// Bytes sent to the client outside the response body path (a tunnel's).
     pub(crate) fn add_response_bytes(&mut self, n: u64) {
         self.response_bytes += n;

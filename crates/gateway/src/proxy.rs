@@ -136,10 +136,16 @@ async fn read_inference(
     let (body, facts, usage_requested) = match read {
         ReadBody::Whole(whole, held) => {
             let facts = request::parse(route.api, &whole, &config.capture);
-            let edit = if config.inject_usage {
-                request::include_usage_edit(route.api, &whole, &facts)
-            } else {
+            // Several choices: only over the gateway's own HTTP/1.1 connections, which learn
+            // the upstream's fingerprint (see `respond`).
+            let edit = if !config.inject_usage {
                 None
+            } else if request::several_choices(&facts) {
+                matches!(shared.upstream, crate::upstream::Upstream::H1(_))
+                    .then(|| request::include_usage_edit_any(route.api, &whole, &facts))
+                    .flatten()
+            } else {
+                request::include_usage_edit(route.api, &whole, &facts)
             };
             let usage_requested = edit.is_some();
             (edited(whole, edit.as_ref(), held), facts, usage_requested)
@@ -297,13 +303,20 @@ fn respond(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        ResponseObserver::new(
+        let observer = ResponseObserver::new(
             stream,
             inf.usage_requested,
             &config.capture,
             config.max_parse_bytes,
         )
-        .with_budget(shared.budget.clone())
+        .with_budget(shared.budget.clone());
+        // Each choice's finishing event gets the fingerprint back: at once when this
+        // connection has shown it, else once the usage chunk says it.
+        if inf.usage_requested && request::several_choices(&inf.request) {
+            observer.with_several_choices(body.fingerprint())
+        } else {
+            observer
+        }
     });
     // The usage chunk the gateway asked for is taken out of a stream: its length changes.
     if observer.as_ref().is_some_and(ResponseObserver::is_stream)
@@ -348,7 +361,11 @@ pub(crate) fn answer(
     response
 }
 
-fn traceresponse(shared: &ProxyState, exchange: &Exchange, headers: &mut http::HeaderMap) {
+pub(crate) fn traceresponse(
+    shared: &ProxyState,
+    exchange: &Exchange,
+    headers: &mut http::HeaderMap,
+) {
     let Some(name) = &shared.config.traceresponse_header else {
         return;
     };

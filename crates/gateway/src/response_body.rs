@@ -209,9 +209,13 @@ impl ResponseBody {
     /// The upstream body ended: the exchange ends (bytes still held go to `tail`), then the
     /// upstream body goes (its connection back to the pool).
     fn end(&mut self) {
-        let inner = self.inner.take();
+        let mut inner = self.inner.take();
         if let Some(mut e) = self.exchange.take() {
             self.tail = e.on_end();
+            // The connection remembers the upstream's fingerprint for its next streams.
+            if let Some(inner) = &mut inner {
+                inner.learn_fingerprint(e.fingerprint_seen());
+            }
             e.finish(None);
         }
         drop(inner);

@@ -70,6 +70,9 @@ pub(crate) async fn serve(
         Err(failure) => return super::proxy::answer(&shared, exchange, failure),
     };
     exchange.hops.head = Some(std::time::Instant::now());
+    let mut headers = headers;
+    // The answer names the trace, as every other response does.
+    crate::proxy::traceresponse(&shared, &exchange, &mut headers);
     if status != StatusCode::SWITCHING_PROTOCOLS {
         return refusal(&mut exchange, status, headers, upstream, rest).await;
     }

@@ -163,6 +163,7 @@ async fn an_upstream_that_does_not_switch_has_its_answer_passed_back() {
     .await;
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    assert!(reply.contains("traceresponse: 00-"), "{reply}");
     assert!(reply.contains("Not Found"), "{reply}");
     let spans = take_spans(&s.spans, 1).await;
     let server = by_kind(&spans, SpanKind::Server);

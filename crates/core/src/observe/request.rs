@@ -407,16 +407,29 @@ impl Edit {
 /// The response then carries one extra chunk (`"choices":[]` with `usage`), which
 /// [`super::response::ResponseObserver`] removes from what the client receives. vLLM also
 /// moves `system_fingerprint` from every choice's last chunk onto that usage chunk; the
-/// observer puts it back on the one finishing chunk of a single-choice stream. With several
-/// choices (`n` > 1 or several prompts) it would have to hold back finished choices until the
-/// last one ends, changing the stream's timing, so such requests are left unchanged.
+/// observer puts it back on the one finishing chunk of a single-choice stream. Requests with
+/// several choices (`n` > 1 or several prompts) are left unchanged here: see
+/// [`include_usage_edit_any`], for a caller that knows the upstream's fingerprint.
 pub fn include_usage_edit(api: Api, body: &[u8], facts: &RequestFacts) -> Option<Edit> {
+    if several_choices(facts) {
+        return None;
+    }
+    include_usage_edit_any(api, body, facts)
+}
+
+/// Whether a request asks for several choices (`n` > 1 or several prompts).
+pub fn several_choices(facts: &RequestFacts) -> bool {
+    facts.choice_count.unwrap_or(1) > 1 || facts.prompt_count.unwrap_or(1) > 1
+}
+
+/// [`include_usage_edit`] for any number of choices: for a caller whose observer puts the
+/// fingerprint back on every finishing event
+/// ([`super::response::ResponseObserver::with_several_choices`]).
+pub fn include_usage_edit_any(api: Api, body: &[u8], facts: &RequestFacts) -> Option<Edit> {
     if !matches!(api, Api::Chat | Api::Completions)
         || !facts.stream
         || facts.include_usage
         || facts.parse_error.is_some()
-        || facts.choice_count.unwrap_or(1) > 1
-        || facts.prompt_count.unwrap_or(1) > 1
     {
         return None;
     }

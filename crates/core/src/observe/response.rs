@@ -78,6 +78,8 @@ pub struct ResponseFacts {
     pub parse_errors: u32,
     /// The first reason a body or event was not understood.
     pub parse_error: Option<String>,
+    /// The upstream's `system_fingerprint` (raw JSON), from any event or body that had one.
+    pub system_fingerprint: Option<String>,
 }
 
 impl ResponseFacts {
@@ -384,6 +386,15 @@ pub struct ResponseObserver {
     held: BytesMut,
     /// Strip mode: a complete event that finished a choice, waiting to see what follows.
     pending_finish: Option<BytesMut>,
+    /// Strip mode with several choices: the upstream's `system_fingerprint` (raw JSON), when
+    /// known from an earlier response on the same connection.
+    known_fingerprint: Option<String>,
+    /// Strip mode with several choices and no known fingerprint: every event from the first
+    /// finishing one, held until the usage chunk gives the fingerprint (`true`: it finishes a
+    /// choice and gets it).
+    holding: Option<Vec<(BytesMut, bool)>>,
+    /// Several choices (`n` > 1 or several prompts).
+    several: bool,
     /// Plain text deltas skip the full parse (see [`is_plain_delta`]); off only in tests that
     /// compare the two.
     shortcut: bool,
@@ -417,6 +428,9 @@ impl ResponseObserver {
             over_budget: false,
             held: BytesMut::new(),
             pending_finish: None,
+            known_fingerprint: None,
+            holding: None,
+            several: false,
             shortcut: true,
             template: PlainTemplate::default(),
             facts: ResponseFacts::default(),
@@ -427,6 +441,18 @@ impl ResponseObserver {
     /// fit is not parsed (its facts say so).
     pub fn with_budget(mut self, budget: Arc<ParseBudget>) -> ResponseObserver {
         self.budget = Some(budget);
+        self
+    }
+
+    /// The stream has several choices (`n` > 1 or several prompts): in strip mode each
+    /// choice's finishing event gets the upstream's `system_fingerprint` back, as vLLM writes
+    /// it without `include_usage`. `fingerprint`: the upstream's, raw JSON, when known from an
+    /// earlier response on the same connection (same process): the events go out at once.
+    /// Without it, the events from the first finishing one are held until the usage chunk
+    /// says it.
+    pub fn with_several_choices(mut self, fingerprint: Option<String>) -> ResponseObserver {
+        self.several = true;
+        self.known_fingerprint = fingerprint;
         self
     }
 
@@ -466,19 +492,24 @@ impl ResponseObserver {
         // from before, nothing changed): then the chunk itself, or a slice of it, is sent, and
         // nothing is copied.
         let mut out: Option<BytesMut> =
-            (!self.held.is_empty() || self.pending_finish.is_some()).then(BytesMut::new);
+            (!self.held.is_empty() || self.pending_finish.is_some() || self.holding.is_some())
+                .then(BytesMut::new);
         let mut boundary = 0;
         let mut sse = std::mem::take(&mut self.sse);
         sse.feed(&chunk, |data, end| {
             let verdict = self.event(data, at);
             let start = boundary;
             boundary = end;
-            if verdict == Verdict::Keep && out.is_none() {
+            if verdict == Verdict::Keep && out.is_none() && self.holding.is_none() {
                 return;
             }
             let out = out.get_or_insert_with(|| BytesMut::from(&chunk[..start]));
             let mut event = std::mem::take(&mut self.held);
             event.extend_from_slice(&chunk[start..end]);
+            if self.several {
+                self.several_choices(out, event, verdict);
+                return;
+            }
             match verdict {
                 Verdict::Keep => {
                     if let Some(p) = self.pending_finish.take() {
@@ -508,6 +539,33 @@ impl ResponseObserver {
             None if boundary == chunk.len() => chunk,
             None => chunk.slice(..boundary),
             Some(out) => out.freeze(),
+        }
+    }
+
+    /// Strip mode with several choices: one whole event and what to do with it.
+    fn several_choices(&mut self, out: &mut BytesMut, mut event: BytesMut, verdict: Verdict) {
+        match verdict {
+            Verdict::Drop(fingerprint) => {
+                // The usage chunk: it goes, and the held events get its fingerprint.
+                for (mut e, finishes) in self.holding.take().into_iter().flatten() {
+                    if finishes && let Some(fp) = &fingerprint {
+                        insert_fingerprint(&mut e, fp);
+                    }
+                    out.extend_from_slice(&e);
+                }
+            }
+            Verdict::KeepFinish => match (&self.known_fingerprint, &mut self.holding) {
+                (Some(fp), None) => {
+                    insert_fingerprint(&mut event, fp);
+                    out.extend_from_slice(&event);
+                }
+                (_, Some(held)) => held.push((event, true)),
+                (None, None) => self.holding = Some(vec![(event, true)]),
+            },
+            Verdict::Keep => match &mut self.holding {
+                Some(held) => held.push((event, false)),
+                None => out.extend_from_slice(&event),
+            },
         }
     }
 
@@ -555,6 +613,10 @@ impl ResponseObserver {
             return None;
         }
         let mut rest = self.pending_finish.take().unwrap_or_default();
+        // A stream that ended before its usage chunk: what was held goes out as it came.
+        for (event, _) in self.holding.take().into_iter().flatten() {
+            rest.extend_from_slice(&event);
+        }
         rest.extend_from_slice(&self.held);
         self.held.clear();
         (!rest.is_empty()).then(|| rest.freeze())
@@ -633,6 +695,11 @@ impl ResponseObserver {
                 .map(str::to_owned)
                 .or(Some("error".into()));
             return Verdict::Keep;
+        }
+        if let Some(fp) = m.system_fingerprint
+            && fp.get() != "null"
+        {
+            facts.system_fingerprint = Some(fp.get().to_owned());
         }
         if facts.id.is_none()
             && let Some(id) = &m.id
@@ -718,7 +785,7 @@ impl ResponseObserver {
         if let Some(usage) = m.usage {
             facts.usage = Some(usage.into());
             if !has_choices && at.is_some() && self.strip_usage {
-                return Verdict::Drop(m.system_fingerprint.map(|f| f.get().to_owned()));
+                return Verdict::Drop(facts.system_fingerprint.clone());
             }
         }
         if !has_choices {
@@ -1157,8 +1224,27 @@ pub fn fuzz_check(data: &[u8]) {
         enabled: true,
         ..CapturePolicy::default()
     };
-    let run = |step: usize, strip: bool| {
-        let mut o = ResponseObserver::new(true, strip, &policy, 1 << 20);
+    type Facts = (
+        Vec<String>,
+        Option<String>,
+        Option<String>,
+        Option<(Option<i64>, Option<i64>)>,
+        Option<String>,
+        bool,
+    );
+    // `several`: a stream of several choices, with the fingerprint unknown (held until the
+    // usage chunk) or known.
+    fn observe(
+        data: &[u8],
+        policy: &CapturePolicy,
+        step: usize,
+        strip: bool,
+        several: Option<Option<String>>,
+    ) -> (Vec<u8>, Facts) {
+        let mut o = ResponseObserver::new(true, strip, policy, 1 << 20);
+        if let Some(known) = several {
+            o = o.with_several_choices(known);
+        }
         let at = Instant::now();
         let mut out = Vec::new();
         for piece in data.chunks(step) {
@@ -1177,7 +1263,8 @@ pub fn fuzz_check(data: &[u8]) {
             f.done,
         );
         (out, facts)
-    };
+    }
+    let run = |step: usize, strip: bool| observe(data, &policy, step, strip, None);
     assert_eq!(
         run(step, false).0,
         data,
@@ -1193,6 +1280,14 @@ pub fn fuzz_check(data: &[u8]) {
         whole.len(),
         data.len()
     );
+    for known in [None, Some("\"fp\"".to_owned())] {
+        let whole = observe(data, &policy, data.len().max(1), true, Some(known.clone()));
+        let pieces = observe(data, &policy, step, true, Some(known));
+        assert_eq!(
+            whole, pieces,
+            "the cuts changed a stream of several choices"
+        );
+    }
     // A whole body is read without a panic, too.
     let mut o = ResponseObserver::new(false, false, &policy, 1 << 20);
     let _ = o.on_chunk(Bytes::copy_from_slice(data), Instant::now());
@@ -1718,5 +1813,76 @@ data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}
             &captured,
         );
         assert_eq!(f.error_type.as_deref(), Some("server_error"));
+    }
+
+    /// vLLM's `n=2` chat stream without usage (each finishing chunk has the fingerprint), and
+    /// the same stream as vLLM sends it with `include_usage`: the gateway must turn the second
+    /// into the first, whether it knows the fingerprint beforehand or learns it at the end.
+    #[test]
+    fn several_choices_get_their_fingerprints_back_at_any_split() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../sim/tests/fixtures/vllm-0.32-cpu/chat-stream-n2.sse");
+        let text = std::fs::read_to_string(path).unwrap();
+        let want = format!("{}\n", text.trim_end().rsplit_once('\n').unwrap().0);
+        let fp = r#","system_fingerprint":"vllm-0.32.0-cc9110a3""#;
+        assert_eq!(want.matches(fp).count(), 2);
+        let usage = r#"data: {"id":"chatcmpl-bcf0692359bde5fd","object":"chat.completion.chunk","created":1795417719,"model":"tiny-llama","choices":[],"usage":{"prompt_tokens":13,"total_tokens":19,"completion_tokens":6},"system_fingerprint":"vllm-0.32.0-cc9110a3"}"#;
+        let sent = want
+            .replace(fp, "")
+            .replace("data: [DONE]", &format!("{usage}\n\ndata: [DONE]"));
+        for known in [None, Some("\"vllm-0.32.0-cc9110a3\"".to_owned())] {
+            for split in [1, 5, 100, sent.len()] {
+                let mut o = ResponseObserver::new(true, true, &CapturePolicy::default(), 1 << 20)
+                    .with_several_choices(known.clone());
+                let mut out = Vec::new();
+                let t0 = Instant::now();
+                // With the fingerprint known, each event goes out as it completes: the first
+                // choice's finishing chunk before the second choice's.
+                let finish_0 = want.find("\"finish_reason\":\"length\"").unwrap();
+                let mut first_finish_out_before_last_event = false;
+                for (i, piece) in sent.as_bytes().chunks(split).enumerate() {
+                    let got = o.on_chunk(
+                        Bytes::copy_from_slice(piece),
+                        t0 + std::time::Duration::from_millis(i as u64),
+                    );
+                    out.extend_from_slice(&got);
+                    let sent_so_far = (i + 1) * split;
+                    if out.len() > finish_0 && sent_so_far < sent.len() - 200 {
+                        first_finish_out_before_last_event = true;
+                    }
+                }
+                if let Some(rest) = o.on_end() {
+                    out.extend_from_slice(&rest);
+                }
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    want,
+                    "known {known:?}, split {split}"
+                );
+                if split < 100 {
+                    assert_eq!(
+                        first_finish_out_before_last_event,
+                        known.is_some(),
+                        "known {known:?}: held only while the fingerprint is unknown"
+                    );
+                }
+                let f = o.into_facts();
+                assert_eq!(f.usage.unwrap().output_tokens, Some(6));
+                assert_eq!(f.finish_reasons().len(), 2);
+                assert_eq!(
+                    f.system_fingerprint.as_deref(),
+                    Some("\"vllm-0.32.0-cc9110a3\"")
+                );
+            }
+        }
+        // A stream cut before its usage chunk: what was held goes out unchanged.
+        let cut = sent.split("data: {\"id\":\"chatcmpl-bcf0692359bde5fd\",\"object\":\"chat.completion.chunk\",\"created\":1795417719,\"model\":\"tiny-llama\",\"choices\":[],").next().unwrap();
+        let mut o = ResponseObserver::new(true, true, &CapturePolicy::default(), 1 << 20)
+            .with_several_choices(None);
+        let mut out = o
+            .on_chunk(Bytes::copy_from_slice(cut.as_bytes()), Instant::now())
+            .to_vec();
+        out.extend_from_slice(&o.on_end().unwrap_or_default());
+        assert_eq!(String::from_utf8(out).unwrap(), cut);
     }
 }

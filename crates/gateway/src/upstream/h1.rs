@@ -99,6 +99,9 @@ pub(crate) struct Conn {
     stream: TcpStream,
     buf: BytesMut,
     keep_alive: bool,
+    /// The upstream's `system_fingerprint` (raw JSON), once a response on this connection
+    /// showed it: the same process answers every request on it.
+    pub(crate) fingerprint: Option<String>,
 }
 
 impl Conn {
@@ -107,6 +110,7 @@ impl Conn {
             stream,
             buf: BytesMut::new(),
             keep_alive: true,
+            fingerprint: None,
         }
     }
 
@@ -174,6 +178,7 @@ impl Conn {
             stream,
             buf,
             keep_alive,
+            ..
         } = self;
         let (mut reader, mut writer) = stream.split();
         let send = send_body(&mut writer, head, body, exact, chunked);

@@ -128,6 +128,21 @@ impl UpstreamBody {
         }
     }
 
+    /// The upstream's `system_fingerprint`, when known for this connection (HTTP/1.1 only).
+    pub(crate) fn fingerprint(&self) -> Option<String> {
+        match self {
+            UpstreamBody::Own(b) => b.fingerprint(),
+            UpstreamBody::Hyper(_) => None,
+        }
+    }
+
+    /// See [`Pooled::learn_fingerprint`].
+    pub(crate) fn learn_fingerprint(&mut self, fingerprint: Option<String>) {
+        if let UpstreamBody::Own(b) = self {
+            b.learn_fingerprint(fingerprint);
+        }
+    }
+
     pub(crate) fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Own(b) => b
@@ -167,6 +182,18 @@ impl Pooled {
 
     fn remaining(&self) -> Option<u64> {
         self.body.as_ref().map_or(Some(0), Body::remaining)
+    }
+
+    /// The upstream's `system_fingerprint` as an earlier response on this connection showed it.
+    pub(crate) fn fingerprint(&self) -> Option<String> {
+        self.body.as_ref().and_then(|b| b.conn.fingerprint.clone())
+    }
+
+    /// Remembers the fingerprint this response showed, for the connection's next requests.
+    pub(crate) fn learn_fingerprint(&mut self, fingerprint: Option<String>) {
+        if let (Some(b), Some(fp)) = (self.body.as_mut(), fingerprint) {
+            b.conn.fingerprint = Some(fp);
+        }
     }
 }
 
