@@ -173,21 +173,8 @@ type Answer = (StatusCode, HeaderMap, TcpStream, BytesMut);
 async fn connect_and_send(shared: &ProxyState, head: &[u8]) -> Result<Answer, Failure> {
     let upstream = &shared.config.upstream;
     let timeouts = &shared.config.timeouts;
-    let host = upstream.host.trim_start_matches('[').trim_end_matches(']');
     let mut stream =
-        match tokio::time::timeout(timeouts.connect, TcpStream::connect((host, upstream.port)))
-            .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Failure::Connect(format!("tcp connect error: {e}"))),
-            Err(_) => {
-                return Err(Failure::Connect(format!(
-                    "no connection within {} ms",
-                    timeouts.connect.as_millis()
-                )));
-            }
-        };
-    let _ = stream.set_nodelay(true);
+        crate::upstream::connect_tcp(&upstream.host, upstream.port, timeouts.connect).await?;
     let read =
         async {
             stream.write_all(head).await.map_err(|e| {

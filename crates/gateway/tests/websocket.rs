@@ -61,10 +61,17 @@ async fn a_websocket_session_is_tunnelled_and_traced() {
         inferscope_core::Sampler::default(),
     )
     .await;
+    // Twenty sessions: the server's close frame and its end of the connection arrive right
+    // after the last data, a race a single run would rarely lose.
+    const SESSIONS: usize = 20;
     let began = Instant::now();
     let out = tokio::process::Command::new(&python)
         .arg(script())
-        .args(["client", &format!("ws://{}/v1/realtime", gw.addr())])
+        .args([
+            "client",
+            &format!("ws://{}/v1/realtime", gw.addr()),
+            &SESSIONS.to_string(),
+        ])
         .output()
         .await
         .unwrap();
@@ -73,26 +80,34 @@ async fn a_websocket_session_is_tunnelled_and_traced() {
         "client failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("{seen} in {:?}", began.elapsed());
-    assert_eq!(seen["echoes"], serde_json::json!([11, 14, 70006]));
-    assert_eq!(
-        seen["binary"],
-        serde_json::json!([101, 99, 104, 111, 58, 32, 0, 1, 2])
-    );
-    assert_eq!(seen["close_code"], 4001);
+    let text = String::from_utf8(out.stdout).unwrap();
+    eprintln!("{SESSIONS} sessions in {:?}", began.elapsed());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), SESSIONS, "{text}");
+    for line in lines {
+        let seen: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(seen["echoes"], serde_json::json!([11, 14, 70006]));
+        assert_eq!(
+            seen["binary"],
+            serde_json::json!([101, 99, 104, 111, 58, 32, 0, 1, 2])
+        );
+        assert_eq!(seen["close_code"], 4001);
+    }
 
-    let all = take_spans(&spans, 1).await;
-    let s = all.iter().find(|s| s.kind == SpanKind::Server).unwrap();
-    assert_eq!(s.name.as_str(), "GET /v1/realtime");
-    assert_eq!(int(s, http_attr::RESPONSE_STATUS_CODE), 101);
-    assert_eq!(string(s, own::UPGRADE_PROTOCOL), "websocket");
-    // The pair negotiates permessage-deflate: the 70,000-byte message crosses compressed.
-    assert!(int(s, own::TUNNEL_BYTES_FROM_CLIENT) > 40);
-    assert!(int(s, own::TUNNEL_BYTES_FROM_UPSTREAM) > 40);
-    assert_eq!(int(s, own::WEBSOCKET_CLOSE_CODE), 4001);
-    assert_eq!(string(s, own::WEBSOCKET_CLOSED_BY), "upstream");
-    assert_eq!(s.status, Status::Unset);
+    let all = take_spans(&spans, SESSIONS).await;
+    let servers: Vec<_> = all.iter().filter(|s| s.kind == SpanKind::Server).collect();
+    assert_eq!(servers.len(), SESSIONS);
+    for s in servers {
+        assert_eq!(s.name.as_str(), "GET /v1/realtime");
+        assert_eq!(int(s, http_attr::RESPONSE_STATUS_CODE), 101);
+        assert_eq!(string(s, own::UPGRADE_PROTOCOL), "websocket");
+        // The pair negotiates permessage-deflate: the 70,000-byte message crosses compressed.
+        assert!(int(s, own::TUNNEL_BYTES_FROM_CLIENT) > 40);
+        assert!(int(s, own::TUNNEL_BYTES_FROM_UPSTREAM) > 40);
+        assert_eq!(int(s, own::WEBSOCKET_CLOSE_CODE), 4001);
+        assert_eq!(string(s, own::WEBSOCKET_CLOSED_BY), "upstream");
+        assert_eq!(s.status, Status::Unset);
+    }
     assert!(
         all.iter().all(|s| s.kind != SpanKind::Client),
         "no model call"

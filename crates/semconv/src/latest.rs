@@ -27,7 +27,7 @@
 //! assert_eq!(Conventions::default().duration(operation::CHAT).name, "gen_ai.client.operation.duration");
 //! ```
 
-use crate::metric::{self, DURATION_BUCKETS, Histogram};
+use crate::metric::{self, Histogram};
 use crate::value::operation;
 
 /// The value of `OTEL_SEMCONV_STABILITY_OPT_IN` that selects these names.
@@ -39,17 +39,15 @@ pub const USAGE_CACHE_WRITE_INPUT_TOKENS: &str = "gen_ai.usage.cache_write.input
 /// `gen_ai.client.inference.duration`: a chat or text-completion call.
 pub const CLIENT_INFERENCE_DURATION: Histogram = Histogram {
     name: "gen_ai.client.inference.duration",
-    unit: "s",
     description: "Duration of a GenAI inference call.",
-    buckets: DURATION_BUCKETS,
+    ..metric::CLIENT_OPERATION_DURATION
 };
 
 /// `gen_ai.client.embeddings.duration`.
 pub const CLIENT_EMBEDDINGS_DURATION: Histogram = Histogram {
     name: "gen_ai.client.embeddings.duration",
-    unit: "s",
     description: "Duration of a GenAI embeddings call.",
-    buckets: DURATION_BUCKETS,
+    ..metric::CLIENT_OPERATION_DURATION
 };
 
 /// `gen_ai.client.inference.time_to_first_chunk` (streaming only).

@@ -466,91 +466,46 @@ async fn generation(
         state: state.clone(),
         completed: false,
     };
-    if endpoint == Endpoint::Responses {
-        let echo = render::ResponsesEcho {
-            instructions: req.instructions.clone(),
-            max_output_tokens: req.max_tokens,
-            temperature: req.temperature,
-            top_p: req.top_p,
-            message_id: format!(
-                "msg_{:016x}",
-                tokenizer::stable_hash(&[&format!("msg-{rid}")])
-            ),
-        };
-        if req.stream {
-            let events = responses_events(ctx, runners, guard, echo);
-            let seed = tokenizer::stable_hash(&[&rid]);
-            let body = StreamBody::new(
-                apply_stream_faults(events, fault.clone(), seed, endpoint)
-                    .map(|r| r.map(Frame::data)),
-            );
-            let mut response = Response::new(BodyExt::boxed(body));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream; charset=utf-8"),
-            );
-            return Ok(response);
-        }
+    let echo = (endpoint == Endpoint::Responses).then(|| render::ResponsesEcho {
+        instructions: req.instructions.clone(),
+        max_output_tokens: req.max_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        message_id: format!(
+            "msg_{:016x}",
+            tokenizer::stable_hash(&[&format!("msg-{rid}")])
+        ),
+    });
+    if !req.stream {
         let (choices, usage) = run_to_end(ctx.clone(), runners, guard).await;
-        let body = match choices.first() {
-            Some(c) => render::responses_body(&ctx.meta, &echo, &c.text, &c.finish, usage),
-            None => Bytes::new(),
+        let (m, first) = (&ctx.meta, choices.first());
+        let body = match (endpoint, first, &echo) {
+            (Endpoint::Messages, Some(c), _) => render::messages_body(m, c, usage),
+            (Endpoint::Responses, Some(c), Some(echo)) => {
+                render::responses_body(m, echo, &c.text, &c.finish, usage)
+            }
+            (Endpoint::Messages | Endpoint::Responses, ..) => Bytes::new(),
+            (Endpoint::Chat | Endpoint::Completion, ..) => {
+                render::full_response(m, &choices, usage)
+            }
         };
         return Ok(full(StatusCode::OK, "application/json", body));
     }
-    if endpoint == Endpoint::Messages {
-        if req.stream {
-            let events = messages_events(ctx, runners, guard);
-            let seed = tokenizer::stable_hash(&[&rid]);
-            let body = StreamBody::new(
-                apply_stream_faults(events, fault.clone(), seed, endpoint)
-                    .map(|r| r.map(Frame::data)),
-            );
-            let mut response = Response::new(BodyExt::boxed(body));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream; charset=utf-8"),
-            );
-            return Ok(response);
-        }
-        let body = complete_messages(ctx, runners, guard).await;
-        return Ok(full(StatusCode::OK, "application/json", body));
-    }
-    if req.stream {
-        let events = sse_events(ctx, runners, guard);
-        let seed = tokenizer::stable_hash(&[&rid]);
-        let body = StreamBody::new(
-            apply_stream_faults(events, fault.clone(), seed, endpoint).map(|r| r.map(Frame::data)),
-        );
-        let mut response = Response::new(BodyExt::boxed(body));
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream; charset=utf-8"),
-        );
-        Ok(response)
-    } else {
-        let body = complete(ctx, runners, guard).await;
-        Ok(full(StatusCode::OK, "application/json", body))
-    }
-}
-
-/// Runs every choice to the end and renders one body.
-async fn complete(ctx: Arc<RequestCtx>, runners: Vec<ChoiceRunner>, guard: AbortGuard) -> Bytes {
-    let (choices, usage) = run_to_end(ctx.clone(), runners, guard).await;
-    render::full_response(&ctx.meta, &choices, usage)
-}
-
-/// A Messages API response: one choice, in content blocks.
-async fn complete_messages(
-    ctx: Arc<RequestCtx>,
-    runners: Vec<ChoiceRunner>,
-    guard: AbortGuard,
-) -> Bytes {
-    let (choices, usage) = run_to_end(ctx.clone(), runners, guard).await;
-    match choices.first() {
-        Some(c) => render::messages_body(&ctx.meta, c, usage),
-        None => Bytes::new(),
-    }
+    let events: std::pin::Pin<Box<dyn Stream<Item = Bytes> + Send + Sync>> = match echo {
+        Some(echo) => Box::pin(responses_events(ctx, runners, guard, echo)),
+        None if endpoint == Endpoint::Messages => Box::pin(messages_events(ctx, runners, guard)),
+        None => Box::pin(sse_events(ctx, runners, guard)),
+    };
+    let seed = tokenizer::stable_hash(&[&rid]);
+    let body = StreamBody::new(
+        apply_stream_faults(events, fault.clone(), seed, endpoint).map(|r| r.map(Frame::data)),
+    );
+    let mut response = Response::new(BodyExt::boxed(body));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 /// Runs every choice to the end: the choices and the usage.

@@ -136,6 +136,30 @@ pub struct InputContent {
 }
 
 /// Builds the captured input of a request from its decoded fields.
+/// A message's content as text: a string, or the `text` of its parts joined.
+fn content_text(content: Option<&Json>) -> String {
+    match content {
+        Some(Json::String(s)) => s.clone(),
+        Some(Json::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Json::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// The text of conventions-shaped parts (their `content` or `result`), joined.
+fn parts_text(parts: &[Json]) -> String {
+    parts
+        .iter()
+        .filter_map(|p| {
+            p.get("content")
+                .or_else(|| p.get("result"))
+                .and_then(Json::as_str)
+        })
+        .collect()
+}
+
 /// One content block of a Messages API message, in the conventions' part shape: text, a tool
 /// call (`tool_use`, its `input` as the arguments), a tool result (`tool_result`), or only the
 /// type of anything else (images and documents are never copied onto a span).
@@ -150,15 +174,7 @@ fn message_block(b: &Json, policy: &CapturePolicy) -> Json {
             "arguments": b.get("input").map(|i| policy.input_text(&i.to_string())),
         }),
         Some("tool_result") => {
-            let result = match b.get("content") {
-                Some(Json::String(s)) => s.clone(),
-                Some(Json::Array(items)) => items
-                    .iter()
-                    .filter_map(|i| i.get("text").and_then(Json::as_str))
-                    .collect::<Vec<_>>()
-                    .join(""),
-                _ => String::new(),
-            };
+            let result = content_text(b.get("content"));
             json!({
                 "type": "tool_call_response",
                 "id": b.get("tool_use_id"),
@@ -220,26 +236,14 @@ pub(crate) fn input_content(
                     }));
                 }
                 if role == "tool" {
-                    let result = parts
-                        .iter()
-                        .filter_map(|p| p.get("content").and_then(Json::as_str))
-                        .collect::<Vec<_>>()
-                        .join("");
+                    let result = parts_text(&parts);
                     parts = vec![json!({
                         "type": "tool_call_response",
                         "id": m.get("tool_call_id"),
                         "result": result,
                     })];
                 }
-                let flat_text: String = parts
-                    .iter()
-                    .filter_map(|p| {
-                        p.get("content")
-                            .or_else(|| p.get("result"))
-                            .and_then(Json::as_str)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("");
+                let flat_text = parts_text(&parts);
                 if matches!(role, "system" | "developer") {
                     system_parts.extend(parts);
                 } else {
@@ -271,15 +275,7 @@ pub(crate) fn input_content(
                 Some(Json::Array(items)) => {
                     for m in items {
                         let role = m.get("role").and_then(Json::as_str).unwrap_or("user");
-                        let text = match m.get("content") {
-                            Some(Json::String(s)) => s.clone(),
-                            Some(Json::Array(parts)) => parts
-                                .iter()
-                                .filter_map(|p| p.get("text").and_then(Json::as_str))
-                                .collect::<Vec<_>>()
-                                .join(""),
-                            _ => String::new(),
-                        };
+                        let text = content_text(m.get("content"));
                         input_messages.push(json!({"role": role, "parts": [text_part(&text)]}));
                         out.flat.push((role.to_owned(), policy.input_text(&text)));
                     }
@@ -311,15 +307,7 @@ pub(crate) fn input_content(
                     }
                     _ => {}
                 }
-                let flat_text: String = parts
-                    .iter()
-                    .filter_map(|p| {
-                        p.get("content")
-                            .or_else(|| p.get("result"))
-                            .and_then(Json::as_str)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("");
+                let flat_text = parts_text(&parts);
                 input_messages.push(json!({"role": role, "parts": parts}));
                 out.flat.push((role.to_owned(), flat_text));
             }

@@ -137,15 +137,18 @@ pub(crate) struct TraceExemplar {
     pub(crate) trace_id: inferscope_core::TraceId,
     /// The span whose duration was observed.
     pub(crate) span_id: inferscope_core::SpanId,
+    /// When (one clock read for every histogram of the exchange).
+    pub(crate) at: std::time::SystemTime,
 }
 
 impl TraceExemplar {
     /// The exemplar of a span, if it is sampled (an unsampled trace is exported nowhere, so a
     /// link to it would lead nowhere).
     pub(crate) fn of(context: &inferscope_core::SpanContext) -> Option<TraceExemplar> {
-        context.is_sampled().then_some(TraceExemplar {
+        context.is_sampled().then(|| TraceExemplar {
             trace_id: context.trace_id,
             span_id: context.span_id,
+            at: std::time::SystemTime::now(),
         })
     }
 }
@@ -228,7 +231,7 @@ impl Lazy<Histogram> {
 impl Lazy<Exemplary> {
     /// Records `value`, with the trace it came from as its bucket's exemplar when sampled.
     pub(crate) fn observe(&self, value: f64, exemplar: Option<TraceExemplar>) {
-        let at = exemplar.map(|_| std::time::SystemTime::now());
+        let at = exemplar.map(|e| e.at);
         self.get().observe(value, exemplar, at);
     }
 }
@@ -654,23 +657,16 @@ fn classic_text(open: &str) -> String {
 }
 
 /// Where a sample line's exemplar (` # {…}`) begins: after its label set, whose quoted values
-/// may hold anything a client sent as a model name (` # {` included).
+/// may hold anything a client sent as a model name (` # {` included), read by the same parser
+/// as the OTLP push's.
 fn exemplar_start(line: &str) -> Option<usize> {
-    let bytes = line.as_bytes();
-    let mut i = line.find(['{', ' '])?;
-    if bytes[i] == b'{' {
-        let mut quoted = false;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'\\' if quoted => i += 1,
-                b'"' => quoted = !quoted,
-                b'}' if !quoted => break,
-                _ => {}
-            }
-            i += 1;
-        }
-    }
-    line.get(i..)?.find(" # {").map(|at| i + at)
+    let i = line.find(['{', ' '])?;
+    let after = match otlp::label_set(&line[i..]) {
+        Some((_, rest)) => rest,
+        None => &line[i..],
+    };
+    let at = line.len() - after.len();
+    after.find(" # {").map(|x| at + x)
 }
 
 /// Reads the ingest counters at scrape time.

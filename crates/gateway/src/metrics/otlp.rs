@@ -140,7 +140,7 @@ fn number(s: &str) -> Option<f64> {
 }
 
 /// `{k="v",…}` with OpenMetrics escapes (`\\`, `\"`, `\n`); returns the labels and the rest.
-fn label_set(s: &str) -> Option<(Vec<(String, String)>, &str)> {
+pub(super) fn label_set(s: &str) -> Option<(Vec<(String, String)>, &str)> {
     let mut labels = Vec::new();
     let mut rest = s.strip_prefix('{')?;
     loop {

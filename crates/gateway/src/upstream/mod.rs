@@ -241,6 +241,28 @@ impl Body {
     }
 }
 
+/// A TCP connection to the upstream within `timeout`, with Nagle off (a `[v6]` host is taken
+/// without its brackets): the pool's connections, and a tunnel's.
+pub(crate) async fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, Failure> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Failure::Connect(format!("tcp connect error: {e}"))),
+        Err(_) => {
+            return Err(Failure::Connect(format!(
+                "no connection within {} ms",
+                timeout.as_millis()
+            )));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// Idle connections to one upstream.
 pub(crate) struct Pool {
     authority: http::uri::Authority,
@@ -285,29 +307,10 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Conn, Failure> {
-        let host = self
-            .authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
         let port = self.authority.port_u16().unwrap_or(80);
-        let stream = match tokio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect((host, port)),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Failure::Connect(format!("tcp connect error: {e}"))),
-            Err(_) => {
-                return Err(Failure::Connect(format!(
-                    "no connection within {} ms",
-                    self.connect_timeout.as_millis()
-                )));
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        Ok(Conn::new(stream))
+        connect_tcp(self.authority.host(), port, self.connect_timeout)
+            .await
+            .map(Conn::new)
     }
 
     /// Sends `req` and reads the response head. Returns the head and the body, which reads

@@ -2,9 +2,9 @@
 
 `websocket_pair.py server PORT`: an echo server on 127.0.0.1:PORT that answers every message
 with "echo: " + message and, on the message "bye", closes with code 4001. Prints READY.
-`websocket_pair.py client URL`: connects to URL (the gateway), sends three text messages and a
-binary one, reads the echoes, sends "bye", waits for the server's close, and prints what it
-saw as JSON.
+`websocket_pair.py client URL [N]`: N times (default 1), connects to URL (the gateway), sends
+three text messages and a binary one, reads the echoes, sends "bye", waits for the server's
+close, and prints what it saw as one JSON line.
 `websocket_pair.py hold URL`: connects, exchanges one message, prints READY, and waits until
 the connection ends (then prints CLOSED)."""
 import asyncio
@@ -45,7 +45,7 @@ async def client(url):
             await ws.recv()
         except websockets.ConnectionClosed as e:
             seen["close_code"] = e.rcvd.code if e.rcvd else None
-    print(json.dumps(seen))
+    print(json.dumps(seen), flush=True)
 
 
 async def hold(url):
@@ -66,4 +66,5 @@ if __name__ == "__main__":
     elif sys.argv[1] == "hold":
         asyncio.run(hold(sys.argv[2]))
     else:
-        asyncio.run(client(sys.argv[2]))
+        for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 1):
+            asyncio.run(client(sys.argv[2]))
