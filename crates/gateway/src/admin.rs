@@ -82,7 +82,7 @@ async fn handle(
 
 async fn upstream_health(shared: &AdminState) -> Result<(), String> {
     let up = &shared.config.upstream;
-    let uri = format!("http://{}{}/health", up.authority, up.path_prefix);
+    let uri = format!("{}/health", up.base);
     let mut req = Request::new(RequestBody::empty());
     *req.uri_mut() = uri.parse().map_err(|_| "bad upstream URL".to_owned())?;
     match tokio::time::timeout(Duration::from_secs(2), shared.upstream.send(req)).await {

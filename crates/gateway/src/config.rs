@@ -64,7 +64,7 @@ pub const SECRET_HEADERS: &[&str] = &[
 settings! {
     /// Gateway settings as a person writes them (flags, `[gateway]` in a file).
     pub struct GatewaySettings => GatewayValues, table "gateway", rows gateway_rows {
-        /// The server to front, `http://host[:port][/base]` (an optional base path is kept).
+        /// The server to front, `http://host[:port][/base]` or `https://…` (an optional base path is kept).
         upstream: String => Upstream = req(|v: String| parse_upstream(&v)), {
             default: Some("http://127.0.0.1:8000"), flag: Flag::Value("upstream"),
             env: &["INFERSCOPE_UPSTREAM"],
@@ -87,16 +87,28 @@ settings! {
             default: Some("127.0.0.1:9464"), flag: Flag::Value("admin"),
             env: &["INFERSCOPE_ADMIN"],
         },
-        /// Speak HTTP/2 with prior knowledge (h2c) to the upstream instead of HTTP/1.1.
+        /// Speak HTTP/2 with prior knowledge (h2c) to an `http://` upstream instead of HTTP/1.1 (`https://` upstreams get HTTP/2 when they offer it through ALPN).
         upstream_h2c: bool => bool = req(ok), {
             default: Some("false"), flag: Flag::Switch("upstream-h2c"),
             env: &["INFERSCOPE_UPSTREAM_H2C"],
+        },
+        /// PEM CA certificate(s) trusted for an `https://` upstream, besides the system's roots.
+        upstream_ca_cert: PathBuf => Option<PathBuf> = ok, {
+            flag: Flag::Value("upstream-ca-cert"), env: &["INFERSCOPE_UPSTREAM_CA_CERT"],
+        },
+        /// PEM client certificate chain presented to an `https://` upstream that asks for one (mutual TLS; with `upstream_client_key`).
+        upstream_client_cert: PathBuf => Option<PathBuf> = ok, {
+            flag: Flag::Value("upstream-client-cert"), env: &["INFERSCOPE_UPSTREAM_CLIENT_CERT"],
+        },
+        /// PEM private key of `upstream_client_cert`.
+        upstream_client_key: PathBuf => Option<PathBuf> = ok, {
+            flag: Flag::Value("upstream-client-key"), env: &["INFERSCOPE_UPSTREAM_CLIENT_KEY"],
         },
         /// `gen_ai.provider.name` on inference spans.
         provider: String => String = req(non_empty), {
             default: Some("vllm"), flag: Flag::Value("provider"), env: &["INFERSCOPE_PROVIDER"],
         },
-        /// Connecting to the upstream, milliseconds (then 502).
+        /// Connecting to the upstream (TCP, and the TLS handshake for `https://`), milliseconds (then 502).
         connect_timeout_ms: u64 => Duration = req(millis), {
             default: Some("5000"), flag: Flag::Value("connect-timeout-ms"),
             env: &["INFERSCOPE_CONNECT_TIMEOUT_MS"],
@@ -337,6 +349,8 @@ pub struct Upstream {
     pub host: String,
     /// `server.port`.
     pub port: u16,
+    /// `https://`: TLS to the upstream.
+    pub tls: bool,
 }
 
 /// The typed gateway configuration.
@@ -350,6 +364,8 @@ pub struct GatewayConfig {
     pub admin: Option<SocketAddr>,
     /// h2c to the upstream.
     pub upstream_h2c: bool,
+    /// An `https://` upstream's extra CA and client identity.
+    pub upstream_tls: inferscope_export::config::TlsConfig,
     /// `gen_ai.provider.name`.
     pub provider: String,
     /// Timeouts.
@@ -550,6 +566,7 @@ fn resolve_gateway(
     listeners_clash(&g, r);
     let max_parse_bytes_total = parse_budget(&g, r);
     let tls = tls_pair(&g, r);
+    let upstream_tls = upstream_tls(&g, r);
     let capture = CapturePolicy {
         enabled: c.enabled,
         max_length: c.max_length,
@@ -575,6 +592,7 @@ fn resolve_gateway(
         listen: g.listen,
         admin: g.admin,
         upstream_h2c: g.upstream_h2c,
+        upstream_tls,
         provider: g.provider,
         timeouts: Timeouts {
             connect: g.connect_timeout_ms,
@@ -628,6 +646,51 @@ fn tls_pair(g: &GatewayValues, r: &mut Resolver<'_>) -> Option<(PathBuf, PathBuf
             None
         }
     }
+}
+
+/// The TLS material for an `https://` upstream; refused for an `http://` one, where it would
+/// silently do nothing.
+fn upstream_tls(g: &GatewayValues, r: &mut Resolver<'_>) -> inferscope_export::config::TlsConfig {
+    let tls = inferscope_export::config::TlsConfig {
+        ca_certificate: g.upstream_ca_cert.clone(),
+        client_certificate: g.upstream_client_cert.clone(),
+        client_key: g.upstream_client_key.clone(),
+    };
+    if g.upstream.tls && g.upstream_h2c {
+        r.reject(
+            &gateway_rows::upstream_h2c,
+            "is for http:// upstreams; an https:// upstream gets HTTP/2 when it offers it (ALPN)",
+        );
+    }
+    if !g.upstream.tls {
+        for (row, set) in [
+            (
+                &gateway_rows::upstream_ca_cert,
+                tls.ca_certificate.is_some(),
+            ),
+            (
+                &gateway_rows::upstream_client_cert,
+                tls.client_certificate.is_some(),
+            ),
+            (&gateway_rows::upstream_client_key, tls.client_key.is_some()),
+        ] {
+            if set {
+                r.reject(row, "applies to an https:// upstream only");
+            }
+        }
+    }
+    match (&tls.client_certificate, &tls.client_key) {
+        (Some(_), None) => r.reject(
+            &gateway_rows::upstream_client_cert,
+            "needs `upstream_client_key` too",
+        ),
+        (None, Some(_)) => r.reject(
+            &gateway_rows::upstream_client_key,
+            "needs `upstream_client_cert` too",
+        ),
+        _ => {}
+    }
+    tls
 }
 
 /// Two of the gateway's listeners on one port.
@@ -813,16 +876,14 @@ fn patterns(p: Patterns) -> Result<Vec<regex::Regex>, String> {
         .collect()
 }
 
-/// Parses an upstream base URL: `http://host[:port][/prefix]`.
+/// Parses an upstream base URL: `http[s]://host[:port][/prefix]`.
 pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
     let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_owned())?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https upstreams are not supported yet; put the gateway beside the server it fronts".into());
-        }
-        _ => return Err("expected an http:// URL".into()),
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err("expected an http:// or https:// URL".into()),
+    };
     let authority = uri.authority().cloned().ok_or("the URL has no host")?;
     // Anywhere, not only in the authority: a password holding `/` ends the authority early.
     if url.contains('@') {
@@ -838,13 +899,15 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = authority.port_u16().unwrap_or(80);
+    let scheme = if tls { "https" } else { "http" };
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     Ok(Upstream {
-        base: format!("http://{authority}{path_prefix}"),
+        base: format!("{scheme}://{authority}{path_prefix}"),
         authority,
         path_prefix,
         host,
         port,
+        tls,
     })
 }
 
@@ -864,6 +927,56 @@ mod tests {
             ..Explicit::default()
         };
         load(&explicit, &env.to_vec(), &file, &[]).map(|l| l.gateway)
+    }
+
+    #[test]
+    fn https_upstreams_and_their_tls_settings() {
+        let c = resolve(
+            GatewaySettings {
+                upstream: Some("https://vllm.internal/v1base/".into()),
+                upstream_ca_cert: Some("ca.pem".into()),
+                ..GatewaySettings::default()
+            },
+            &[
+                ("INFERSCOPE_UPSTREAM_CLIENT_CERT", "c.pem"),
+                ("INFERSCOPE_UPSTREAM_CLIENT_KEY", "k.pem"),
+            ],
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.base, "https://vllm.internal/v1base");
+        assert_eq!((c.upstream.port, c.upstream.tls), (443, true));
+        assert_eq!(c.upstream_tls.ca_certificate, Some("ca.pem".into()));
+        assert_eq!(c.upstream_tls.client_key, Some("k.pem".into()));
+
+        let refused = |flags: GatewaySettings| resolve(flags, &[], "").unwrap_err().to_string();
+        // TLS files with a plain upstream would do nothing: refused.
+        let e = refused(GatewaySettings {
+            upstream: Some("http://vllm:8000".into()),
+            upstream_ca_cert: Some("ca.pem".into()),
+            ..GatewaySettings::default()
+        });
+        assert!(
+            e.contains("upstream_ca_cert") && e.contains("https:// upstream only"),
+            "{e}"
+        );
+        let e = refused(GatewaySettings {
+            upstream: Some("https://vllm:8000".into()),
+            upstream_h2c: Some(true),
+            ..GatewaySettings::default()
+        });
+        assert!(e.contains("ALPN"), "{e}");
+        let e = refused(GatewaySettings {
+            upstream: Some("https://vllm:8000".into()),
+            upstream_client_cert: Some("c.pem".into()),
+            ..GatewaySettings::default()
+        });
+        assert!(e.contains("needs `upstream_client_key`"), "{e}");
+        let e = refused(GatewaySettings {
+            upstream: Some("ftp://vllm".into()),
+            ..GatewaySettings::default()
+        });
+        assert!(e.contains("http:// or https://"), "{e}");
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub enum StartError {
     /// The listener's certificate or key cannot be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The `https://` upstream's CA or client identity files cannot be used.
+    #[error("upstream TLS: {0}")]
+    UpstreamTls(inferscope_export::otlp::BuildError),
     /// The metrics push cannot be set up (its endpoint, TLS files or headers).
     #[error("metrics push: {0}")]
     MetricsPush(#[from] inferscope_export::otlp::BuildError),
@@ -249,11 +252,7 @@ impl Gateway {
 
         let config = Arc::new(config);
         let ingest_stats = Arc::new(ingest::IngestStats::default());
-        let upstream = upstream::Upstream::new(
-            config.upstream.authority.clone(),
-            config.timeouts.connect,
-            config.upstream_h2c,
-        );
+        let upstream = upstream::Upstream::new(&config).map_err(StartError::UpstreamTls)?;
         // CLIENT spans are remembered for joining only when engine spans can come in.
         let (join_writer, join) = join::table(
             config.ingest.grpc.is_some() || config.ingest.http.is_some(),

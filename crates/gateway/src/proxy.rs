@@ -328,6 +328,16 @@ fn respond(
         head.headers.remove(header::CONTENT_LENGTH);
     }
     traceresponse(shared, &exchange, &mut head.headers);
+    if let Some(inf) = exchange.inference.as_mut() {
+        // What the upstream spoke: it varies per connection for an https:// upstream (ALPN).
+        let version = if head.version == http::Version::HTTP_2 {
+            "2"
+        } else {
+            "1.1"
+        };
+        inf.span
+            .set_attribute(http_attr::NETWORK_PROTOCOL_VERSION, version);
+    }
     exchange.response_started(head.status.as_u16(), observer);
     if body.is_end_stream() {
         exchange.finish(None);
@@ -390,7 +400,7 @@ fn upstream_uri(up: &UpstreamConfig, uri: &Uri) -> Result<Uri, String> {
         format!("{}{}", up.path_prefix, pq)
     };
     Uri::builder()
-        .scheme("http")
+        .scheme(if up.tls { "https" } else { "http" })
         .authority(up.authority.clone())
         .path_and_query(pq)
         .build()

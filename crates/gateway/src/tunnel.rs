@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::upstream::tls::Stream;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
@@ -16,7 +17,6 @@ use hyper_util::rt::TokioIo;
 use inferscope_core::SpanContext;
 use inferscope_semconv::inferscope as own;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::ProxyState;
 use crate::exchange::Exchange;
@@ -150,7 +150,7 @@ fn request_head(
     head.extend_from_slice(path.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     head.extend_from_slice(upstream.host.as_bytes());
-    if upstream.port != 80 {
+    if upstream.port != if upstream.tls { 443 } else { 80 } {
         head.extend_from_slice(format!(":{}", upstream.port).as_bytes());
     }
     head.extend_from_slice(b"\r\nconnection: upgrade\r\nupgrade: ");
@@ -166,62 +166,67 @@ fn request_head(
     head
 }
 
-type Answer = (StatusCode, HeaderMap, TcpStream, BytesMut);
+type Answer = (StatusCode, HeaderMap, Stream, BytesMut);
 
 /// Connects (a connection of the tunnel's own, never pooled), sends the head, reads the
 /// answer's head; returns it with the bytes read past it.
 async fn connect_and_send(shared: &ProxyState, head: &[u8]) -> Result<Answer, Failure> {
     let upstream = &shared.config.upstream;
     let timeouts = &shared.config.timeouts;
-    let mut stream =
-        crate::upstream::connect_tcp(&upstream.host, upstream.port, timeouts.connect).await?;
-    let read =
-        async {
-            stream.write_all(head).await.map_err(|e| {
-                Failure::UpstreamBroken(format!("writing the upgrade request: {e}"))
-            })?;
-            let mut buf = BytesMut::with_capacity(4096);
-            loop {
-                if stream.read_buf(&mut buf).await.map_err(|e| {
-                    Failure::UpstreamBroken(format!("reading the upgrade answer: {e}"))
-                })? == 0
-                {
+    let mut stream = shared
+        .upstream
+        .connect_tunnel(&upstream.host, upstream.port, timeouts.connect)
+        .await?;
+    let read = async {
+        stream
+            .write_all(head)
+            .await
+            .and(stream.flush().await)
+            .map_err(|e| Failure::UpstreamBroken(format!("writing the upgrade request: {e}")))?;
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            if stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| Failure::UpstreamBroken(format!("reading the upgrade answer: {e}")))?
+                == 0
+            {
+                return Err(Failure::UpstreamBroken(
+                    "the upstream closed before answering the upgrade".into(),
+                ));
+            }
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut slots);
+            match response.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = StatusCode::from_u16(response.code.unwrap_or(502))
+                        .unwrap_or(StatusCode::BAD_GATEWAY);
+                    let mut headers = HeaderMap::new();
+                    for h in response.headers.iter() {
+                        if let (Ok(n), Ok(v)) = (
+                            http::HeaderName::from_bytes(h.name.as_bytes()),
+                            HeaderValue::from_bytes(h.value),
+                        ) {
+                            headers.append(n, v);
+                        }
+                    }
+                    let rest = buf.split_off(len);
+                    return Ok((status, headers, rest));
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+                Ok(httparse::Status::Partial) => {
                     return Err(Failure::UpstreamBroken(
-                        "the upstream closed before answering the upgrade".into(),
+                        "upgrade answer head too large".into(),
                     ));
                 }
-                let mut slots = [httparse::EMPTY_HEADER; 64];
-                let mut response = httparse::Response::new(&mut slots);
-                match response.parse(&buf) {
-                    Ok(httparse::Status::Complete(len)) => {
-                        let status = StatusCode::from_u16(response.code.unwrap_or(502))
-                            .unwrap_or(StatusCode::BAD_GATEWAY);
-                        let mut headers = HeaderMap::new();
-                        for h in response.headers.iter() {
-                            if let (Ok(n), Ok(v)) = (
-                                http::HeaderName::from_bytes(h.name.as_bytes()),
-                                HeaderValue::from_bytes(h.value),
-                            ) {
-                                headers.append(n, v);
-                            }
-                        }
-                        let rest = buf.split_off(len);
-                        return Ok((status, headers, rest));
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-                    Ok(httparse::Status::Partial) => {
-                        return Err(Failure::UpstreamBroken(
-                            "upgrade answer head too large".into(),
-                        ));
-                    }
-                    Err(e) => {
-                        return Err(Failure::UpstreamBroken(format!(
-                            "the upgrade answer is not HTTP: {e}"
-                        )));
-                    }
+                Err(e) => {
+                    return Err(Failure::UpstreamBroken(format!(
+                        "the upgrade answer is not HTTP: {e}"
+                    )));
                 }
             }
-        };
+        }
+    };
     let (status, headers, rest) = tokio::time::timeout(timeouts.first_byte, read)
         .await
         .map_err(|_| Failure::FirstByteTimeout)??;
@@ -234,7 +239,7 @@ async fn refusal(
     exchange: &mut Exchange,
     status: StatusCode,
     mut headers: HeaderMap,
-    mut upstream: TcpStream,
+    mut upstream: Stream,
     mut body: BytesMut,
 ) -> Response<ResponseBody> {
     let length = headers
@@ -314,12 +319,12 @@ impl Counts {
 /// Copies both ways until both directions have ended (each side's end is passed on as a
 /// half-close), watching WebSocket frames for the first close. `rest`: upstream bytes read
 /// past its answer's head, which go to the client first.
-async fn join<C>(client: C, upstream: &mut TcpStream, rest: BytesMut, counts: &Counts)
+async fn join<C>(client: C, upstream: &mut Stream, rest: BytesMut, counts: &Counts)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut up_read, mut up_write) = upstream.split();
+    let (mut up_read, mut up_write) = tokio::io::split(upstream);
     let to_upstream = async {
         let mut frames = Frames::default();
         let mut buf = vec![0u8; 16 * 1024];
@@ -331,7 +336,8 @@ where
             frames.feed(&buf[..read]);
             counts.closed(0, &frames);
             counts.add(&counts.from_client, read);
-            if up_write.write_all(&buf[..read]).await.is_err() {
+            // A TLS stream may keep written bytes until flushed.
+            if up_write.write_all(&buf[..read]).await.is_err() || up_write.flush().await.is_err() {
                 break;
             }
         }
@@ -342,7 +348,8 @@ where
         frames.feed(&rest);
         counts.closed(1, &frames);
         counts.add(&counts.from_upstream, rest.len());
-        if client_write.write_all(&rest).await.is_ok() {
+        // A TLS listener's stream may keep written bytes until flushed.
+        if client_write.write_all(&rest).await.is_ok() && client_write.flush().await.is_ok() {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 let read = match up_read.read(&mut buf).await {
@@ -352,7 +359,9 @@ where
                 frames.feed(&buf[..read]);
                 counts.closed(1, &frames);
                 counts.add(&counts.from_upstream, read);
-                if client_write.write_all(&buf[..read]).await.is_err() {
+                if client_write.write_all(&buf[..read]).await.is_err()
+                    || client_write.flush().await.is_err()
+                {
                     break;
                 }
             }

@@ -10,44 +10,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
+use common::pki::{Ca, ca, leaf};
 use common::*;
 use inferscope_core::SpanKind;
 use inferscope_semconv::http as http_attr;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-}
-
-fn ca() -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "inferscope test CA");
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        der: cert.der().clone(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// Writes a leaf for `localhost` named `cn`, signed by `ca`, as PEM files.
-fn leaf(ca: &Ca, cn: &str, dir: &Path) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-}
 
 /// A TLS connection trusting only `ca`, offering `alpn`; returns the stream.
 async fn connect(

@@ -184,3 +184,65 @@ async fn an_upstream_that_does_not_switch_has_its_answer_passed_back() {
     let server = by_kind(&spans, SpanKind::Server);
     assert_eq!(int(server, http_attr::RESPONSE_STATUS_CODE), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_to_an_https_upstream_is_tunnelled_over_tls() {
+    use common::pki::{TlsFront, ca, leaf, write_ca};
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let (server, port) = echo_server(&python).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca();
+    leaf(&ca, "upstream", dir.path());
+    let ca_file = write_ca(&ca, dir.path());
+    // The front offers h2 too: a tunnel's connection must still ask for HTTP/1.1 only.
+    let front = TlsFront::start(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        dir.path(),
+        &[b"h2", b"http/1.1"],
+        None,
+    )
+    .await;
+    let (gw, spans) = gateway(
+        &format!("https://localhost:{}", front.addr.port()),
+        |c| c.upstream_tls.ca_certificate = Some(ca_file),
+        inferscope_core::Sampler::default(),
+    )
+    .await;
+    const SESSIONS: usize = 5;
+    let out = tokio::process::Command::new(&python)
+        .arg(script())
+        .args([
+            "client",
+            &format!("ws://{}/v1/realtime", gw.addr()),
+            &SESSIONS.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in text.lines() {
+        let seen: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(seen["echoes"], serde_json::json!([11, 14, 70006]));
+        assert_eq!(seen["close_code"], 4001);
+    }
+    assert_eq!(text.lines().count(), SESSIONS);
+    let all = take_spans(&spans, SESSIONS).await;
+    for s in all.iter().filter(|s| s.kind == SpanKind::Server) {
+        assert_eq!(int(s, http_attr::RESPONSE_STATUS_CODE), 101);
+        assert_eq!(int(s, own::WEBSOCKET_CLOSE_CODE), 4001);
+    }
+    let shakes = front.handshakes();
+    assert_eq!(shakes.len(), SESSIONS);
+    assert!(
+        shakes
+            .iter()
+            .all(|h| h.alpn.as_deref() == Some("http/1.1") && h.sni.as_deref() == Some("localhost")),
+        "{shakes:?}"
+    );
+    drop(server);
+}

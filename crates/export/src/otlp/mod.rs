@@ -12,7 +12,7 @@ pub mod encode;
 mod grpc;
 mod http;
 pub mod metrics;
-mod tls;
+pub mod tls;
 mod wire;
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
-//! TLS material for the OTLP transports: the system's roots, an extra CA, a client identity.
+//! TLS material for the OTLP transports (and the gateway's https upstreams): the system's
+//! roots, an extra CA, a client identity.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,8 +39,8 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, BuildError>
 }
 
 /// A rustls client configuration (ring provider): system roots, plus the extra CA and client
-/// identity of `tls`.
-pub(super) fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, BuildError> {
+/// identity of `tls`. Errors name the file and what is wrong with it, never its contents.
+pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, BuildError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {

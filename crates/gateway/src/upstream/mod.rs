@@ -1,6 +1,7 @@
 //! The upstream, as the request path sees it: [`Upstream::send`] takes a request and returns
 //! the response head and an [`UpstreamBody`]. HTTP/1.1 goes over the gateway's own connections
-//! ([`Pool`], [`h1`]); h2c over hyper's pooled client.
+//! ([`Pool`], [`h1`]); h2c, and `https://` upstreams (HTTP/2 or HTTP/1.1 by ALPN, [`tls`]),
+//! over hyper's pooled client.
 //!
 //! A connection belongs to the request using it. Its response body ([`Body`]) reads the socket
 //! directly when the client side asks for more: everything that arrived together leaves
@@ -14,6 +15,7 @@
 //! retries only requests it never started to write.
 
 pub(crate) mod h1;
+pub(crate) mod tls;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -42,17 +44,46 @@ pub(crate) enum Upstream {
     /// HTTP/2 with prior knowledge, over hyper's pooled client (HTTP/2 streams buffer their
     /// data frames anyway).
     H2c(Box<Client<HttpConnector, RequestBody>>),
+    /// `https://`: HTTP/2 or HTTP/1.1 per connection as ALPN settles it, over hyper's pooled
+    /// client (ADR 0015).
+    Tls(Box<TlsClient>),
+}
+
+/// hyper's client over rustls, and the connector of tunnels.
+#[derive(Clone)]
+pub(crate) struct TlsClient {
+    client: Client<tls::Timed<hyper_rustls::HttpsConnector<HttpConnector>>, RequestBody>,
+    tls: tls::UpstreamTls,
 }
 
 impl Upstream {
-    /// A client for `authority`, h2c or HTTP/1.1.
+    /// The client `config` asks for: TLS for an `https://` upstream, else h2c or HTTP/1.1.
     pub(crate) fn new(
-        authority: http::uri::Authority,
-        connect_timeout: Duration,
-        h2c: bool,
-    ) -> Upstream {
-        if !h2c {
-            return Upstream::H1(Arc::new(Pool::new(authority, connect_timeout)));
+        config: &crate::config::GatewayConfig,
+    ) -> Result<Upstream, inferscope_export::otlp::BuildError> {
+        let connect_timeout = config.timeouts.connect;
+        if config.upstream.tls {
+            let tls = tls::UpstreamTls::new(&config.upstream_tls, connect_timeout)?;
+            let connector = tls::Timed {
+                inner: tls.requests.clone(),
+                timeout: connect_timeout,
+            };
+            // Idle connections are let go before uvicorn's default keep-alive (5 s) closes
+            // them, so a request rarely meets a connection the upstream is closing.
+            let client = Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(4))
+                .http2_initial_stream_window_size(Some(4 << 20))
+                .http2_initial_connection_window_size(Some(8 << 20))
+                .build(connector);
+            return Ok(Upstream::Tls(Box::new(TlsClient { client, tls })));
+        }
+        if !config.upstream_h2c {
+            return Ok(Upstream::H1(Arc::new(Pool::new(
+                config.upstream.authority.clone(),
+                connect_timeout,
+            ))));
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -66,7 +97,23 @@ impl Upstream {
             .http2_initial_stream_window_size(Some(4 << 20))
             .http2_initial_connection_window_size(Some(8 << 20))
             .build(connector);
-        Upstream::H2c(Box::new(client))
+        Ok(Upstream::H2c(Box::new(client)))
+    }
+
+    /// A connection of a tunnel's own to `host:port` (never pooled): TLS for an `https://`
+    /// upstream, offering only HTTP/1.1.
+    pub(crate) async fn connect_tunnel(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<tls::Stream, Failure> {
+        match self {
+            Upstream::Tls(t) => t.tls.connect_tunnel(host, port, timeout).await,
+            _ => connect_tcp(host, port, timeout)
+                .await
+                .map(tls::Stream::Plain),
+        }
     }
 
     /// Sends `req` (its URI absolute) and reads the response head.
@@ -85,16 +132,25 @@ impl Upstream {
             }
             Upstream::H2c(client) => {
                 *req.version_mut() = http::Version::HTTP_2;
-                match client.request(req).await {
-                    Ok(r) => {
-                        let (parts, body) = r.into_parts();
-                        Ok((parts, UpstreamBody::Hyper(body)))
-                    }
-                    Err(e) if e.is_connect() => Err(Failure::Connect(describe(&e))),
-                    Err(e) => Err(Failure::UpstreamBroken(describe(&e))),
-                }
+                hyper_send(client.request(req).await)
             }
+            // HTTP/1.1 in the request: hyper sends it as HTTP/2 on a connection that
+            // negotiated `h2`.
+            Upstream::Tls(t) => hyper_send(t.client.request(req).await),
         }
+    }
+}
+
+fn hyper_send(
+    r: Result<http::Response<Incoming>, hyper_util::client::legacy::Error>,
+) -> Result<(http::response::Parts, UpstreamBody), Failure> {
+    match r {
+        Ok(r) => {
+            let (parts, body) = r.into_parts();
+            Ok((parts, UpstreamBody::Hyper(body)))
+        }
+        Err(e) if e.is_connect() => Err(Failure::Connect(describe(&e))),
+        Err(e) => Err(Failure::UpstreamBroken(describe(&e))),
     }
 }
 

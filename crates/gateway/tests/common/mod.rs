@@ -9,6 +9,8 @@
     clippy::panic
 )]
 
+pub mod pki;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
