@@ -171,9 +171,9 @@ impl Exchange {
         shared.metrics.in_flight.dec();
         if let Some(f) = &failure {
             if f.is_warning() {
-                tracing::warn!(error.type = f.error_type(), status = ?self.status, "{}", f.message());
+                tracing::warn!(error.type = f.error_type(), status = %self.status.map_or_else(|| "none".to_owned(), |s| s.to_string()), "{}", f.message());
             } else {
-                tracing::debug!(error.type = f.error_type(), status = ?self.status, "{}", f.message());
+                tracing::debug!(error.type = f.error_type(), status = %self.status.map_or_else(|| "none".to_owned(), |s| s.to_string()), "{}", f.message());
             }
             if f.side() == crate::failure::Side::Upstream {
                 shared

@@ -329,11 +329,12 @@ impl Gateway {
         if let Some(l) = ingest_http {
             ingest_tasks.push(tokio::spawn(ingest::http::serve(l, ingest, side_stopped)));
         }
+        let shown = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
         tracing::info!(
             listen = %addr,
-            admin = ?admin_addr,
-            otlp_ingest_grpc = ?ingest_grpc_addr,
-            otlp_ingest_http = ?ingest_http_addr,
+            admin = %shown(admin_addr),
+            otlp_ingest_grpc = %shown(ingest_grpc_addr),
+            otlp_ingest_http = %shown(ingest_http_addr),
             upstream = %config.upstream.base,
             max_connections = proxy_limits.max_connections,
             "gateway serving"

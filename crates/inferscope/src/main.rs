@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod run;
 mod serve;
 mod sim;
 mod waterfall;
@@ -34,6 +35,9 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Run the tracing gateway in front of vLLM or any OpenAI-compatible server.
     Serve(Box<serve::ServeArgs>),
+    /// Start an engine (`-- vllm serve MODEL …`) behind the gateway, on its own address, traced
+    /// with no configuration; exits with the engine's status.
+    Run(Box<run::RunArgs>),
     /// Serve a simulated vLLM-compatible engine (for demos, tests and benchmarks).
     Sim(Box<sim::SimArgs>),
 }
@@ -52,12 +56,15 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match cli.command {
-            Command::Demo(args) => demo::run(args).await,
-            Command::Serve(args) => serve::run(*args).await,
-            Command::Bench(args) => bench::run(*args).await,
-            Command::Sim(args) => sim::run(*args).await,
+            Command::Demo(args) => demo::run(args).await.map(|()| 0),
+            Command::Serve(args) => serve::run(*args).await.map(|()| 0),
+            Command::Run(args) => run::run(*args).await,
+            Command::Bench(args) => bench::run(*args).await.map(|()| 0),
+            Command::Sim(args) => sim::run(*args).await.map(|()| 0),
         }
-    })
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code)
 }

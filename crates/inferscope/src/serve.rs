@@ -47,18 +47,39 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let loaded = load(args.config.as_deref(), &args.settings, |_| Ok(()))?;
+    if args.print_config {
+        print_config(&loaded);
+        return Ok(());
+    }
+    let (gateway, tracing) = start(loaded).await?;
+    wait_for_shutdown(&gateway).await;
+    tracing::info!("signal received; shutting down");
+    stop(gateway, tracing).await;
+    Ok(())
+}
+
+/// Resolves the gateway's and the exporter's settings: flags (after `adjust` has seen the
+/// gateway's), then the environment, then the `config` file, then the defaults.
+pub(crate) fn load(
+    config_file: Option<&std::path::Path>,
+    settings: &Flags<ServeFlags>,
+    adjust: impl FnOnce(&mut GatewaySettings) -> anyhow::Result<()>,
+) -> anyhow::Result<config::Loaded> {
     // Each stream holds two connections; the default connection cap follows this limit.
     inferscope_gateway::raise_open_file_limit();
     // The file's problems are reported with every other error, at once.
-    let (file, mut errors) = match &args.config {
+    let (file, mut errors) = match config_file {
         Some(path) => FileLayer::read(path, config::FILE_TABLES)?,
         None => (FileLayer::empty(), Vec::new()),
     };
+    let mut gateway: GatewaySettings = settings.table(&mut errors);
+    adjust(&mut gateway)?;
     let explicit = Explicit {
-        gateway: args.settings.table(&mut errors),
-        capture: args.settings.table(&mut errors),
-        exporter: args.settings.table(&mut errors),
-        metrics: args.settings.table(&mut errors),
+        gateway,
+        capture: settings.table(&mut errors),
+        exporter: settings.table(&mut errors),
+        metrics: settings.table(&mut errors),
         errors,
     };
     // The gateway's own defaults for the exporter: its service name, and a larger queue.
@@ -72,25 +93,36 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             GATEWAY_QUEUE,
         ),
     ];
-    let loaded = config::load(&explicit, &ProcessEnv, &file, &defaults)?;
-    if args.print_config {
-        #[allow(clippy::print_stdout, reason = "the requested output")]
-        {
-            println!(
-                "# gateway\n{}\n# exporter\n{}",
-                loaded.gateway, loaded.exporter
-            );
-        }
-        return Ok(());
+    Ok(config::load(&explicit, &ProcessEnv, &file, &defaults)?)
+}
+
+pub(crate) fn print_config(loaded: &config::Loaded) {
+    #[allow(clippy::print_stdout, reason = "the requested output")]
+    {
+        println!(
+            "# gateway\n{}\n# exporter\n{}",
+            loaded.gateway, loaded.exporter
+        );
     }
+}
+
+/// Starts span export and the gateway; says where spans go.
+pub(crate) async fn start(
+    loaded: config::Loaded,
+) -> anyhow::Result<(Gateway, inferscope_export::Tracing)> {
+    let destinations = loaded.exporter.destinations();
     let tracing = TracingBuilder::new("inferscope.gateway")
         .build_with(loaded.exporter)
         .context("starting span export")?;
     let gateway = Gateway::start(loaded.gateway, tracing.tracer(), tracing.stats_handle())
         .await
         .context("starting the gateway")?;
-    wait_for_shutdown(&gateway).await;
-    tracing::info!("signal received; shutting down");
+    tracing::info!(spans_to = %destinations, "exporting spans");
+    Ok((gateway, tracing))
+}
+
+/// Drains the gateway, flushes the spans, and reports what became of every span.
+pub(crate) async fn stop(gateway: Gateway, tracing: inferscope_export::Tracing) {
     let clean = gateway.shutdown().await;
     if let Err(e) = tracing.shutdown(Duration::from_secs(10)).await {
         tracing::warn!(error = %e, "not every span was exported before exit");
@@ -107,15 +139,29 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    tracing::info!(
-        clean,
-        spans_ended = stats.enqueued + stats.dropped,
-        spans_dropped = stats.dropped,
-        spans_queued = stats.queued,
-        exporters = %sinks.join("; "),
-        "stopped"
-    );
-    Ok(())
+    let lost = stats.dropped + stats.queued
+        + stats
+            .sinks
+            .iter()
+            .map(|s| s.failed + s.rejected)
+            .sum::<u64>();
+    if lost > 0 {
+        tracing::warn!(
+            clean,
+            spans_ended = stats.enqueued + stats.dropped,
+            spans_dropped_queue_full = stats.dropped,
+            exporters = %sinks.join("; "),
+            "stopped; some spans were not exported"
+        );
+    } else {
+        tracing::info!(
+            clean,
+            spans_ended = stats.enqueued + stats.dropped,
+            spans_dropped_queue_full = stats.dropped,
+            exporters = %sinks.join("; "),
+            "stopped"
+        );
+    }
 }
 
 /// Waits for SIGINT or SIGTERM; meanwhile, each SIGHUP reads the TLS certificate and key again.

@@ -28,6 +28,12 @@ pub(crate) struct SimArgs {
     /// Print the resolved configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// The address part of `listen`, spelled as vLLM spells it (`inferscope run` rewrites it).
+    #[arg(long)]
+    host: Option<std::net::IpAddr>,
+    /// The port part of `listen`, spelled as vLLM spells it (`inferscope run` rewrites it).
+    #[arg(long)]
+    port: Option<u16>,
     #[command(flatten)]
     settings: Flags<SimFlags>,
 }
@@ -44,7 +50,13 @@ fn resolve(args: &SimArgs) -> anyhow::Result<(SimConfig, inferscope_settings::Re
 }
 
 pub(crate) async fn run(args: SimArgs) -> anyhow::Result<()> {
-    let (config, report) = resolve(&args)?;
+    let (mut config, report) = resolve(&args)?;
+    if let Some(host) = args.host {
+        config.listen.set_ip(host);
+    }
+    if let Some(port) = args.port {
+        config.listen.set_port(port);
+    }
     if args.print_config {
         #[allow(clippy::print_stdout, reason = "the requested output")]
         {

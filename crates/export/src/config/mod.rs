@@ -388,6 +388,34 @@ pub struct ExporterConfig {
 }
 
 impl ExporterConfig {
+    /// Where spans go, in words for a log line: `OTLP/gRPC to http://…` (credentials
+    /// hidden), `the console`, a file, or `nowhere (tracing is off)`.
+    pub fn destinations(&self) -> String {
+        if self.disabled {
+            return "nowhere (tracing is off)".to_owned();
+        }
+        let mut to: Vec<String> = self
+            .exporters
+            .iter()
+            .map(|e| match e {
+                ExporterKind::Otlp => format!(
+                    "OTLP ({}) to {}",
+                    self.otlp.protocol.as_str(),
+                    redact_userinfo(&self.otlp.endpoint)
+                ),
+                ExporterKind::Console => "the console".to_owned(),
+            })
+            .collect();
+        if let Some(f) = &self.file {
+            to.push(format!("the file {}", f.display()));
+        }
+        if to.is_empty() {
+            "nowhere (no exporter)".to_owned()
+        } else {
+            to.join(" and ")
+        }
+    }
+
     /// The `service.name` resource attribute.
     pub fn service_name(&self) -> &str {
         self.resource
