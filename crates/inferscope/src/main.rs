@@ -16,7 +16,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Traces requests to LLM inference servers as OpenTelemetry traces.
 #[derive(Debug, Parser)]
-#[command(name = "inferscope", version, about, long_about = None)]
+#[command(
+    name = "inferscope",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("INFERSCOPE_COMMIT"), ")"),
+    about,
+    long_about = None
+)]
 struct Cli {
     /// Log filter for inferscope's own logs (stderr), e.g. `info` or `inferscope_export=debug`.
     #[arg(long, global = true, env = "INFERSCOPE_LOG", default_value = "info")]
