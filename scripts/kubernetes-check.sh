@@ -18,10 +18,8 @@ mkdir -p "$tools"
 req=$root/scripts/kubernetes-requirements.txt
 want=$(sha256sum "$req" | cut -d' ' -f1)
 if [ ! -x "$tools/venv/bin/kubernetes-validate" ] || [ "$(cat "$tools/venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
-  echo "installing kubernetes-validate into $tools/venv" >&2
   rm -rf "$tools/venv"
-  python3 -m venv "$tools/venv"
-  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req"
+  bash "$root/scripts/pip-install.sh" "$tools/venv" "kubernetes-validate and its schemas (about 40 MB)" -r "$req"
   echo "$want" >"$tools/venv/.requirements.sha256"
 fi
 if [ ! -x "$tools/debian/usr/bin/kubectl" ]; then

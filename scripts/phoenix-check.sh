@@ -15,8 +15,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=$root/target/phoenix-venv
 version=${PHOENIX_VERSION:-20.26.1}
 if [ ! -x "$venv/bin/phoenix" ] || ! "$venv/bin/pip" show arize-phoenix 2>/dev/null | grep -q "^Version: $version$"; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "arize-phoenix==$version"
+  bash "$root/scripts/pip-install.sh" "$venv" "Arize Phoenix $version (about 1 GB with its dependencies)" "arize-phoenix==$version"
 fi
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 bin=$root/target/release/inferscope

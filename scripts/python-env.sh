@@ -15,7 +15,7 @@ if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.requirements.sha256" 2>/dev/nul
   exit 0
 fi
 rm -rf "$venv"
-python3 -m venv "$venv" >&2
-"$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req" >&2
+bash "$root/scripts/pip-install.sh" "$venv" \
+  "the tests' Python packages (openai, anthropic, oteltest, grpcio, websockets; about 150 MB)" -r "$req"
 echo "$want" > "$venv/.requirements.sha256"
 echo "$venv/bin/python"

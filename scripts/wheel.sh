@@ -14,10 +14,8 @@ tools=$root/target/wheel-tools
 req=$root/scripts/wheel-requirements.txt
 want=$(sha256sum "$req" | cut -d' ' -f1)
 if [ ! -x "$tools/bin/maturin" ] || [ "$(cat "$tools/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
-  echo "installing the wheel tools (maturin, ziglang, auditwheel; about 60 MB) into $tools" >&2
   rm -rf "$tools"
-  python3 -m venv "$tools"
-  "$tools/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req"
+  bash "$root/scripts/pip-install.sh" "$tools" "the wheel tools (maturin, ziglang, auditwheel; about 60 MB)" -r "$req"
   echo "$want" >"$tools/.requirements.sha256"
 fi
 export PATH="$tools/bin:$PATH"

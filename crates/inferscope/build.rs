@@ -26,7 +26,10 @@ fn main() {
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
             println!("cargo:rerun-if-changed={}", dir.join(branch).display());
         }
-        println!("cargo:rerun-if-changed={}", dir.join("packed-refs").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("packed-refs").display()
+        );
     }
     let commit = std::env::var("INFERSCOPE_COMMIT")
         .ok()

@@ -259,6 +259,34 @@ fn traces_endpoint_is_used_as_given() {
 }
 
 #[test]
+fn an_http_endpoint_with_no_path_gets_the_signal_path() {
+    // `--otlp-endpoint http://host:4318 --otlp-protocol http/protobuf` would post to `/`,
+    // which a Collector answers with 404.
+    for given in ["http://collector:4318", "http://collector:4318/"] {
+        let c = load(
+            &none(),
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", given),
+            ],
+            &none(),
+        );
+        assert_eq!(c.otlp.endpoint, "http://collector:4318/v1/traces");
+        assert!(c.destinations().contains("http://collector:4318/v1/traces"));
+    }
+    // gRPC takes no path.
+    let c = load(
+        &none(),
+        &[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:4317",
+        )],
+        &none(),
+    );
+    assert_eq!(c.otlp.endpoint, "http://collector:4317");
+}
+
+#[test]
 fn default_endpoint_follows_the_protocol() {
     let c = load(
         &none(),

@@ -74,12 +74,16 @@ use inferscope_server::{Limits, Listener, Phase};
 #[non_exhaustive]
 pub enum StartError {
     /// An address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("the {listener} listener cannot listen on {addr} (set it with --{flag}): {error}{hint}",
+        listener = listener_name(listener), flag = listener_flag(listener),
+        hint = bind_hint(listener, error))]
     Bind {
+        /// Which listener: `proxy`, `admin`, `ingest-grpc` or `ingest-http`.
+        listener: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The listener's certificate or key cannot be used.
     #[error("TLS: {0}")]
@@ -194,12 +198,50 @@ async fn bind(
 ) -> Result<Listener, StartError> {
     Listener::bind(name, addr, limits)
         .await
-        .map_err(|source| StartError::Bind { addr, source })
+        .map_err(|error| StartError::Bind {
+            listener: name,
+            addr,
+            error,
+        })
 }
 
-fn bound(l: &Listener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    l.local_addr()
-        .map_err(|source| StartError::Bind { addr, source })
+fn bound(l: &Listener, name: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|error| StartError::Bind {
+        listener: name,
+        addr,
+        error,
+    })
+}
+
+fn listener_name(listener: &str) -> &'static str {
+    match listener {
+        "admin" => "admin (/metrics, /healthz, /readyz)",
+        "ingest-grpc" => "OTLP/gRPC ingest",
+        "ingest-http" => "OTLP/HTTP ingest",
+        _ => "proxy",
+    }
+}
+
+fn listener_flag(listener: &str) -> &'static str {
+    match listener {
+        "admin" => "admin",
+        "ingest-grpc" => "otlp-ingest-grpc",
+        "ingest-http" => "otlp-ingest-http",
+        _ => "listen",
+    }
+}
+
+/// What to do about an address in use: another gateway on the host holds the default ports.
+fn bind_hint(listener: &str, error: &std::io::Error) -> &'static str {
+    match (listener, error.kind()) {
+        ("proxy", std::io::ErrorKind::AddrInUse) => {
+            ". Is another gateway or the engine itself on this port?"
+        }
+        (_, std::io::ErrorKind::AddrInUse) => {
+            ". Is another gateway running on this host? Give each its own ports (--admin, --otlp-ingest-grpc, --otlp-ingest-http), or `off`, or port 0 for any free one"
+        }
+        _ => "",
+    }
 }
 
 impl Gateway {
@@ -233,7 +275,7 @@ impl Gateway {
         if let Some(c) = &certificates {
             listener = listener.with_tls(c.acceptor().map_err(StartError::Tls)?);
         }
-        let addr = bound(&listener, config.listen)?;
+        let addr = bound(&listener, "proxy", config.listen)?;
         let admin_listener = match config.admin {
             Some(a) => Some(bind("admin", a, side_limits).await?),
             None => None,

@@ -218,6 +218,19 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         spans.len(),
         out.display()
     );
+    println!(
+        "
+How to read it:
+  22→24 tokens   input → output tokens of the call (gen_ai.usage.*), as the engine counted them
+  ttft           time to first token as the client saw it: request sent → first content chunk
+  engine ttft    the same inside vLLM (from its own span); the rest is network and HTTP
+  llm_request    vLLM's own span, nested under the gateway's CLIENT span, split into phases
+
+Next:
+  inferscope run -- vllm serve MODEL      vLLM traced, no configuration (gateway on vLLM's port)
+  inferscope serve --upstream URL         the gateway in front of a server already running
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317 sends the spans to your backend (docs/backends.md)"
+    );
     if stats.dropped > 0 || stats.sinks.iter().any(|s| s.failed > 0) {
         anyhow::bail!("some spans were not exported: {stats:?}");
     }

@@ -47,8 +47,27 @@ enum Command {
     Sim(Box<sim::SimArgs>),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    let code = match run_command(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            // The causes, one per line; never a backtrace (`RUST_BACKTRACE` is for panics).
+            let mut text = format!("error: {e}");
+            for cause in e.chain().skip(1) {
+                text.push_str(&format!("\n  caused by: {cause}"));
+            }
+            #[allow(clippy::print_stderr, reason = "the error a user reads")]
+            {
+                eprintln!("{text}");
+            }
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Runs the command; its exit code.
+fn run_command(cli: Cli) -> anyhow::Result<i32> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
@@ -69,7 +88,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => bench::run(*args).await.map(|()| 0),
             Command::Sim(args) => sim::run(*args).await.map(|()| 0),
         }
-    })?;
+    });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    std::process::exit(code)
+    code
 }

@@ -186,7 +186,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let upstream = format!("http://{}", plan.engine);
     let loaded = crate::serve::load(args.config.as_deref(), &args.settings, |g| {
         if g.upstream.is_some() {
-            bail!("`inferscope run` sets the upstream itself (the engine it starts); drop --upstream");
+            bail!(
+                "`inferscope run` sets the upstream itself (the engine it starts); drop --upstream"
+            );
         }
         g.upstream = Some(upstream.clone());
         if let (None, Some(listen)) = (&g.listen, plan.listen) {
@@ -196,7 +198,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
             bail!("with --engine-port, say where the gateway listens: --listen ADDR");
         }
         // Ports of their own, so two `inferscope run` on one host do not clash.
-        g.otlp_ingest_grpc.get_or_insert_with(|| "127.0.0.1:0".to_owned());
+        g.otlp_ingest_grpc
+            .get_or_insert_with(|| "127.0.0.1:0".to_owned());
         g.otlp_ingest_http.get_or_insert_with(|| "off".to_owned());
         Ok(())
     })?;
@@ -239,10 +242,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     );
 
     let health = format!("http://{}{}", plan.engine, args.health_path);
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let mut ready = false;
     let mut signals = Signals::new()?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -337,10 +338,7 @@ async fn answers(
 /// The one line that says where to send requests and where spans go.
 fn announce(listen: SocketAddr, plan: &Plan, destinations: &str, ingest: Option<SocketAddr>) {
     let shown = if listen.ip().is_unspecified() {
-        format!(
-            "http://127.0.0.1:{} (listening on {listen})",
-            listen.port()
-        )
+        format!("http://127.0.0.1:{} (listening on {listen})", listen.port())
     } else {
         format!("http://{listen}")
     };
@@ -403,7 +401,12 @@ mod tests {
 
     #[test]
     fn vllm_serve_moves_to_the_private_port_and_the_gateway_takes_its_address() {
-        let p = plan(&argv("vllm serve facebook/opt-125m --port 8001"), None, 41000).unwrap();
+        let p = plan(
+            &argv("vllm serve facebook/opt-125m --port 8001"),
+            None,
+            41000,
+        )
+        .unwrap();
         assert_eq!(
             p.argv,
             argv("vllm serve facebook/opt-125m --port 41000 --host 127.0.0.1")
@@ -416,10 +419,7 @@ mod tests {
         // vLLM's defaults: every interface, port 8000.
         let p = plan(&argv("vllm serve m"), None, 41000).unwrap();
         assert_eq!(p.listen, Some("0.0.0.0:8000".parse().unwrap()));
-        assert_eq!(
-            p.argv,
-            argv("vllm serve m --host 127.0.0.1 --port 41000")
-        );
+        assert_eq!(p.argv, argv("vllm serve m --host 127.0.0.1 --port 41000"));
 
         let p = plan(
             &argv("/usr/bin/python3 -m vllm.entrypoints.openai.api_server --model m --host=10.0.0.5 --port=9000 --otlp-traces-endpoint http://collector:4317"),
@@ -445,7 +445,12 @@ mod tests {
         assert_eq!(p.engine, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(p.listen, None);
         assert!(!p.vllm_like);
-        let p = plan(&argv("python -m sglang.launch_server --port 30000"), None, 41000).unwrap();
+        let p = plan(
+            &argv("python -m sglang.launch_server --port 30000"),
+            None,
+            41000,
+        )
+        .unwrap();
         assert_eq!(p.service_name, "sglang");
         assert!(!p.vllm_like);
         assert_eq!(p.listen, Some("0.0.0.0:30000".parse().unwrap()));

@@ -139,7 +139,8 @@ pub(crate) async fn stop(gateway: Gateway, tracing: inferscope_export::Tracing) 
             )
         })
         .collect();
-    let lost = stats.dropped + stats.queued
+    let lost = stats.dropped
+        + stats.queued
         + stats
             .sinks
             .iter()

@@ -33,6 +33,16 @@ fn demo_prints_a_waterfall_and_writes_otlp_json_lines() {
         "{stdout}"
     );
     assert!(stdout.contains("└ llm_request"), "{stdout}");
+    // The figures are explained, and the next steps named.
+    assert!(stdout.contains("input → output tokens"), "{stdout}");
+    assert!(
+        stdout.contains("inferscope run -- vllm serve MODEL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("inferscope serve --upstream URL"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&out.display().to_string()),
         "the demo must name its file:\n{stdout}"

@@ -6,6 +6,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::print_stderr,
+    clippy::disallowed_methods,
     missing_docs
 )]
 
@@ -120,7 +121,8 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 }
 
 fn chat(port: u16) -> String {
-    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":4}"#;
+    let body =
+        r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":4}"#;
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
@@ -172,9 +174,15 @@ fn the_engine_moves_aside_the_gateway_takes_its_port_and_a_signal_stops_both() {
     let engine: std::net::SocketAddr = field(&started, "engine").parse().unwrap();
     assert_ne!(engine.port(), port);
     assert!(started.contains("--host 127.0.0.1"), "{started}");
-    assert!(started.contains("--otlp-traces-endpoint http://127.0.0.1:"), "{started}");
+    assert!(
+        started.contains("--otlp-traces-endpoint http://127.0.0.1:"),
+        "{started}"
+    );
     let ready = run.wait_for("inferscope: ready");
-    assert!(ready.contains(&format!("http://127.0.0.1:{port}")), "{ready}");
+    assert!(
+        ready.contains(&format!("http://127.0.0.1:{port}")),
+        "{ready}"
+    );
     assert!(ready.contains("the file"), "{ready}");
 
     // Requests to the engine's own address now go through the gateway.
@@ -224,7 +232,13 @@ fn an_engine_that_dies_stops_the_gateway_with_its_status() {
     let started = run.wait_for("engine started");
     run.wait_for("inferscope: ready");
     let pid = field(&started, "pid");
-    assert!(Command::new("kill").args(["-KILL", pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     // Killed by SIGKILL: 128 + 9.
     assert_eq!(run.exit_code(), 137, "{}", run.seen.join("\n"));
     assert!(run.seen.iter().any(|l| l.contains("exited on its own")));
@@ -233,7 +247,16 @@ fn an_engine_that_dies_stops_the_gateway_with_its_status() {
 
     // An engine that fails at once: its code, and no wait for readiness.
     let mut run = Running::start(
-        &["--admin", "off", "--exporter", "none", "--listen", "127.0.0.1:0", "--engine-port", "1"],
+        &[
+            "--admin",
+            "off",
+            "--exporter",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+            "--engine-port",
+            "1",
+        ],
         &["sh", "-c", "exit 3"],
     );
     assert_eq!(run.exit_code(), 3);

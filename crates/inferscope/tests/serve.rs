@@ -101,6 +101,125 @@ fn every_configuration_error_is_reported_at_once() {
 }
 
 #[test]
+fn a_configuration_error_is_a_short_message_even_with_rust_backtrace_set() {
+    let out = bin()
+        .args(["serve", "--upstream", "not-a-url"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: invalid configuration"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`upstream`=\"not-a-url\""), "{stderr}");
+    assert!(!stderr.contains("\\\""), "quoted twice:\n{stderr}");
+    assert!(!stderr.contains("tracing"), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+    assert!(stderr.lines().count() <= 4, "{stderr}");
+    // --help shows each default, and nothing is required.
+    let help = bin().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Usage: inferscope serve [OPTIONS]"), "{help}");
+    assert!(help.contains("[default: http://127.0.0.1:8000"), "{help}");
+}
+
+#[test]
+fn a_port_in_use_names_the_listener_and_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (flag, name) in [
+        ("--admin", "admin (/metrics, /healthz, /readyz) listener"),
+        ("--otlp-ingest-grpc", "OTLP/gRPC ingest listener"),
+    ] {
+        let mut cmd = bin();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--exporter", "none"])
+            .args(["--otlp-ingest-http", "off"]);
+        for other in ["--admin", "--otlp-ingest-grpc"] {
+            let addr = if other == flag {
+                format!("127.0.0.1:{port}")
+            } else {
+                "127.0.0.1:0".to_owned()
+            };
+            cmd.args([other, &addr]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(stderr.contains(&format!("set it with {flag}")), "{stderr}");
+        assert!(stderr.contains("another gateway"), "{stderr}");
+    }
+}
+
+#[test]
+fn spans_that_could_not_be_exported_are_reported_at_stop() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt);
+    let port = free_port();
+    let dead = free_port();
+    let mut child = bin()
+        .args(["serve", "--upstream", &sim.url()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin", "off"])
+        .args(["--otlp-ingest-grpc", "off", "--otlp-ingest-http", "off"])
+        .args(["--otlp-protocol", "http/protobuf"])
+        // No path: the gateway adds /v1/traces (and says where spans go).
+        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{dead}")])
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "300")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::park_timeout(Duration::from_millis(50))
+            }
+            Err(e) => panic!("the gateway never listened: {e}"),
+        }
+    };
+    write!(
+        stream,
+        "GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    std::thread::park_timeout(Duration::from_millis(500));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, stderr) = wait_exit(&mut child);
+    assert!(code.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "spans_to=OTLP (http/protobuf) to http://127.0.0.1:{dead}/v1/traces"
+        )),
+        "{stderr}"
+    );
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("stopped"))
+        .unwrap_or("");
+    assert!(
+        last.contains("WARN") && last.contains("some spans were not exported"),
+        "{stderr}"
+    );
+    assert!(!last.contains("0 failed"), "{last}");
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
 fn serves_then_drains_and_exits_zero_on_sigterm() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sim = start_sim(&rt);
@@ -153,6 +272,12 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
     assert!(status.success());
     let (code, stderr) = wait_exit(&mut child);
     assert!(code.success(), "exit {code:?}\n{stderr}");
+    // Logs say where spans go, in plain values: no Rust debug forms, no colour codes.
+    assert!(stderr.contains("spans_to=the file"), "{stderr}");
+    assert!(stderr.contains("admin=off"), "{stderr}");
+    for bad in ["Some(", "None", "\u{1b}["] {
+        assert!(!stderr.contains(bad), "{bad:?} in logs:\n{stderr}");
+    }
     let written = std::fs::read_to_string(&spans).unwrap();
     assert!(
         written.contains("chat tiny-llama") && written.contains("POST /v1/chat/completions"),
@@ -322,7 +447,7 @@ fn requests_cut_by_the_shutdown_keep_their_spans() {
     assert!(
         last.contains("clean=false")
             && last.contains(&format!("spans_ended={}", 2 * STREAMS))
-            && last.contains("spans_dropped=0")
+            && last.contains("spans_dropped_queue_full=0")
             && last.contains(&format!("file: {} exported, 0 failed", 2 * STREAMS)),
         "{last}\n{stderr}"
     );

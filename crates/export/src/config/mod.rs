@@ -128,7 +128,7 @@ settings! {
             default: Some("grpc"), flag: Flag::Value("otlp-protocol"),
             env: &[TRACES_PROTOCOL, PROTOCOL],
         },
-        /// The traces endpoint; from `OTEL_EXPORTER_OTLP_ENDPOINT`, `/v1/traces` is appended for HTTP.
+        /// The traces endpoint; for HTTP, `/v1/traces` is appended to `OTEL_EXPORTER_OTLP_ENDPOINT` and to a URL with no path (no OTLP receiver serves `/`).
         endpoint: String => Option<String> = ok, {
             flag: Flag::Value("otlp-endpoint"), env: &[TRACES_ENDPOINT, ENDPOINT],
             default_doc: Some("http://localhost:4317 (HTTP: http://localhost:4318/v1/traces)"),
@@ -571,7 +571,16 @@ fn signal_endpoint(
         r.report_mut().set_shown(row, default.clone());
         return default;
     };
-    let url = if r.origin(row) == Origin::Env(ENDPOINT) && protocol.is_http() {
+    // The generic variable is a base URL. A signal's own URL is used as given, but over
+    // HTTP one with no path would post to `/`, which no OTLP receiver serves (a Collector
+    // answers 404): it gets the signal's path too.
+    let pathless = || {
+        given
+            .parse::<http::Uri>()
+            .is_ok_and(|u| u.scheme().is_some() && (u.path() == "/" || u.path().is_empty()))
+            && !given.contains('?')
+    };
+    let url = if protocol.is_http() && (r.origin(row) == Origin::Env(ENDPOINT) || pathless()) {
         append_path(&given, path)
     } else {
         given
