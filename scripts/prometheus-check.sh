@@ -4,7 +4,8 @@
 # llm_request spans to it, as vLLM would), and Prometheus scraping the admin port every second;
 # sends streamed and non-streamed chat and an embeddings request; then asks Prometheus' HTTP API
 # for each metric and checks what a dashboard would read: every series present, counts that
-# match the requests sent, no empty label values, and the scrape healthy. Prometheus asks for
+# match the requests sent, no empty label values, and the scrape healthy; then, after steady
+# traffic, that every query of every panel of the Grafana dashboard (deploy/grafana) returns data. Prometheus asks for
 # OpenMetrics; the classic text format (what a scraper without OpenMetrics gets) is checked with
 # Prometheus' own `promtool check metrics`. With Prometheus' exemplar storage on, the duration and
 # time-to-first-chunk exemplars must name CLIENT spans the gateway exported.
@@ -61,8 +62,9 @@ EOF
   # vLLM exports its spans every few seconds; the simulator at once. Let two scrapes pass.
   sleep 8
 
+  DASHBOARD="$root/deploy/grafana/inferscope.json" GATEWAY="http://127.0.0.1:$gwp" \
   SPANS="$work/spans-$label.jsonl" PROM="http://127.0.0.1:$promp" LABEL="$label" python3 - <<'PY'
-import json, os, sys, urllib.parse, urllib.request
+import json, os, sys, urllib.error, urllib.parse, urllib.request
 prom = os.environ["PROM"]
 def query(q):
     url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": q})
@@ -119,6 +121,30 @@ for metric, least in [("gen_ai_client_operation_duration_seconds_bucket", 1), ("
     ex = exemplars(metric)
     check(f"exemplars on {metric} name exported CLIENT spans", len(ex) >= least and all(e in clients for e in ex),
           f"{len(ex)} exemplars, {sum(e in clients for e in ex)} matching {len(clients)} CLIENT spans")
+# The Grafana dashboard (deploy/grafana): after a few seconds of steady traffic (a call
+# fails now and then), every query of every panel returns data, as Grafana would run it.
+import math, time
+gw = os.environ["GATEWAY"]
+def call(body):
+    req = urllib.request.Request(gw + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    try:
+        urllib.request.urlopen(req).read()
+    except urllib.error.HTTPError:
+        pass
+for _ in range(12):
+    call({"model": "tiny-llama", "messages": [{"role": "user", "content": "Stream it"}], "max_tokens": 6, "stream": True})
+    call({"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    call({"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    time.sleep(0.5)
+time.sleep(6)  # the engine's spans, and two more scrapes
+dashboard = json.load(open(os.environ["DASHBOARD"]))
+for panel in dashboard["panels"]:
+    for t in panel["targets"]:
+        q = t["expr"].replace("$__rate_interval", "1m").replace("$model", ".*")
+        series = query(q)
+        finite = [s for s in series if math.isfinite(float(s["value"][1]))]
+        check(f"dashboard: {panel['title']} / {t['legendFormat']}", bool(finite), f"{len(series)} series, {len(finite)} finite")
 print(f"{os.environ['LABEL']}: {len(failures)} failures")
 sys.exit(1 if failures else 0)
 PY
