@@ -19,7 +19,11 @@ use inferscope_core::SpanKind;
 use inferscope_testkit::paths::python;
 
 /// Runs `program app --print-spans` against the gateway; the application's spans.
-async fn run_app(program: &std::path::Path, app: &std::path::Path, gateway: &str) -> Vec<serde_json::Value> {
+async fn run_app(
+    program: &std::path::Path,
+    app: &std::path::Path,
+    gateway: &str,
+) -> Vec<serde_json::Value> {
     let out = tokio::process::Command::new(program)
         .arg(app)
         .arg(format!("{gateway}/v1"))
@@ -67,8 +71,8 @@ async fn one_trace(app_spans: &[serde_json::Value], spans: &inferscope_core::InM
 async fn an_instrumented_python_app_and_the_gateway_make_one_trace() {
     let s = stack(|_| {}, |_| {}).await;
     let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let app = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/linked-trace/python/app.py");
+    let app =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/linked-trace/python/app.py");
     let app_spans = run_app(&python, &app, &s.gw.url()).await;
     // The official instrumentation's spans are the CLIENT spans the gateway continues.
     let calls = app_spans
@@ -94,6 +98,11 @@ async fn the_openai_javascript_sdk_and_the_gateway_make_one_trace() {
     })
     .await
     .unwrap();
-    let app_spans = run_app(std::path::Path::new("node"), &dir.join("app.mjs"), &s.gw.url()).await;
+    let app_spans = run_app(
+        std::path::Path::new("node"),
+        &dir.join("app.mjs"),
+        &s.gw.url(),
+    )
+    .await;
     one_trace(&app_spans, &s.spans).await;
 }

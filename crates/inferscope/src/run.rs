@@ -104,7 +104,13 @@ fn engine_kind(argv: &[String]) -> (bool, String) {
         .iter()
         .position(|a| a == "-m")
         .and_then(|i| argv.get(i + 1));
-    if program == "vllm" || module.is_some_and(|m| m == "vllm" || m.starts_with("vllm.")) {
+    // `python vllm_cli.py serve …`: a script of vLLM's own, run by an interpreter.
+    let script = argv
+        .get(1)
+        .map(|a| basename(a))
+        .is_some_and(|s| s.starts_with("vllm") && s.ends_with(".py"));
+    if program == "vllm" || script || module.is_some_and(|m| m == "vllm" || m.starts_with("vllm."))
+    {
         return (true, "vllm".to_owned());
     }
     if program == "inferscope" && argv.get(1).is_some_and(|a| a == "sim") {
@@ -454,6 +460,14 @@ mod tests {
         assert_eq!(p.service_name, "sglang");
         assert!(!p.vllm_like);
         assert_eq!(p.listen, Some("0.0.0.0:30000".parse().unwrap()));
+        let p = plan(
+            &argv("/venv/bin/python /opt/vllm_cli.py serve m"),
+            None,
+            41000,
+        )
+        .unwrap();
+        assert!(p.vllm_like);
+        assert_eq!(p.listen, Some("0.0.0.0:8000".parse().unwrap()));
         let p = plan(&argv("inferscope sim --port 8123"), None, 41000).unwrap();
         assert!(p.vllm_like);
         let e = plan(&argv("vllm serve m --port eighty"), None, 1).unwrap_err();
