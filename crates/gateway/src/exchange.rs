@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use inferscope_core::observe::record::{self, RecordOptions, Timing};
-use inferscope_core::observe::request::RequestFacts;
-use inferscope_core::observe::response::{ResponseFacts, ResponseObserver};
-use inferscope_core::observe::route::Route;
+use inferscope_core::observe::call::{InferenceCall, Outcome};
+use inferscope_core::observe::record::RecordOptions;
+use inferscope_core::observe::response::ResponseObserver;
 use inferscope_core::{Span, Status};
 use inferscope_semconv::dialect::Dialect;
 use inferscope_semconv::openinference as oi;
@@ -41,22 +40,12 @@ fn status_label(code: Option<u16>) -> &'static str {
     }
 }
 
-/// The inference part of an exchange: the CLIENT span and the observer.
-pub(crate) struct Inference {
-    pub(crate) route: &'static Route,
-    pub(crate) span: Span,
-    pub(crate) request: RequestFacts,
-    pub(crate) observer: Option<ResponseObserver>,
-    /// When the request went upstream (the CLIENT span's start).
-    pub(crate) sent: Instant,
-    pub(crate) usage_requested: bool,
-}
-
 /// A request being served. Dropping it before [`Exchange::finish`] means the client went away.
 pub(crate) struct Exchange {
     shared: Arc<ProxyState>,
     pub(crate) server: Span,
-    pub(crate) inference: Option<Inference>,
+    /// The inference call (its CLIENT span), for inference routes.
+    pub(crate) inference: Option<InferenceCall>,
     pub(crate) status: Option<u16>,
     pub(crate) hops: Hops,
     response_bytes: u64,
@@ -117,16 +106,16 @@ impl Exchange {
     /// Response headers arrived (or the gateway answered itself).
     pub(crate) fn response_started(&mut self, status: u16, observer: Option<ResponseObserver>) {
         self.status = Some(status);
-        if let Some(inf) = &mut self.inference {
-            inf.observer = observer;
+        if let Some(call) = &mut self.inference {
+            call.response_head(status, observer);
         }
     }
 
     /// A chunk of the response body that arrived `at`; returns the bytes for the client.
     pub(crate) fn on_chunk(&mut self, data: Bytes, at: Instant) -> Bytes {
         self.response_bytes += data.len() as u64;
-        let out = match self.inference.as_mut().and_then(|i| i.observer.as_mut()) {
-            Some(o) => o.on_chunk(data, at),
+        let out = match self.inference.as_mut() {
+            Some(call) => call.on_chunk(data, at),
             None => data,
         };
         if self.hops.first_out.is_none() {
@@ -139,7 +128,7 @@ impl Exchange {
     pub(crate) fn fingerprint_seen(&self) -> Option<String> {
         self.inference
             .as_ref()
-            .and_then(|i| i.observer.as_ref())
+            .and_then(InferenceCall::observer)
             .and_then(|o| o.facts().system_fingerprint.clone())
     }
 
@@ -150,15 +139,15 @@ impl Exchange {
 
     /// The body ended; returns bytes still held back for the client.
     pub(crate) fn on_end(&mut self) -> Option<Bytes> {
-        self.inference
-            .as_mut()
-            .and_then(|i| i.observer.as_mut())
-            .and_then(ResponseObserver::on_end)
+        self.inference.as_mut().and_then(InferenceCall::on_end)
     }
 
     /// Whether the body passes through unchanged (so its size hint holds).
     pub(crate) fn passes_bytes_unchanged(&self) -> bool {
-        !self.inference.as_ref().is_some_and(|i| i.usage_requested)
+        !self
+            .inference
+            .as_ref()
+            .is_some_and(InferenceCall::usage_requested)
     }
 
     /// Ends the exchange: records the spans and metrics, once.
@@ -241,34 +230,36 @@ impl Exchange {
         span.end();
     }
 
-    /// Ends the CLIENT span; returns its OpenInference input and output attributes for the
-    /// root span (empty without that dialect or content capture).
+    /// Ends the CLIENT span and records the call's metrics and join; returns its OpenInference
+    /// input and output attributes for the root span (empty without that dialect or content
+    /// capture).
     fn finish_inference(
         &mut self,
-        mut inf: Inference,
+        call: InferenceCall,
         failure: Option<&Failure>,
     ) -> Vec<inferscope_core::KeyValue> {
-        let now = Instant::now();
         let shared = &self.shared;
         let config = &shared.config;
-        let mut facts = match inf.observer.take() {
-            Some(o) => o.into_facts(),
-            None => ResponseFacts::default(),
+        let opts = RecordOptions {
+            conventions: config.conventions,
+            dialects: &config.dialects,
+            capture: &config.capture,
         };
-        let timing = Timing::of(&mut facts, inf.sent);
-        let mut root_io = Vec::new();
-        let error_type: Option<String> = failure
-            .map(|f| f.error_type().to_owned())
-            .or_else(|| facts.error_type.clone())
-            .or_else(|| self.status.filter(|s| *s >= 400).map(|s| s.to_string()));
+        let message = failure.map(Failure::message);
+        let outcome = Outcome {
+            failure: failure.zip(message.as_deref()).map(|(f, m)| (f.error_type(), m)),
+        };
+        let summary = call.finish(outcome, opts);
+        let facts = &summary.facts;
+        let timing = &summary.timing;
 
         // Metrics, for every request, sampled or not.
         let series = shared.metrics.series(
             &SeriesKey {
-                operation: inf.route.operation,
-                request_model: inf.request.model.as_deref(),
+                operation: summary.operation,
+                request_model: summary.request.model.as_deref(),
                 response_model: facts.model.as_deref(),
-                error_type: error_type.as_deref(),
+                error_type: summary.error_type.as_deref(),
             },
             [
                 ("gen_ai_provider_name", shared.labels.provider.clone()),
@@ -276,11 +267,10 @@ impl Exchange {
                 ("server_port", shared.labels.server_port.clone()),
             ],
         );
-        let exemplar = TraceExemplar::of(inf.span.context());
-        series.duration.observe(
-            now.saturating_duration_since(inf.sent).as_secs_f64(),
-            exemplar,
-        );
+        let exemplar = TraceExemplar::of(&summary.context);
+        series
+            .duration
+            .observe(summary.duration.as_secs_f64(), exemplar);
         if let Some(t) = timing.time_to_first_chunk {
             series.time_to_first_chunk.observe(t, exemplar);
         }
@@ -294,51 +284,14 @@ impl Exchange {
             }
             // Embeddings produce no output tokens: vLLM's 0 is not an observation.
             if let Some(n) = u.output_tokens
-                && inf.route.operation != operation::EMBEDDINGS
+                && summary.operation != operation::EMBEDDINGS
             {
                 series.output_tokens.observe(n as f64);
             }
         }
-
-        // The CLIENT span.
-        let opts = RecordOptions {
-            conventions: config.conventions,
-            dialects: &config.dialects,
-            capture: &config.capture,
-        };
-        if let Some(r) = inf.span.record_mut() {
-            record::response(r, &facts, &timing, opts);
-            if inf.usage_requested {
-                r.push(own::STREAM_USAGE_REQUESTED, true);
-            }
-            if let Some(code) = self.status {
-                r.push(http_attr::RESPONSE_STATUS_CODE, i64::from(code));
-            }
-            r.push(
-                own::RESPONSE_BYTES,
-                i64::try_from(self.response_bytes).unwrap_or(i64::MAX),
-            );
-            if let Some(e) = &error_type {
-                r.push(attr::ERROR_TYPE, e.clone());
-            }
-            record::dialects(r, inf.route, &inf.request, Some(&facts), opts);
-            if config.dialects.contains(&Dialect::OpenInference) {
-                let io = [
-                    oi::INPUT_VALUE,
-                    oi::INPUT_MIME_TYPE,
-                    oi::OUTPUT_VALUE,
-                    oi::OUTPUT_MIME_TYPE,
-                ];
-                root_io = r
-                    .attributes
-                    .iter()
-                    .filter(|kv| io.contains(&kv.key.as_str()))
-                    .cloned()
-                    .collect();
-            }
-        }
-        if inf.span.is_recording() {
-            shared.join.finish(inf.span.context().span_id, |j| {
+        if summary.recorded {
+            let started = summary.started;
+            shared.join.finish(summary.context.span_id, |j| {
                 j.response_model = facts.model.clone();
                 j.finish_reasons = facts.finish_reasons();
                 j.time_to_first_chunk = timing.time_to_first_chunk;
@@ -349,19 +302,13 @@ impl Exchange {
                         let at = c.first_chunk?;
                         Some((
                             c.index,
-                            at.saturating_duration_since(inf.sent).as_secs_f64(),
+                            at.saturating_duration_since(started).as_secs_f64(),
                         ))
                     })
                     .collect();
             });
         }
-        if let Some(f) = failure {
-            inf.span.set_status(Status::Error(f.message().into()));
-        } else if let Some(e) = &error_type {
-            inf.span.set_status(Status::Error(e.clone().into()));
-        }
-        inf.span.end();
-        root_io
+        summary.root_io
     }
 }
 

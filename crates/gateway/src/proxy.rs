@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use inferscope_core::observe::record;
+use inferscope_core::observe::call::{CallTarget, InferenceCall};
 use inferscope_core::observe::request;
 use inferscope_core::observe::response::ResponseObserver;
 use inferscope_core::observe::route::{self, Route};
@@ -36,7 +36,7 @@ use inferscope_server::{ClientBody, ClientConn, InProgress};
 
 use crate::ProxyState;
 use crate::config::{Timeouts, Upstream as UpstreamConfig};
-use crate::exchange::{Exchange, Inference};
+use crate::exchange::Exchange;
 use crate::failure::Failure;
 use crate::headers::remove_hop_by_hop;
 use crate::join::JoinInfo;
@@ -161,48 +161,38 @@ async fn read_inference(
     if usage_requested {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    let mut span = shared.tracer.start(
-        span_name::inference(route.operation, facts.model.as_deref()),
-        SpanKind::Client,
+    let target = CallTarget {
+        provider: &config.provider,
+        server_address: &config.upstream.host,
+        server_port: config.upstream.port,
+    };
+    let mut call = InferenceCall::start(
+        &shared.tracer,
         Some(exchange.server.context()),
+        SpanKind::Client,
+        route,
+        facts,
+        &target,
+        Instant::now(),
     );
-    if let Some(r) = span.record_mut() {
-        for kv in record::start_attributes(
-            route,
-            &config.provider,
-            facts.model.as_deref(),
-            &config.upstream.host,
-            config.upstream.port,
-        )
-        .into_iter()
-        .flatten()
-        {
-            r.push(kv.key, kv.value);
-        }
-        record::request(r, route, &facts);
-        r.push(own::UPSTREAM, config.upstream.base.clone());
-    }
-    if span.is_recording() {
+    if call.is_recording() {
+        call.set_attribute(own::UPSTREAM, config.upstream.base.clone());
         shared.join.start(
-            span.context().span_id,
+            call.context().span_id,
             JoinInfo {
-                trace_id: span.context().trace_id,
+                trace_id: call.context().trace_id,
                 operation: route.operation,
-                request_model: facts.model.clone(),
-                temperature: facts.temperature,
-                choice_count: facts.choice_count,
+                request_model: call.request().model.clone(),
+                temperature: call.request().temperature,
+                choice_count: call.request().choice_count,
                 ..JoinInfo::default()
             },
         );
     }
-    exchange.inference = Some(Inference {
-        route,
-        span,
-        request: facts,
-        observer: None,
-        sent: Instant::now(),
-        usage_requested,
-    });
+    if usage_requested {
+        call.set_usage_requested();
+    }
+    exchange.inference = Some(call);
     Ok(body)
 }
 
@@ -217,7 +207,7 @@ fn upstream_request(
     body: RequestBody,
 ) -> Result<Request<RequestBody>, Failure> {
     let parent = match &exchange.inference {
-        Some(inf) => inf.span.context(),
+        Some(call) => call.context(),
         None => exchange.server.context(),
     };
     let mut headers = std::mem::take(&mut parts.headers);
@@ -305,14 +295,14 @@ fn respond(
             .is_some_and(|v| v.starts_with("text/event-stream"));
         let observer = ResponseObserver::new(
             stream,
-            inf.usage_requested,
+            inf.usage_requested(),
             &config.capture,
             config.max_parse_bytes,
         )
         .with_budget(shared.budget.clone());
         // Each choice's finishing event gets the fingerprint back: at once when this
         // connection has shown it, else once the usage chunk says it.
-        if inf.usage_requested && request::several_choices(&inf.request) {
+        if inf.usage_requested() && request::several_choices(inf.request()) {
             observer.with_several_choices(body.fingerprint())
         } else {
             observer
@@ -323,7 +313,7 @@ fn respond(
         && exchange
             .inference
             .as_ref()
-            .is_some_and(|i| i.usage_requested)
+            .is_some_and(InferenceCall::usage_requested)
     {
         head.headers.remove(header::CONTENT_LENGTH);
     }
@@ -335,8 +325,7 @@ fn respond(
         } else {
             "1.1"
         };
-        inf.span
-            .set_attribute(http_attr::NETWORK_PROTOCOL_VERSION, version);
+        inf.set_attribute(http_attr::NETWORK_PROTOCOL_VERSION, version);
     }
     exchange.response_started(head.status.as_u16(), observer);
     if body.is_end_stream() {

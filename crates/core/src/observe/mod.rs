@@ -9,6 +9,7 @@
 //! - [`capture`]: content capture, hiding, redaction and truncation.
 //! - [`budget`]: a bound on the bytes held for parsing across all exchanges.
 //! - [`record`]: writing it all onto a span, in the chosen dialects.
+//! - [`call`]: one inference call's life as one value, owning its span.
 //!
 //! ```
 //! use std::time::Instant;
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod budget;
+pub mod call;
 pub mod capture;
 mod json;
 pub mod record;
