@@ -247,7 +247,9 @@ impl Exchange {
         };
         let message = failure.map(Failure::message);
         let outcome = Outcome {
-            failure: failure.zip(message.as_deref()).map(|(f, m)| (f.error_type(), m)),
+            failure: failure
+                .zip(message.as_deref())
+                .map(|(f, m)| (f.error_type(), m)),
         };
         let summary = call.finish(outcome, opts);
         let facts = &summary.facts;
@@ -300,10 +302,7 @@ impl Exchange {
                     .iter()
                     .filter_map(|c| {
                         let at = c.first_chunk?;
-                        Some((
-                            c.index,
-                            at.saturating_duration_since(started).as_secs_f64(),
-                        ))
+                        Some((c.index, at.saturating_duration_since(started).as_secs_f64()))
                     })
                     .collect();
             });

@@ -42,8 +42,8 @@ use super::record::{self, RecordOptions, Timing};
 use super::request::RequestFacts;
 use super::response::{ResponseFacts, ResponseObserver};
 use super::route::Route;
-use crate::span::{KeyValue, SpanKind, Status, Str, Value};
 use crate::SpanContext;
+use crate::span::{KeyValue, SpanKind, Status, Str, Value};
 use crate::tracer::{Span, Tracer};
 
 /// Where the call goes: the conventions' `gen_ai.provider.name`, `server.address`, `server.port`.
@@ -264,7 +264,8 @@ impl InferenceCall {
             }
         }
         if let Some((_, message)) = outcome.failure {
-            self.span.set_status(Status::Error(message.to_owned().into()));
+            self.span
+                .set_status(Status::Error(message.to_owned().into()));
         } else if let Some(e) = &error_type {
             self.span.set_status(Status::Error(e.clone().into()));
         }

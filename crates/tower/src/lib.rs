@@ -1,0 +1,550 @@
+//! A tower [`Layer`] that traces the OpenAI-compatible routes a Rust server serves (an axum
+//! router, a hyper service), with the same conventions as the inferscope gateway:
+//!
+//! - a SERVER span per request, continuing the caller's W3C `traceparent`/`tracestate`;
+//! - for inference routes (`POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//!   `/v1/messages`, `/v1/responses`, …), an INTERNAL inference span (`chat {model}`) with the
+//!   request's parameters, the response's id, model, finish reasons and usage, time to first
+//!   chunk and the gaps between chunks of a stream, and content capture under the same hide and
+//!   redact switches ([`CapturePolicy`]);
+//! - the response body passes through chunk by chunk as the inner service produces it: nothing
+//!   is buffered whole (the request body of an inference route is read, up to a limit, to find
+//!   its model; larger bodies pass through unparsed and the span says so).
+//!
+//! The configuration is fixed when the layer is built: [`InferenceLayerBuilder::build`] takes
+//! the builder by value and returns an immutable layer shared by `Arc`, so nothing can be
+//! changed once it serves. Applying the layer twice records one set of spans: the outer one
+//! marks the request, and the inner one passes it through.
+//!
+//! ```
+//! use inferscope_core::{InMemoryProcessor, Sampler, Scope, Tracer};
+//! use inferscope_core::observe::capture::CapturePolicy;
+//! use inferscope_tower::InferenceLayer;
+//!
+//! let spans = InMemoryProcessor::new();
+//! let tracer = Tracer::new(Scope::new("my-server"), Sampler::default(), spans);
+//! let layer = InferenceLayer::builder(tracer)
+//!     .provider("my-engine")
+//!     .capture(CapturePolicy { enabled: true, ..CapturePolicy::default() })
+//!     .build();
+//! // axum: Router::new().route(...).layer(layer)
+//! # let _ = layer;
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use inferscope_core::observe::call::{CallTarget, InferenceCall, Outcome};
+use inferscope_core::observe::capture::CapturePolicy;
+use inferscope_core::observe::record::RecordOptions;
+use inferscope_core::observe::response::ResponseObserver;
+use inferscope_core::observe::{request, route};
+use inferscope_core::trace_context::extract_trace_context;
+use inferscope_core::{Span, SpanKind, Status, Tracer};
+use inferscope_semconv::dialect::Dialect;
+use inferscope_semconv::latest::Conventions;
+use inferscope_semconv::{attr, http as http_attr, span_name};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Errors of bodies: boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request extension marking a request an [`InferenceService`] already traces.
+#[derive(Debug, Clone, Copy)]
+struct Traced;
+
+/// Everything the layer needs, fixed at build time.
+#[derive(Debug)]
+struct Shared {
+    tracer: Tracer,
+    provider: String,
+    capture: CapturePolicy,
+    dialects: Vec<Dialect>,
+    conventions: Conventions,
+    max_parse_bytes: usize,
+}
+
+/// Builds an [`InferenceLayer`]; consumed by [`InferenceLayerBuilder::build`].
+#[derive(Debug)]
+#[must_use]
+pub struct InferenceLayerBuilder {
+    shared: Shared,
+}
+
+impl InferenceLayerBuilder {
+    /// `gen_ai.provider.name` (default `openai`, as an OpenAI-compatible server).
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.shared.provider = provider.into();
+        self
+    }
+
+    /// Content capture, hiding and redaction (off by default).
+    pub fn capture(mut self, capture: CapturePolicy) -> Self {
+        self.shared.capture = capture;
+        self
+    }
+
+    /// An attribute dialect besides OpenTelemetry's (`vllm`, `openinference`).
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        if !self.shared.dialects.contains(&dialect) {
+            self.shared.dialects.push(dialect);
+        }
+        self
+    }
+
+    /// Which GenAI names: the pinned release (default) or the newest experimental ones.
+    pub fn conventions(mut self, conventions: Conventions) -> Self {
+        self.shared.conventions = conventions;
+        self
+    }
+
+    /// Most bytes of a request or non-streamed response body read for tracing (default 32 MiB).
+    pub fn max_parse_bytes(mut self, bytes: usize) -> Self {
+        self.shared.max_parse_bytes = bytes;
+        self
+    }
+
+    /// The layer, immutable from here on.
+    pub fn build(self) -> InferenceLayer {
+        InferenceLayer {
+            shared: Arc::new(self.shared),
+        }
+    }
+}
+
+/// The tower layer. Cloning shares one configuration.
+#[derive(Debug, Clone)]
+pub struct InferenceLayer {
+    shared: Arc<Shared>,
+}
+
+impl InferenceLayer {
+    /// A builder recording spans with `tracer`.
+    pub fn builder(tracer: Tracer) -> InferenceLayerBuilder {
+        InferenceLayerBuilder {
+            shared: Shared {
+                tracer,
+                provider: "openai".to_owned(),
+                capture: CapturePolicy::default(),
+                dialects: vec![Dialect::OTel],
+                conventions: Conventions::default(),
+                max_parse_bytes: 32 << 20,
+            },
+        }
+    }
+
+    /// The layer with every default.
+    pub fn new(tracer: Tracer) -> InferenceLayer {
+        InferenceLayer::builder(tracer).build()
+    }
+}
+
+impl<S> Layer<S> for InferenceLayer {
+    type Service = InferenceService<S>;
+
+    fn layer(&self, inner: S) -> InferenceService<S> {
+        InferenceService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// A service traced by [`InferenceLayer`].
+#[derive(Debug, Clone)]
+pub struct InferenceService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B, ResB> Service<Request<B>> for InferenceService<S>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<TracedBody<ResB>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The ready clone serves this request; the fresh clone waits for the next poll_ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        if req.extensions().get::<Traced>().is_some() {
+            let req = req.map(RequestBody::Untouched);
+            return Box::pin(async move {
+                let resp = inner.call(req).await?;
+                Ok(resp.map(|b| TracedBody::new(b, None)))
+            });
+        }
+        Box::pin(async move {
+            let started = Instant::now();
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(Traced);
+            let parent = extract_trace_context(&parts.headers);
+            let path = parts.uri.path().to_owned();
+            let inference = route::classify(parts.method.as_str(), &path);
+            let template = inference
+                .map(|r| r.template)
+                .or_else(|| route::template(&path));
+            let mut server = shared.tracer.start(
+                span_name::http_server(parts.method.as_str(), template),
+                SpanKind::Server,
+                parent.as_ref(),
+            );
+            if server.is_recording() {
+                server.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
+                server.set_attribute(http_attr::URL_PATH, path.clone());
+                if let Some(t) = template {
+                    server.set_attribute(http_attr::ROUTE, t);
+                }
+            }
+            let (body, call) = match inference {
+                Some(route) => {
+                    let (body, facts) = read_request(body, route, &shared).await;
+                    let host = parts
+                        .headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(|h| http::uri::Authority::try_from(h).ok());
+                    let target = CallTarget {
+                        provider: &shared.provider,
+                        server_address: host.as_ref().map_or("", |a| a.host()),
+                        server_port: host.as_ref().and_then(|a| a.port_u16()).unwrap_or(80),
+                    };
+                    let call = InferenceCall::start(
+                        &shared.tracer,
+                        Some(server.context()),
+                        SpanKind::Internal,
+                        route,
+                        facts,
+                        &target,
+                        started,
+                    );
+                    (body, Some(call))
+                }
+                None => (RequestBody::Untouched(body), None),
+            };
+            let req = Request::from_parts(parts, body);
+            match inner.call(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let status = parts.status.as_u16();
+                    let call = call.map(|mut c| {
+                        let stream = parts
+                            .headers
+                            .get(http::header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok())
+                            .is_some_and(|v| v.starts_with("text/event-stream"));
+                        c.response_head(
+                            status,
+                            Some(ResponseObserver::new(
+                                stream,
+                                false,
+                                &shared.capture,
+                                shared.max_parse_bytes,
+                            )),
+                        );
+                        c
+                    });
+                    server.set_attribute(http_attr::RESPONSE_STATUS_CODE, i64::from(status));
+                    let state = State {
+                        shared,
+                        server,
+                        call,
+                        status,
+                    };
+                    Ok(Response::from_parts(
+                        parts,
+                        TracedBody::new(body, Some(state)),
+                    ))
+                }
+                Err(e) => {
+                    let state = State {
+                        shared,
+                        server,
+                        call,
+                        status: 500,
+                    };
+                    state.finish(Some(("_OTHER", "the service failed")));
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// Reads an inference request's body up to the parse limit and parses it; returns the body
+/// for the inner service (the bytes read, then the rest) and the facts.
+async fn read_request<B>(
+    mut body: B,
+    route: &'static route::Route,
+    shared: &Shared,
+) -> (RequestBody<B>, request::RequestFacts)
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let unparsed = |why: &str| request::RequestFacts {
+        parse_error: Some(why.to_owned()),
+        ..request::RequestFacts::default()
+    };
+    let limit = shared.max_parse_bytes;
+    if body.size_hint().lower() > limit as u64 {
+        return (
+            RequestBody::Untouched(body),
+            unparsed("the request body is over max_parse_bytes"),
+        );
+    }
+    let mut read = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => {
+                let e: BoxError = e.into();
+                let facts = unparsed("the request body failed");
+                return (RequestBody::Failed(Some(e)), facts);
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                }
+                if read.len() > limit {
+                    return (
+                        RequestBody::Partial {
+                            read: Some(read.freeze()),
+                            rest: body,
+                        },
+                        unparsed("the request body is over max_parse_bytes"),
+                    );
+                }
+            }
+        }
+    }
+    let whole = read.freeze();
+    let facts = request::parse(route.api, &whole, &shared.capture);
+    (RequestBody::Whole(Some(whole)), facts)
+}
+
+/// The request body the inner service gets.
+#[derive(Debug)]
+pub enum RequestBody<B> {
+    /// Not read (not an inference route, or already traced by an outer layer).
+    Untouched(B),
+    /// Read whole for tracing.
+    Whole(Option<Bytes>),
+    /// Read up to the parse limit: those bytes, then the rest.
+    Partial {
+        /// The bytes read, until sent on.
+        read: Option<Bytes>,
+        /// The rest of the client's body.
+        rest: B,
+    },
+    /// Reading it failed: the error, for the inner service to see.
+    Failed(Option<BoxError>),
+}
+
+impl<B> Body for RequestBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RequestBody::Untouched(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            RequestBody::Whole(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RequestBody::Partial { read, rest } => match read.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Pin::new(rest).poll_frame(cx).map_err(Into::into),
+            },
+            RequestBody::Failed(e) => Poll::Ready(e.take().map(Err)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Untouched(b) => b.is_end_stream(),
+            RequestBody::Whole(b) => b.is_none(),
+            RequestBody::Partial { read, rest } => read.is_none() && rest.is_end_stream(),
+            RequestBody::Failed(e) => e.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Untouched(b) => b.size_hint(),
+            RequestBody::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RequestBody::Partial { read, rest } => {
+                let mut h = rest.size_hint();
+                let n = read.as_ref().map_or(0, |b| b.len() as u64);
+                h.set_lower(h.lower() + n);
+                if let Some(u) = h.upper() {
+                    h.set_upper(u + n);
+                }
+                h
+            }
+            RequestBody::Failed(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// A traced request's spans, until its response body ends.
+#[derive(Debug)]
+struct State {
+    shared: Arc<Shared>,
+    server: Span,
+    call: Option<InferenceCall>,
+    status: u16,
+}
+
+impl State {
+    /// Ends both spans; `failure`: an `error.type` and message when the exchange broke.
+    fn finish(mut self, failure: Option<(&str, &str)>) {
+        let s = &self.shared;
+        if let Some(call) = self.call.take() {
+            let opts = RecordOptions {
+                dialects: &s.dialects,
+                capture: &s.capture,
+                conventions: s.conventions,
+            };
+            call.finish(Outcome { failure }, opts);
+        }
+        if let Some((error_type, message)) = failure {
+            self.server
+                .set_attribute(attr::ERROR_TYPE, error_type.to_owned());
+            self.server
+                .set_status(Status::Error(message.to_owned().into()));
+        } else if self.status >= 500 {
+            self.server
+                .set_attribute(attr::ERROR_TYPE, self.status.to_string());
+            self.server
+                .set_status(Status::Error(format!("HTTP {}", self.status).into()));
+        }
+        self.server.end();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body, passed through chunk by chunk; the spans end with it (or when it
+    /// is dropped unfinished: the client went away).
+    pub struct TracedBody<B: Body> {
+        #[pin]
+        inner: B,
+        state: Option<State>,
+    }
+
+    impl<B: Body> PinnedDrop for TracedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(state) = this.state.take() {
+                // A body whose end the server never polled for still ended.
+                if this.inner.is_end_stream() {
+                    state.finish(None);
+                } else {
+                    state.finish(Some(("client_aborted", "the client went away before the end of the response")));
+                }
+            }
+        }
+    }
+}
+
+impl<B: Body> TracedBody<B> {
+    fn new(inner: B, state: Option<State>) -> TracedBody<B> {
+        TracedBody { inner, state }
+    }
+}
+
+impl<B: Body> std::fmt::Debug for TracedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracedBody")
+            .field("traced", &self.state.is_some())
+            .finish()
+    }
+}
+
+impl<B> Body for TracedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let Some(state) = this.state.as_mut() else {
+            return polled;
+        };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let frame = match (frame.into_data(), state.call.as_mut()) {
+                    (Ok(data), Some(call)) => Frame::data(call.on_chunk(data, Instant::now())),
+                    (Ok(data), None) => Frame::data(data),
+                    (Err(other), _) => other,
+                };
+                // The last frame: the server may not poll for the end.
+                if this.inner.is_end_stream()
+                    && let Some(mut state) = this.state.take()
+                {
+                    if let Some(call) = state.call.as_mut() {
+                        let _ = call.on_end();
+                    }
+                    state.finish(None);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                if let Some(mut state) = this.state.take() {
+                    if let Some(call) = state.call.as_mut() {
+                        // Nothing is held back without an added usage chunk.
+                        let _ = call.on_end();
+                    }
+                    state.finish(None);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(state) = this.state.take() {
+                    state.finish(Some(("response_body_error", "the response body failed")));
+                }
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
