@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use inferscope_core::observe::call::{CallTarget, InferenceCall};
+use inferscope_core::observe::call::{CallTarget, InferenceCall, usage_counted_upstream};
 use inferscope_core::observe::request;
 use inferscope_core::observe::response::ResponseObserver;
 use inferscope_core::observe::route::{self, Route};
@@ -191,6 +191,9 @@ async fn read_inference(
     }
     if usage_requested {
         call.set_usage_requested();
+    }
+    if usage_counted_upstream(&exchange.server.context().state) {
+        call.set_usage_counted_upstream();
     }
     exchange.inference = Some(call);
     Ok(body)

@@ -73,4 +73,36 @@ consts! {
     /// On a derived engine phase span: its duration as vLLM reported it, seconds (before
     /// clamping into the parent).
     ENGINE_PHASE_SECONDS = "inferscope.engine.phase.seconds";
+    /// Input tokens of a call whose usage a span closer to the caller already records (the
+    /// trace state says so): kept off `gen_ai.usage.*` so a trace's sum counts each token once.
+    USAGE_COUNTED_INPUT_TOKENS = "inferscope.usage_counted_upstream.input_tokens";
+    /// Output tokens, likewise.
+    USAGE_COUNTED_OUTPUT_TOKENS = "inferscope.usage_counted_upstream.output_tokens";
+    /// Cached input tokens read, likewise.
+    USAGE_COUNTED_CACHE_READ_INPUT_TOKENS = "inferscope.usage_counted_upstream.cache_read.input_tokens";
+    /// Input tokens written to the cache, likewise.
+    USAGE_COUNTED_CACHE_WRITE_INPUT_TOKENS = "inferscope.usage_counted_upstream.cache_write.input_tokens";
+    /// Reasoning output tokens, likewise.
+    USAGE_COUNTED_REASONING_OUTPUT_TOKENS = "inferscope.usage_counted_upstream.reasoning.output_tokens";
+}
+
+/// The `tracestate` key inferscope's layers use, and its value saying a span earlier in the
+/// trace records this call's token usage (its `gen_ai.usage.*`).
+pub const TRACESTATE_KEY: &str = "inferscope";
+/// See [`TRACESTATE_KEY`].
+pub const TRACESTATE_USAGE_COUNTED: &str = "u";
+
+/// Where a `gen_ai.usage.*` key goes on a span whose call's usage is counted by an earlier
+/// span of the trace; `None` for other keys.
+pub fn usage_counted_upstream(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "gen_ai.usage.input_tokens" => USAGE_COUNTED_INPUT_TOKENS,
+        "gen_ai.usage.output_tokens" => USAGE_COUNTED_OUTPUT_TOKENS,
+        "gen_ai.usage.cache_read.input_tokens" => USAGE_COUNTED_CACHE_READ_INPUT_TOKENS,
+        "gen_ai.usage.cache_creation.input_tokens" | "gen_ai.usage.cache_write.input_tokens" => {
+            USAGE_COUNTED_CACHE_WRITE_INPUT_TOKENS
+        }
+        "gen_ai.usage.reasoning.output_tokens" => USAGE_COUNTED_REASONING_OUTPUT_TOKENS,
+        _ => return None,
+    })
 }

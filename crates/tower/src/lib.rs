@@ -41,7 +41,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
-use inferscope_core::observe::call::{CallTarget, InferenceCall, Outcome};
+use inferscope_core::observe::call::{CallTarget, InferenceCall, Outcome, usage_counted_upstream};
 use inferscope_core::observe::capture::CapturePolicy;
 use inferscope_core::observe::record::RecordOptions;
 use inferscope_core::observe::response::ResponseObserver;
@@ -54,6 +54,8 @@ use inferscope_semconv::{attr, http as http_attr, span_name};
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub mod client;
+
 /// Errors of bodies: boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -63,20 +65,20 @@ struct Traced;
 
 /// Everything the layer needs, fixed at build time.
 #[derive(Debug)]
-struct Shared {
-    tracer: Tracer,
-    provider: String,
-    capture: CapturePolicy,
-    dialects: Vec<Dialect>,
-    conventions: Conventions,
-    max_parse_bytes: usize,
+pub(crate) struct Shared {
+    pub(crate) tracer: Tracer,
+    pub(crate) provider: String,
+    pub(crate) capture: CapturePolicy,
+    pub(crate) dialects: Vec<Dialect>,
+    pub(crate) conventions: Conventions,
+    pub(crate) max_parse_bytes: usize,
 }
 
 /// Builds an [`InferenceLayer`]; consumed by [`InferenceLayerBuilder::build`].
 #[derive(Debug)]
 #[must_use]
 pub struct InferenceLayerBuilder {
-    shared: Shared,
+    pub(crate) shared: Shared,
 }
 
 impl InferenceLayerBuilder {
@@ -229,7 +231,7 @@ where
                         server_address: host.as_ref().map_or("", |a| a.host()),
                         server_port: host.as_ref().and_then(|a| a.port_u16()).unwrap_or(80),
                     };
-                    let call = InferenceCall::start(
+                    let mut call = InferenceCall::start(
                         &shared.tracer,
                         Some(server.context()),
                         SpanKind::Internal,
@@ -238,6 +240,9 @@ where
                         &target,
                         started,
                     );
+                    if usage_counted_upstream(&server.context().state) {
+                        call.set_usage_counted_upstream();
+                    }
                     (body, Some(call))
                 }
                 None => (RequestBody::Untouched(body), None),
@@ -267,7 +272,7 @@ where
                     server.set_attribute(http_attr::RESPONSE_STATUS_CODE, i64::from(status));
                     let state = State {
                         shared,
-                        server,
+                        server: Some(server),
                         call,
                         status,
                     };
@@ -279,7 +284,7 @@ where
                 Err(e) => {
                     let state = State {
                         shared,
-                        server,
+                        server: Some(server),
                         call,
                         status: 500,
                     };
@@ -293,7 +298,7 @@ where
 
 /// Reads an inference request's body up to the parse limit and parses it; returns the body
 /// for the inner service (the bytes read, then the rest) and the facts.
-async fn read_request<B>(
+pub(crate) async fn read_request<B>(
     mut body: B,
     route: &'static route::Route,
     shared: &Shared,
@@ -413,16 +418,17 @@ where
 
 /// A traced request's spans, until its response body ends.
 #[derive(Debug)]
-struct State {
-    shared: Arc<Shared>,
-    server: Span,
-    call: Option<InferenceCall>,
-    status: u16,
+pub(crate) struct State {
+    pub(crate) shared: Arc<Shared>,
+    /// The SERVER span (the server layer's; none for the client layer).
+    pub(crate) server: Option<Span>,
+    pub(crate) call: Option<InferenceCall>,
+    pub(crate) status: u16,
 }
 
 impl State {
     /// Ends both spans; `failure`: an `error.type` and message when the exchange broke.
-    fn finish(mut self, failure: Option<(&str, &str)>) {
+    pub(crate) fn finish(mut self, failure: Option<(&str, &str)>) {
         let s = &self.shared;
         if let Some(call) = self.call.take() {
             let opts = RecordOptions {
@@ -432,18 +438,17 @@ impl State {
             };
             call.finish(Outcome { failure }, opts);
         }
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
         if let Some((error_type, message)) = failure {
-            self.server
-                .set_attribute(attr::ERROR_TYPE, error_type.to_owned());
-            self.server
-                .set_status(Status::Error(message.to_owned().into()));
+            server.set_attribute(attr::ERROR_TYPE, error_type.to_owned());
+            server.set_status(Status::Error(message.to_owned().into()));
         } else if self.status >= 500 {
-            self.server
-                .set_attribute(attr::ERROR_TYPE, self.status.to_string());
-            self.server
-                .set_status(Status::Error(format!("HTTP {}", self.status).into()));
+            server.set_attribute(attr::ERROR_TYPE, self.status.to_string());
+            server.set_status(Status::Error(format!("HTTP {}", self.status).into()));
         }
-        self.server.end();
+        server.end();
     }
 }
 
@@ -472,7 +477,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<B: Body> TracedBody<B> {
-    fn new(inner: B, state: Option<State>) -> TracedBody<B> {
+    pub(crate) fn new(inner: B, state: Option<State>) -> TracedBody<B> {
         TracedBody { inner, state }
     }
 }

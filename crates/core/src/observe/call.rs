@@ -102,6 +102,26 @@ pub struct InferenceCall {
     usage_requested: bool,
     status: Option<u16>,
     response_bytes: u64,
+    usage_counted_upstream: bool,
+}
+
+/// Whether `state` (a request's trace state) says a span earlier in the trace records the
+/// call's token usage: inferscope's client middleware marks the requests it records.
+pub fn usage_counted_upstream(state: &crate::TraceState) -> bool {
+    state.get(own::TRACESTATE_KEY) == Some(own::TRACESTATE_USAGE_COUNTED)
+}
+
+/// `ctx` with the trace state saying its span records the call's token usage (for the
+/// `traceparent`/`tracestate` a client sends on).
+pub fn mark_usage_counted(ctx: &SpanContext) -> SpanContext {
+    let mut marked = ctx.clone();
+    if let Some(state) = ctx
+        .state
+        .with(own::TRACESTATE_KEY, own::TRACESTATE_USAGE_COUNTED)
+    {
+        marked.state = state;
+    }
+    marked
 }
 
 impl InferenceCall {
@@ -146,7 +166,14 @@ impl InferenceCall {
             usage_requested: false,
             status: None,
             response_bytes: 0,
+            usage_counted_upstream: false,
         }
+    }
+
+    /// A span earlier in the trace records this call's usage ([`usage_counted_upstream`]):
+    /// this span keeps it under `inferscope.usage_counted_upstream.*`, not `gen_ai.usage.*`.
+    pub fn set_usage_counted_upstream(&mut self) {
+        self.usage_counted_upstream = true;
     }
 
     /// Adds an attribute to the span (when recording).
@@ -234,6 +261,13 @@ impl InferenceCall {
         let mut root_io = Vec::new();
         if let Some(r) = self.span.record_mut() {
             record::response(r, &facts, &timing, opts);
+            if self.usage_counted_upstream {
+                for kv in &mut r.attributes {
+                    if let Some(key) = own::usage_counted_upstream(kv.key.as_str()) {
+                        kv.key = key.into();
+                    }
+                }
+            }
             if self.usage_requested {
                 r.push(own::STREAM_USAGE_REQUESTED, true);
             }
@@ -247,7 +281,16 @@ impl InferenceCall {
             if let Some(e) = &error_type {
                 r.push(attr::ERROR_TYPE, e.clone());
             }
+            // The dialects' token counts (OpenInference's totals) stay off too.
+            let usage = if self.usage_counted_upstream {
+                facts.usage.take()
+            } else {
+                None
+            };
             record::dialects(r, self.route, &self.request, Some(&facts), opts);
+            if usage.is_some() {
+                facts.usage = usage;
+            }
             if opts.dialects.contains(&Dialect::OpenInference) {
                 let io = [
                     oi::INPUT_VALUE,

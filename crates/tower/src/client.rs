@@ -1,0 +1,307 @@
+//! The client side: a tower [`Layer`] for HTTP clients (hyper's, or any
+//! `tower::Service<http::Request<B>>`). Requests whose URL matches a base-URL pattern (a
+//! string prefix or a regular expression) and an OpenAI-compatible route get a CLIENT span
+//! (`chat {model}`), a `traceparent`/`tracestate` naming it, and the request's and (streamed)
+//! response's attributes, with content capture under [`CapturePolicy`]'s hide switches.
+//! Other requests pass through untouched.
+//!
+//! The parent of the CLIENT span is the [`SpanContext`] in the request's extensions, if the
+//! application put one there (its own span's), else the trace starts here.
+//!
+//! The `tracestate` the request carries says this span records the call's token usage
+//! (`inferscope=u`): an inferscope gateway or server layer further down the trace then keeps
+//! its own count off `gen_ai.usage.*`, so a backend summing tokens per trace counts each once.
+//!
+//! ```
+//! use inferscope_core::{InMemoryProcessor, Sampler, Scope, Tracer};
+//! use inferscope_tower::client::{BaseUrl, InferenceClientLayer};
+//!
+//! let tracer = Tracer::new(Scope::new("my-app"), Sampler::default(), InMemoryProcessor::new());
+//! let layer = InferenceClientLayer::builder(tracer, BaseUrl::prefix("http://127.0.0.1:9000/v1"))
+//!     .provider("vllm")
+//!     .build();
+//! // tower::ServiceBuilder::new().layer(layer).service(hyper_util_client)
+//! # let _ = layer;
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use inferscope_core::observe::call::{CallTarget, InferenceCall, mark_usage_counted};
+use inferscope_core::observe::capture::CapturePolicy;
+use inferscope_core::observe::response::ResponseObserver;
+use inferscope_core::observe::{request, route};
+use inferscope_core::trace_context::inject;
+use inferscope_core::{SpanContext, SpanKind, Tracer};
+use inferscope_semconv::dialect::Dialect;
+use inferscope_semconv::latest::Conventions;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{BoxError, RequestBody, Shared, State, TracedBody, read_request};
+
+/// Which request URLs are traced.
+#[derive(Debug, Clone)]
+pub enum BaseUrl {
+    /// URLs starting with this string.
+    Prefix(String),
+    /// URLs this regular expression matches.
+    Regex(regex::Regex),
+}
+
+impl BaseUrl {
+    /// URLs starting with `base`.
+    pub fn prefix(base: impl Into<String>) -> BaseUrl {
+        BaseUrl::Prefix(base.into())
+    }
+
+    /// URLs `pattern` matches; an error if it is not a regular expression.
+    pub fn regex(pattern: &str) -> Result<BaseUrl, regex::Error> {
+        regex::Regex::new(pattern).map(BaseUrl::Regex)
+    }
+
+    /// Whether `url` is traced.
+    pub fn matches(&self, url: &str) -> bool {
+        match self {
+            BaseUrl::Prefix(p) => url.starts_with(p.as_str()),
+            BaseUrl::Regex(r) => r.is_match(url),
+        }
+    }
+}
+
+/// The inference route of `path`, also under a base path (`/openai/v1/chat/completions`).
+fn classify(method: &str, path: &str) -> Option<&'static route::Route> {
+    if let Some(r) = route::classify(method, path) {
+        return Some(r);
+    }
+    path.match_indices('/')
+        .skip(1)
+        .find_map(|(i, _)| route::classify(method, &path[i..]))
+}
+
+/// Builds an [`InferenceClientLayer`]; consumed by [`InferenceClientLayerBuilder::build`].
+#[derive(Debug)]
+#[must_use]
+pub struct InferenceClientLayerBuilder {
+    shared: Shared,
+    base: BaseUrl,
+}
+
+impl InferenceClientLayerBuilder {
+    /// `gen_ai.provider.name` (default `openai`).
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.shared.provider = provider.into();
+        self
+    }
+
+    /// Content capture and its hide switches (`hide_inputs`, `hide_outputs`, …); off by
+    /// default.
+    pub fn capture(mut self, capture: CapturePolicy) -> Self {
+        self.shared.capture = capture;
+        self
+    }
+
+    /// An attribute dialect besides OpenTelemetry's.
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        if !self.shared.dialects.contains(&dialect) {
+            self.shared.dialects.push(dialect);
+        }
+        self
+    }
+
+    /// Which GenAI names.
+    pub fn conventions(mut self, conventions: Conventions) -> Self {
+        self.shared.conventions = conventions;
+        self
+    }
+
+    /// Most bytes of a request or non-streamed response body read for tracing.
+    pub fn max_parse_bytes(mut self, bytes: usize) -> Self {
+        self.shared.max_parse_bytes = bytes;
+        self
+    }
+
+    /// The layer, immutable from here on.
+    pub fn build(self) -> InferenceClientLayer {
+        InferenceClientLayer {
+            shared: Arc::new(self.shared),
+            base: Arc::new(self.base),
+        }
+    }
+}
+
+/// The client layer. Cloning shares one configuration.
+#[derive(Debug, Clone)]
+pub struct InferenceClientLayer {
+    shared: Arc<Shared>,
+    base: Arc<BaseUrl>,
+}
+
+impl InferenceClientLayer {
+    /// A builder tracing the requests to `base` with `tracer`.
+    pub fn builder(tracer: Tracer, base: BaseUrl) -> InferenceClientLayerBuilder {
+        let server = crate::InferenceLayer::builder(tracer);
+        InferenceClientLayerBuilder {
+            shared: server.shared,
+            base,
+        }
+    }
+}
+
+impl<S> Layer<S> for InferenceClientLayer {
+    type Service = InferenceClient<S>;
+
+    fn layer(&self, inner: S) -> InferenceClient<S> {
+        InferenceClient {
+            inner,
+            shared: self.shared.clone(),
+            base: self.base.clone(),
+        }
+    }
+}
+
+/// A client traced by [`InferenceClientLayer`].
+#[derive(Debug, Clone)]
+pub struct InferenceClient<S> {
+    inner: S,
+    shared: Arc<Shared>,
+    base: Arc<BaseUrl>,
+}
+
+impl<S, B, ResB> Service<Request<B>> for InferenceClient<S>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<TracedBody<ResB>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        let route = if self.base.matches(&req.uri().to_string()) {
+            classify(req.method().as_str(), req.uri().path())
+        } else {
+            None
+        };
+        let Some(route) = route else {
+            return Box::pin(async move {
+                let resp = inner.call(req.map(RequestBody::Untouched)).await?;
+                Ok(resp.map(|b| TracedBody::new(b, None)))
+            });
+        };
+        Box::pin(async move {
+            let started = Instant::now();
+            let (mut parts, body) = req.into_parts();
+            let parent = parts.extensions.get::<SpanContext>().cloned();
+            let (mut body, facts) = read_request(body, route, &shared).await;
+            // A chat or completions stream carries usage only when asked: ask for it (the
+            // added chunk is taken out of what the application reads), as the gateway does.
+            let mut usage_requested = false;
+            if facts.stream
+                && !facts.include_usage
+                && let RequestBody::Whole(Some(whole)) = &body
+                && let Some(edited) = request::with_include_usage(route.api, whole, &facts)
+            {
+                body = RequestBody::Whole(Some(Bytes::from(edited)));
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                usage_requested = true;
+            }
+            let usage_seen = facts.parse_error.is_none()
+                && (!facts.stream
+                    || facts.include_usage
+                    || usage_requested
+                    || !matches!(route.api, route::Api::Chat | route::Api::Completions));
+            let host = parts.uri.host().unwrap_or("").to_owned();
+            let port = parts
+                .uri
+                .port_u16()
+                .unwrap_or(if parts.uri.scheme_str() == Some("https") {
+                    443
+                } else {
+                    80
+                });
+            let target = CallTarget {
+                provider: &shared.provider,
+                server_address: &host,
+                server_port: port,
+            };
+            let mut call = InferenceCall::start(
+                &shared.tracer,
+                parent.as_ref(),
+                SpanKind::Client,
+                route,
+                facts,
+                &target,
+                started,
+            );
+            if usage_requested {
+                call.set_usage_requested();
+            }
+            // When this span will record the usage, say so to the layers further down.
+            if usage_seen && call.is_recording() {
+                inject(&mark_usage_counted(call.context()), &mut parts.headers);
+            } else {
+                inject(call.context(), &mut parts.headers);
+            }
+            let req = Request::from_parts(parts, body);
+            match inner.call(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let status = parts.status.as_u16();
+                    let stream = parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.starts_with("text/event-stream"));
+                    let mut call = call;
+                    call.response_head(
+                        status,
+                        Some(ResponseObserver::new(
+                            stream,
+                            usage_requested,
+                            &shared.capture,
+                            shared.max_parse_bytes,
+                        )),
+                    );
+                    let state = State {
+                        shared,
+                        server: None,
+                        call: Some(call),
+                        status,
+                    };
+                    Ok(Response::from_parts(
+                        parts,
+                        TracedBody::new(body, Some(state)),
+                    ))
+                }
+                Err(e) => {
+                    let state = State {
+                        shared,
+                        server: None,
+                        call: Some(call),
+                        status: 0,
+                    };
+                    state.finish(Some(("_OTHER", "the request failed")));
+                    Err(e)
+                }
+            }
+        })
+    }
+}
