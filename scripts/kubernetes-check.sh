@@ -131,9 +131,25 @@ for name in names:
               and c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz",
               f"{name}: {w['metadata']['name']} probes /readyz and /healthz")
         check("requests" in c.get("resources", {}), f"{name}: {w['metadata']['name']} requests resources")
+    # Every image is a full reference (an unrewritten `inferscope` would pull docker.io's).
+    for w, t in workloads:
+        for c in containers(t):
+            img = c.get("image", "")
+            check("/" in img and ":" in img.rsplit("/", 1)[-1],
+                  f"{name}: {w['metadata']['name']}/{c['name']} image {img} is a full reference")
+            # $(VAR) in an env value expands only variables defined before it.
+            defined = set()
+            for e in c.get("env", []):
+                for ref in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", e.get("value", "")):
+                    check(ref in defined, f"{name}: {w['metadata']['name']}/{c['name']} {e['name']} uses $({ref}) defined before it")
+                defined.add(e["name"])
     engines = [c for _, t in workloads for c in containers(t) if c["name"] == "vllm"]
     check(all(any(a.startswith("--otlp-traces-endpoint=") for a in c["args"]) for c in engines),
           f"{name}: vLLM exports its spans")
+    # A vLLM that a Service reaches directly must say when it is ready (the model loaded).
+    direct = any(p["targetPort"] == "engine" for s in services for p in s["spec"]["ports"])
+    if direct:
+        check(all(c.get("readinessProbe") for c in engines), f"{name}: vLLM has a readiness probe")
 
 # The validation is not vacuous: an unknown field and a wrong type fail.
 broken = f"{out}/broken.yaml"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the `pip install inferscope` wheel and checks it as a user would get it:
+# Builds the `pip install inferscope-gateway` wheel and checks it as a user would get it:
 #   1. maturin (bindings = "bin") builds the release binary with zig as the linker, against
 #      glibc 2.17, so the wheel is manylinux2014;
 #   2. auditwheel names the platform tag the wheel is consistent with;
@@ -24,7 +24,7 @@ rm -rf target/wheels
 echo "building the wheel (a release build; several minutes on two cores)" >&2
 maturin build --release --zig --compatibility manylinux2014 --out target/wheels 2>&1 \
   | grep -E "Built wheel|^error|^warning" >&2 || true
-wheel=$(ls target/wheels/inferscope-*.whl 2>/dev/null | head -1)
+wheel=$(ls target/wheels/inferscope_gateway-*.whl 2>/dev/null | head -1)
 [ -n "$wheel" ] || { echo "no wheel was built" >&2; exit 1; }
 echo "wheel: $wheel" >&2
 show=$(auditwheel show "$wheel")
