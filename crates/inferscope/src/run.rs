@@ -60,6 +60,8 @@ pub(crate) struct Plan {
     pub(crate) own_endpoint: Option<String>,
     /// `OTEL_SERVICE_NAME` for the engine, when the environment has none.
     pub(crate) service_name: String,
+    /// The engine exports to the gateway's gRPC ingest: its OTLP protocol is set to gRPC.
+    pub(crate) grpc_to_ingest: bool,
 }
 
 /// The value of `--name V` or `--name=V` in `args`, and where it is (the flag's index, and
@@ -145,6 +147,7 @@ pub(crate) fn plan(
             vllm_like,
             own_endpoint,
             service_name,
+            grpc_to_ingest: false,
         });
     }
     let port = find_flag(&argv, "--port");
@@ -177,6 +180,7 @@ pub(crate) fn plan(
         vllm_like,
         own_endpoint,
         service_name,
+        grpc_to_ingest: false,
     })
 }
 
@@ -226,6 +230,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
                     "--otlp-traces-endpoint",
                     &format!("http://{addr}"),
                 );
+                // The ingest it points at takes gRPC: an OTLP/HTTP protocol meant for the
+                // gateway's own export must not reach the engine.
+                plan.grpc_to_ingest = true;
             }
             (None, None) => tracing::info!(
                 "the gateway's OTLP/gRPC ingest is off: the engine's spans are not joined"
@@ -256,6 +263,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let started = tokio::time::Instant::now();
     let mut next_note = Duration::from_secs(30);
     let mut stopping = false;
+    let mut last_code: Option<u16> = None;
+    let mut last_status: Option<u16> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.context("waiting for the engine")?,
@@ -274,12 +283,23 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
                 }
             }
             _ = tick.tick(), if !ready && !stopping => {
-                if answers(&client, &health).await {
+                let answer = answers_with(&client, &health, &mut last_code).await;
+                if answer == Some(true) {
                     ready = true;
                     announce(listen, &plan, &destinations, ingest);
                 } else if started.elapsed() >= next_note {
                     next_note += Duration::from_secs(30);
-                    tracing::info!(waited_s = started.elapsed().as_secs(), health = %health, "waiting for the engine to answer");
+                    match last_status {
+                        Some(code) => tracing::warn!(waited_s = started.elapsed().as_secs(), health = %health, status = code, "the engine answers its health path, but not with 200; if it is ready, give --health-path"),
+                        None => tracing::info!(waited_s = started.elapsed().as_secs(), health = %health, "waiting for the engine to answer"),
+                    }
+                }
+                if answer == Some(false) {
+                    last_status = last_code.take();
+                }
+                // Often at first (engines that start fast), then once a second.
+                if started.elapsed() > Duration::from_secs(5) && tick.period() < Duration::from_secs(1) {
+                    tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
                 }
             }
         }
@@ -299,8 +319,18 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
 fn spawn(plan: &Plan) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(&plan.argv[0]);
     cmd.args(&plan.argv[1..]).process_group(0);
-    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
-        cmd.env("OTEL_SERVICE_NAME", &plan.service_name);
+    match std::env::var("OTEL_SERVICE_NAME") {
+        Err(_) => {
+            cmd.env("OTEL_SERVICE_NAME", &plan.service_name);
+        }
+        Ok(name) => tracing::info!(
+            service_name = %name,
+            "OTEL_SERVICE_NAME is set: the engine's spans carry it too (unset it to name them `{}`)",
+            plan.service_name
+        ),
+    }
+    if plan.grpc_to_ingest {
+        cmd.env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc");
     }
     let parent = rustix::process::getpid();
     #[allow(unsafe_code)]
@@ -325,20 +355,25 @@ fn libc_esrch() -> i32 {
     rustix::io::Errno::SRCH.raw_os_error()
 }
 
-async fn answers(
+/// Whether the engine's health path answers 200: `None` when nothing answered, `Some(false)`
+/// with the status in `last_code` when it answered otherwise.
+async fn answers_with(
     client: &hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Empty<bytes::Bytes>,
     >,
     url: &str,
-) -> bool {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await,
-        Ok(Ok(r)) if r.status().is_success()
-    )
+    last_code: &mut Option<u16>,
+) -> Option<bool> {
+    let uri = url.parse::<http::Uri>().ok()?;
+    match tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await {
+        Ok(Ok(r)) if r.status().is_success() => Some(true),
+        Ok(Ok(r)) => {
+            *last_code = Some(r.status().as_u16());
+            Some(false)
+        }
+        _ => None,
+    }
 }
 
 /// The one line that says where to send requests and where spans go.

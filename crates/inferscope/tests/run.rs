@@ -38,7 +38,12 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str], engine: &[&str]) -> Running {
+        Running::start_with(args, engine, &[])
+    }
+
+    fn start_with(args: &[&str], engine: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = bin()
+            .envs(env.iter().copied())
             .arg("run")
             .args(args)
             .arg("--")
@@ -158,7 +163,9 @@ fn the_engine_moves_aside_the_gateway_takes_its_port_and_a_signal_stops_both() {
     let dir = tempfile::tempdir().unwrap();
     let spans = dir.path().join("spans.jsonl");
     let port = free_port();
-    let mut run = Running::start(
+    // An OTLP/HTTP protocol meant for the gateway's own export must not send the engine's
+    // spans to the gRPC ingest in the wrong protocol.
+    let mut run = Running::start_with(
         &[
             "--admin",
             "127.0.0.1:0",
@@ -168,6 +175,7 @@ fn the_engine_moves_aside_the_gateway_takes_its_port_and_a_signal_stops_both() {
             spans.to_str().unwrap(),
         ],
         &[BIN, "sim", "--port", &port.to_string()],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
     );
     let started = run.wait_for("engine started");
     // The engine's --port was rewritten to a private one, and the ingest was added.

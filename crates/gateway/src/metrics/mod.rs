@@ -757,26 +757,42 @@ impl Collector for ExportCollector {
             "Spans dropped because the export queue was full.",
             s.dropped,
         )?;
-        let sum = |f: fn(&inferscope_export::batch::SinkSnapshot) -> u64| {
-            s.sinks.iter().map(f).sum::<u64>()
+        // One series per exporter (`exporter="otlp"`, `"console"`, `"file"`): summed, the
+        // same span exported twice would count twice.
+        let per_sink = |encoder: &mut DescriptorEncoder<'_>,
+                        name: &str,
+                        help: &str,
+                        f: fn(&inferscope_export::batch::SinkSnapshot) -> u64|
+         -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for sink in &s.sinks {
+                let c = ConstCounter::new(f(sink));
+                c.encode(family.encode_family(&[("exporter", sink.name)])?)?;
+            }
+            Ok(())
         };
-        counter(
+        per_sink(
             &mut encoder,
             "inferscope_exporter_exported_spans",
-            "Spans the exporters delivered.",
-            sum(|x| x.exported),
+            "Spans the exporters delivered, per exporter.",
+            |x| x.exported,
         )?;
-        counter(
+        per_sink(
             &mut encoder,
             "inferscope_exporter_failed_spans",
-            "Spans lost to failed exports.",
-            sum(|x| x.failed),
+            "Spans lost to failed exports, per exporter.",
+            |x| x.failed,
         )?;
-        counter(
+        per_sink(
             &mut encoder,
             "inferscope_exporter_rejected_spans",
-            "Spans the receiver rejected.",
-            sum(|x| x.rejected),
+            "Spans the receiver rejected, per exporter.",
+            |x| x.rejected,
         )?;
         Ok(())
     }
