@@ -1,20 +1,27 @@
 //! URL checks that every URL setting shares: hiding userinfo, and a port that is a number.
 
-/// `scheme://user:pass@host/…` → `scheme://<redacted>@host/…`, for logs, errors and
-/// `--print-config`.
+/// `scheme://user:pass@host/…?key=v` → `scheme://<redacted>@host/…?<redacted>`, for logs,
+/// errors and `--print-config`: userinfo and a query (which may hold an API key) are hidden.
 pub fn redact_userinfo(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     // A password may hold an unescaped `/`, which ends the authority early: everything up to
     // the last `@` before the query goes (an `@` in a path is rare enough to hide too much).
     let query = rest.find(['?', '#']).unwrap_or(rest.len());
     let cut = rest[..query].rfind('@');
-    match cut {
-        Some(at) => {
-            let sep = if scheme.is_empty() { "" } else { "://" };
-            format!("{scheme}{sep}<redacted>@{}", &rest[at + 1..])
-        }
-        None => url.to_owned(),
+    let sep = if scheme.is_empty() { "" } else { "://" };
+    let (user, host_path) = match cut {
+        Some(at) => ("<redacted>@", &rest[at + 1..query]),
+        None => ("", &rest[..query]),
+    };
+    let tail = match rest[query..].chars().next() {
+        Some('?') => "?<redacted>",
+        Some('#') => "#<redacted>",
+        _ => "",
+    };
+    if user.is_empty() && tail.is_empty() {
+        return url.to_owned();
     }
+    format!("{scheme}{sep}{user}{host_path}{tail}")
 }
 
 /// Checks the port of a URL's authority (`host:port`, perhaps with userinfo), when it names
@@ -54,7 +61,12 @@ mod tests {
             redact_userinfo("u:p@collector:4317"),
             "<redacted>@collector:4317"
         );
-        assert_eq!(redact_userinfo("http://c/x?a=b@c"), "http://c/x?a=b@c");
+        // A query may hold a key: hidden too.
+        assert_eq!(redact_userinfo("http://c/x?a=b@c"), "http://c/x?<redacted>");
+        assert_eq!(
+            redact_userinfo("https://c:4318/v1/traces?key=sk-test-secret"),
+            "https://c:4318/v1/traces?<redacted>"
+        );
         // A password holding `/` ends the authority early; it is hidden all the same.
         assert_eq!(
             redact_userinfo("https://user:ab/cd@collector:4318/v1/traces"),
