@@ -2,7 +2,7 @@
 //! `tower::Service<http::Request<B>>`). Requests whose URL matches a base-URL pattern (a
 //! string prefix or a regular expression) and an OpenAI-compatible route get a CLIENT span
 //! (`chat {model}`), a `traceparent`/`tracestate` naming it, and the request's and (streamed)
-//! response's attributes, with content capture under [`CapturePolicy`]'s hide switches.
+//! response's attributes, with content capture under [`CapturePolicy`](inferscope_core::observe::capture::CapturePolicy)'s hide switches.
 //! Other requests pass through untouched.
 //!
 //! The parent of the CLIENT span is the [`SpanContext`] in the request's extensions, if the
@@ -34,17 +34,13 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use inferscope_core::observe::call::{CallTarget, InferenceCall, mark_usage_counted};
-use inferscope_core::observe::capture::CapturePolicy;
-use inferscope_core::observe::response::ResponseObserver;
 use inferscope_core::observe::{request, route};
 use inferscope_core::trace_context::inject;
 use inferscope_core::{SpanContext, SpanKind, Tracer};
-use inferscope_semconv::dialect::Dialect;
-use inferscope_semconv::latest::Conventions;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{BoxError, RequestBody, Shared, State, TracedBody, read_request};
+use crate::{BoxError, LayerBuilder, RequestBody, Shared, TracedBody, read_request, respond};
 
 /// Which request URLs are traced.
 #[derive(Debug, Clone)]
@@ -85,53 +81,15 @@ fn classify(method: &str, path: &str) -> Option<&'static route::Route> {
         .find_map(|(i, _)| route::classify(method, &path[i..]))
 }
 
-/// Builds an [`InferenceClientLayer`]; consumed by [`InferenceClientLayerBuilder::build`].
-#[derive(Debug)]
-#[must_use]
-pub struct InferenceClientLayerBuilder {
-    shared: Shared,
-    base: BaseUrl,
-}
+/// Builds an [`InferenceClientLayer`]: the server layer's settings, and the base URL.
+pub type InferenceClientLayerBuilder = LayerBuilder<BaseUrl>;
 
-impl InferenceClientLayerBuilder {
-    /// `gen_ai.provider.name` (default `openai`).
-    pub fn provider(mut self, provider: impl Into<String>) -> Self {
-        self.shared.provider = provider.into();
-        self
-    }
-
-    /// Content capture and its hide switches (`hide_inputs`, `hide_outputs`, …); off by
-    /// default.
-    pub fn capture(mut self, capture: CapturePolicy) -> Self {
-        self.shared.capture = capture;
-        self
-    }
-
-    /// An attribute dialect besides OpenTelemetry's.
-    pub fn dialect(mut self, dialect: Dialect) -> Self {
-        if !self.shared.dialects.contains(&dialect) {
-            self.shared.dialects.push(dialect);
-        }
-        self
-    }
-
-    /// Which GenAI names.
-    pub fn conventions(mut self, conventions: Conventions) -> Self {
-        self.shared.conventions = conventions;
-        self
-    }
-
-    /// Most bytes of a request or non-streamed response body read for tracing.
-    pub fn max_parse_bytes(mut self, bytes: usize) -> Self {
-        self.shared.max_parse_bytes = bytes;
-        self
-    }
-
+impl LayerBuilder<BaseUrl> {
     /// The layer, immutable from here on.
     pub fn build(self) -> InferenceClientLayer {
         InferenceClientLayer {
             shared: Arc::new(self.shared),
-            base: Arc::new(self.base),
+            base: Arc::new(self.side),
         }
     }
 }
@@ -146,11 +104,7 @@ pub struct InferenceClientLayer {
 impl InferenceClientLayer {
     /// A builder tracing the requests to `base` with `tracer`.
     pub fn builder(tracer: Tracer, base: BaseUrl) -> InferenceClientLayerBuilder {
-        let server = crate::InferenceLayer::builder(tracer);
-        InferenceClientLayerBuilder {
-            shared: server.shared,
-            base,
-        }
+        LayerBuilder::new(tracer, base)
     }
 }
 
@@ -261,47 +215,8 @@ where
                 inject(call.context(), &mut parts.headers);
             }
             let req = Request::from_parts(parts, body);
-            match inner.call(req).await {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let status = parts.status.as_u16();
-                    let stream = parts
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v.starts_with("text/event-stream"));
-                    let mut call = call;
-                    call.response_head(
-                        status,
-                        Some(ResponseObserver::new(
-                            stream,
-                            usage_requested,
-                            &shared.capture,
-                            shared.max_parse_bytes,
-                        )),
-                    );
-                    let state = State {
-                        shared,
-                        server: None,
-                        call: Some(call),
-                        status,
-                    };
-                    Ok(Response::from_parts(
-                        parts,
-                        TracedBody::new(body, Some(state)),
-                    ))
-                }
-                Err(e) => {
-                    let state = State {
-                        shared,
-                        server: None,
-                        call: Some(call),
-                        status: 0,
-                    };
-                    state.finish(Some(("_OTHER", "the request failed")));
-                    Err(e)
-                }
-            }
+            let result = inner.call(req).await;
+            respond(shared, None, Some(call), usage_requested, result)
         })
     }
 }

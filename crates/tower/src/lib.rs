@@ -74,21 +74,47 @@ pub(crate) struct Shared {
     pub(crate) max_parse_bytes: usize,
 }
 
-/// Builds an [`InferenceLayer`]; consumed by [`InferenceLayerBuilder::build`].
+/// Builds a layer: the server's ([`InferenceLayer`], `Side` = [`ServerSide`]) or a client's
+/// ([`client::InferenceClientLayer`], `Side` = [`client::BaseUrl`]); consumed by `build`.
 #[derive(Debug)]
 #[must_use]
-pub struct InferenceLayerBuilder {
+pub struct LayerBuilder<Side> {
     pub(crate) shared: Shared,
+    pub(crate) side: Side,
 }
 
-impl InferenceLayerBuilder {
+/// The server side of [`LayerBuilder`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSide;
+
+/// Builds an [`InferenceLayer`].
+pub type InferenceLayerBuilder = LayerBuilder<ServerSide>;
+
+impl<Side> LayerBuilder<Side> {
+    /// A builder with every default (`gen_ai.provider.name` `openai`, capture off, OpenTelemetry
+    /// names, 32 MiB parse limit).
+    pub(crate) fn new(tracer: Tracer, side: Side) -> LayerBuilder<Side> {
+        LayerBuilder {
+            shared: Shared {
+                tracer,
+                provider: "openai".to_owned(),
+                capture: CapturePolicy::default(),
+                dialects: vec![Dialect::OTel],
+                conventions: Conventions::default(),
+                max_parse_bytes: 32 << 20,
+            },
+            side,
+        }
+    }
+
     /// `gen_ai.provider.name` (default `openai`, as an OpenAI-compatible server).
     pub fn provider(mut self, provider: impl Into<String>) -> Self {
         self.shared.provider = provider.into();
         self
     }
 
-    /// Content capture, hiding and redaction (off by default).
+    /// Content capture, hiding (`hide_inputs`, `hide_outputs`, …) and redaction (off by
+    /// default).
     pub fn capture(mut self, capture: CapturePolicy) -> Self {
         self.shared.capture = capture;
         self
@@ -113,7 +139,9 @@ impl InferenceLayerBuilder {
         self.shared.max_parse_bytes = bytes;
         self
     }
+}
 
+impl LayerBuilder<ServerSide> {
     /// The layer, immutable from here on.
     pub fn build(self) -> InferenceLayer {
         InferenceLayer {
@@ -131,16 +159,7 @@ pub struct InferenceLayer {
 impl InferenceLayer {
     /// A builder recording spans with `tracer`.
     pub fn builder(tracer: Tracer) -> InferenceLayerBuilder {
-        InferenceLayerBuilder {
-            shared: Shared {
-                tracer,
-                provider: "openai".to_owned(),
-                capture: CapturePolicy::default(),
-                dialects: vec![Dialect::OTel],
-                conventions: Conventions::default(),
-                max_parse_bytes: 32 << 20,
-            },
-        }
+        LayerBuilder::new(tracer, ServerSide)
     }
 
     /// The layer with every default.
@@ -248,52 +267,62 @@ where
                 None => (RequestBody::Untouched(body), None),
             };
             let req = Request::from_parts(parts, body);
-            match inner.call(req).await {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let status = parts.status.as_u16();
-                    let call = call.map(|mut c| {
-                        let stream = parts
-                            .headers
-                            .get(http::header::CONTENT_TYPE)
-                            .and_then(|v| v.to_str().ok())
-                            .is_some_and(|v| v.starts_with("text/event-stream"));
-                        c.response_head(
-                            status,
-                            Some(ResponseObserver::new(
-                                stream,
-                                false,
-                                &shared.capture,
-                                shared.max_parse_bytes,
-                            )),
-                        );
-                        c
-                    });
-                    server.set_attribute(http_attr::RESPONSE_STATUS_CODE, i64::from(status));
-                    let state = State {
-                        shared,
-                        server: Some(server),
-                        call,
-                        status,
-                    };
-                    Ok(Response::from_parts(
-                        parts,
-                        TracedBody::new(body, Some(state)),
-                    ))
-                }
-                Err(e) => {
-                    let state = State {
-                        shared,
-                        server: Some(server),
-                        call,
-                        status: 500,
-                    };
-                    state.finish(Some(("_OTHER", "the service failed")));
-                    Err(e)
-                }
-            }
+            let result = inner.call(req).await;
+            respond(shared, Some(server), call, false, result)
         })
     }
+}
+
+/// The inner service's answer: the response with its body traced (the observer reading the
+/// body as a stream when it is SSE), or the failure recorded on the spans.
+pub(crate) fn respond<ResB: Body, E>(
+    shared: Arc<Shared>,
+    mut server: Option<Span>,
+    mut call: Option<InferenceCall>,
+    usage_requested: bool,
+    result: Result<Response<ResB>, E>,
+) -> Result<Response<TracedBody<ResB>>, E> {
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            let state = State {
+                shared,
+                server,
+                call,
+                status: 500,
+            };
+            state.finish(Some(("_OTHER", "the service failed")));
+            return Err(e);
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    if let Some(c) = call.as_mut() {
+        let stream = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        c.response_head(
+            status,
+            Some(ResponseObserver::new(
+                stream,
+                usage_requested,
+                &shared.capture,
+                shared.max_parse_bytes,
+            )),
+        );
+    }
+    if let Some(s) = server.as_mut() {
+        s.set_attribute(http_attr::RESPONSE_STATUS_CODE, i64::from(status));
+    }
+    let state = State {
+        shared,
+        server,
+        call,
+        status,
+    };
+    Ok(Response::from_parts(parts, TracedBody::new(body, Some(state))))
 }
 
 /// Reads an inference request's body up to the parse limit and parses it; returns the body
