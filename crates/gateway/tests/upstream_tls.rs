@@ -248,3 +248,34 @@ async fn unusable_tls_files_stop_the_start_with_the_file_named() {
         assert!(!e.contains("PRIVATE KEY"), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
+    let pki = pki();
+    let sim = sim().await;
+    // The upstream closes a connection idle for 100 ms; the gateway keeps idle ones 4 s.
+    let front = TlsFront::start_closing_idle(
+        sim.addr(),
+        &pki.server_dir(),
+        &[b"http/1.1"],
+        None,
+        Some(std::time::Duration::from_millis(100)),
+    )
+    .await;
+    let url = format!("https://localhost:{}", front.addr.port());
+    let (gw, spans) = gateway(&url, pki.trust(), Sampler::default()).await;
+    // Each request comes after the last connection was closed: twenty of them, so a one in
+    // ten failure to notice the close would show.
+    for i in 0..20 {
+        let reply = post(&gw.url(), "/v1/chat/completions", CHAT, &[]).await;
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+        let _ = take_spans(&spans, 2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(150 + (i % 3) * 20)).await;
+    }
+    // A new connection each time: none was reused after its close.
+    assert!(
+        front.handshakes().len() >= 20,
+        "{}",
+        front.handshakes().len()
+    );
+}

@@ -51,6 +51,36 @@ async fn echo_server(python: &std::path::Path) -> (tokio::process::Child, u16) {
     (server, port)
 }
 
+/// Runs `n` client sessions through the gateway at `addr`; what each saw.
+async fn run_sessions(
+    python: &std::path::Path,
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    let out = tokio::process::Command::new(python)
+        .arg(script())
+        .args([
+            "client",
+            &format!("ws://{addr}/v1/realtime"),
+            &n.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let seen: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(seen.len(), n, "{text}");
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_session_is_tunnelled_and_traced() {
     let python = tokio::task::spawn_blocking(python).await.unwrap();
@@ -65,27 +95,9 @@ async fn a_websocket_session_is_tunnelled_and_traced() {
     // after the last data, a race a single run would rarely lose.
     const SESSIONS: usize = 20;
     let began = Instant::now();
-    let out = tokio::process::Command::new(&python)
-        .arg(script())
-        .args([
-            "client",
-            &format!("ws://{}/v1/realtime", gw.addr()),
-            &SESSIONS.to_string(),
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let sessions = run_sessions(&python, gw.addr(), SESSIONS).await;
     eprintln!("{SESSIONS} sessions in {:?}", began.elapsed());
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), SESSIONS, "{text}");
-    for line in lines {
-        let seen: serde_json::Value = serde_json::from_str(line).unwrap();
+    for seen in sessions {
         assert_eq!(seen["echoes"], serde_json::json!([11, 14, 70006]));
         assert_eq!(
             seen["binary"],
@@ -208,29 +220,16 @@ async fn a_session_to_an_https_upstream_is_tunnelled_over_tls() {
         inferscope_core::Sampler::default(),
     )
     .await;
-    const SESSIONS: usize = 5;
-    let out = tokio::process::Command::new(&python)
-        .arg(script())
-        .args([
-            "client",
-            &format!("ws://{}/v1/realtime", gw.addr()),
-            &SESSIONS.to_string(),
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    for line in text.lines() {
-        let seen: serde_json::Value = serde_json::from_str(line).unwrap();
+    // Twenty, as in plain TCP: close right after data, now through TLS's buffering.
+    const SESSIONS: usize = 20;
+    for seen in run_sessions(&python, gw.addr(), SESSIONS).await {
         assert_eq!(seen["echoes"], serde_json::json!([11, 14, 70006]));
+        assert_eq!(
+            seen["binary"],
+            serde_json::json!([101, 99, 104, 111, 58, 32, 0, 1, 2])
+        );
         assert_eq!(seen["close_code"], 4001);
     }
-    assert_eq!(text.lines().count(), SESSIONS);
     let all = take_spans(&spans, SESSIONS).await;
     for s in all.iter().filter(|s| s.kind == SpanKind::Server) {
         assert_eq!(int(s, http_attr::RESPONSE_STATUS_CODE), 101);

@@ -263,7 +263,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let started = tokio::time::Instant::now();
     let mut next_note = Duration::from_secs(30);
     let mut stopping = false;
-    let mut last_code: Option<u16> = None;
+    // The status of the health path's last answer that was not 200.
     let mut last_status: Option<u16> = None;
     let status = loop {
         tokio::select! {
@@ -283,19 +283,20 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<i32> {
                 }
             }
             _ = tick.tick(), if !ready && !stopping => {
-                let answer = answers_with(&client, &health, &mut last_code).await;
-                if answer == Some(true) {
-                    ready = true;
-                    announce(listen, &plan, &destinations, ingest);
-                } else if started.elapsed() >= next_note {
+                match health_status(&client, &health).await {
+                    Some(200..=299) => {
+                        ready = true;
+                        announce(listen, &plan, &destinations, ingest);
+                    }
+                    Some(code) => last_status = Some(code),
+                    None => {}
+                }
+                if !ready && started.elapsed() >= next_note {
                     next_note += Duration::from_secs(30);
                     match last_status {
                         Some(code) => tracing::warn!(waited_s = started.elapsed().as_secs(), health = %health, status = code, "the engine answers its health path, but not with 200; if it is ready, give --health-path"),
                         None => tracing::info!(waited_s = started.elapsed().as_secs(), health = %health, "waiting for the engine to answer"),
                     }
-                }
-                if answer == Some(false) {
-                    last_status = last_code.take();
                 }
                 // Often at first (engines that start fast), then once a second.
                 if started.elapsed() > Duration::from_secs(5) && tick.period() < Duration::from_secs(1) {
@@ -355,23 +356,17 @@ fn libc_esrch() -> i32 {
     rustix::io::Errno::SRCH.raw_os_error()
 }
 
-/// Whether the engine's health path answers 200: `None` when nothing answered, `Some(false)`
-/// with the status in `last_code` when it answered otherwise.
-async fn answers_with(
+/// The status the engine's health path answers with, `None` when nothing answers.
+async fn health_status(
     client: &hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Empty<bytes::Bytes>,
     >,
     url: &str,
-    last_code: &mut Option<u16>,
-) -> Option<bool> {
+) -> Option<u16> {
     let uri = url.parse::<http::Uri>().ok()?;
     match tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await {
-        Ok(Ok(r)) if r.status().is_success() => Some(true),
-        Ok(Ok(r)) => {
-            *last_code = Some(r.status().as_u16());
-            Some(false)
-        }
+        Ok(Ok(r)) => Some(r.status().as_u16()),
         _ => None,
     }
 }

@@ -172,16 +172,7 @@ fn spans_that_could_not_be_exported_are_reported_at_stop() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => {
-                std::thread::park_timeout(Duration::from_millis(50))
-            }
-            Err(e) => panic!("the gateway never listened: {e}"),
-        }
-    };
+    let mut stream = connect_when_listening(port);
     write!(
         stream,
         "GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
@@ -245,16 +236,7 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => {
-                std::thread::park_timeout(Duration::from_millis(50))
-            }
-            Err(e) => panic!("the gateway never listened: {e}"),
-        }
-    };
+    let mut stream = connect_when_listening(port);
     let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"stream":true}"#;
     write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut reply = String::new();
@@ -288,6 +270,20 @@ fn serves_then_drains_and_exits_zero_on_sigterm() {
         "default service name"
     );
     rt.block_on(sim.shutdown());
+}
+
+/// A connection to 127.0.0.1:`port` once the gateway listens there (within 20 s).
+fn connect_when_listening(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::park_timeout(Duration::from_millis(50))
+            }
+            Err(e) => panic!("the gateway never listened on {port}: {e}"),
+        }
+    }
 }
 
 /// Waits for the child to exit (at most 30 s) and returns its status and standard error.
@@ -380,11 +376,7 @@ fn requests_cut_by_the_shutdown_keep_their_spans() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the gateway never listened");
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
+    drop(connect_when_listening(port));
     const STREAMS: usize = 20;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let clients: Vec<_> = (0..STREAMS)
@@ -497,11 +489,7 @@ fn serve_with_file_limit(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", admin)).is_err() {
-        assert!(Instant::now() < deadline, "the gateway never listened");
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
+    drop(connect_when_listening(admin));
     (child, port, admin)
 }
 

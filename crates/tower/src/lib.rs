@@ -322,7 +322,10 @@ pub(crate) fn respond<ResB: Body, E>(
         call,
         status,
     };
-    Ok(Response::from_parts(parts, TracedBody::new(body, Some(state))))
+    Ok(Response::from_parts(
+        parts,
+        TracedBody::new(body, Some(state)),
+    ))
 }
 
 /// Reads an inference request's body up to the parse limit and parses it; returns the body

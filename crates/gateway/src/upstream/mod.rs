@@ -70,13 +70,7 @@ impl Upstream {
             };
             // Idle connections are let go before uvicorn's default keep-alive (5 s) closes
             // them, so a request rarely meets a connection the upstream is closing.
-            let client = Client::builder(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(4))
-                .http2_initial_stream_window_size(Some(4 << 20))
-                .http2_initial_connection_window_size(Some(8 << 20))
-                .build(connector);
+            let client = hyper_client(Duration::from_secs(4)).build(connector);
             return Ok(Upstream::Tls(Box::new(TlsClient { client, tls })));
         }
         if !config.upstream_h2c {
@@ -89,13 +83,8 @@ impl Upstream {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+        let client = hyper_client(Duration::from_secs(90))
             .http2_only(true)
-            .http2_initial_stream_window_size(Some(4 << 20))
-            .http2_initial_connection_window_size(Some(8 << 20))
             .build(connector);
         Ok(Upstream::H2c(Box::new(client)))
     }
@@ -139,6 +128,19 @@ impl Upstream {
             Upstream::Tls(t) => hyper_send(t.client.request(req).await),
         }
     }
+}
+
+/// hyper's pooled client as both its uses set it up: idle connections let go after
+/// `idle`, HTTP/2 windows large enough for a stream's chunks not to wait on updates.
+fn hyper_client(idle: Duration) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(idle)
+        .http2_initial_stream_window_size(Some(4 << 20))
+        .http2_initial_connection_window_size(Some(8 << 20));
+    builder
 }
 
 fn hyper_send(

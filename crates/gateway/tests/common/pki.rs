@@ -78,6 +78,18 @@ impl TlsFront {
         alpn: &[&[u8]],
         client_ca: Option<&Ca>,
     ) -> TlsFront {
+        TlsFront::start_closing_idle(backend, dir, alpn, client_ca, None).await
+    }
+
+    /// As [`TlsFront::start`]; with `idle_close`, a connection quiet that long is closed
+    /// (close_notify, then FIN), as an upstream's keep-alive timeout does.
+    pub async fn start_closing_idle(
+        backend: SocketAddr,
+        dir: &Path,
+        alpn: &[&[u8]],
+        client_ca: Option<&Ca>,
+        idle_close: Option<std::time::Duration>,
+    ) -> TlsFront {
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(dir.join("cert.pem"))
                 .unwrap()
@@ -128,7 +140,12 @@ impl TlsFront {
                     let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
                         return;
                     };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    match idle_close {
+                        None => {
+                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                        }
+                        Some(idle) => pipe_closing_idle(tls, plain, idle).await,
+                    }
                 });
             }
         });
@@ -138,4 +155,34 @@ impl TlsFront {
     pub fn handshakes(&self) -> Vec<Handshake> {
         self.handshakes.lock().unwrap().clone()
     }
+}
+
+/// Copies both ways until either side ends or nothing moved for `idle`; then closes the TLS
+/// side cleanly.
+async fn pipe_closing_idle(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    mut plain: tokio::net::TcpStream,
+    idle: std::time::Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut a, mut b) = (vec![0u8; 16384], vec![0u8; 16384]);
+    loop {
+        let step = tokio::time::timeout(idle, async {
+            tokio::select! {
+                r = tls.read(&mut a) => match r {
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => plain.write_all(&a[..n]).await.is_ok(),
+                },
+                r = plain.read(&mut b) => match r {
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => tls.write_all(&b[..n]).await.is_ok() && tls.flush().await.is_ok(),
+                },
+            }
+        })
+        .await;
+        if step != Ok(true) {
+            break;
+        }
+    }
+    let _ = tls.shutdown().await;
 }
