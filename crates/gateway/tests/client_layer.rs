@@ -21,6 +21,7 @@ use inferscope_core::{InMemoryProcessor, Sampler, Scope, SpanKind, SpanRecord, T
 use inferscope_semconv::{attr, inferscope as own};
 use inferscope_tower::RequestBody;
 use inferscope_tower::client::{BaseUrl, InferenceClientLayer};
+use inferscope_tower::reqwest::InferenceMiddleware;
 use tower_service::Service as _;
 
 fn usage(s: &SpanRecord, key: &str) -> Option<i64> {
@@ -58,15 +59,31 @@ async fn an_app_with_the_client_layer_the_gateway_and_vllm_make_one_trace_counti
     assert!(!text.contains("\"usage\""), "{text}");
     root.end();
 
+    let app_call = one_trace_tokens_once(&s, &app_spans, Some("answer the user")).await;
+    // A time to first chunk on the app's side too.
+    assert!(app_call.get(attr::RESPONSE_TIME_TO_FIRST_CHUNK).is_some());
+}
+
+/// The app's spans (`app`, with its root `root` if the call had a parent) and the gateway's
+/// make one trace nested all the way down, and the tokens are counted once; returns the
+/// app's CLIENT span.
+async fn one_trace_tokens_once(
+    s: &Stack,
+    app_spans: &InMemoryProcessor,
+    root: Option<&str>,
+) -> SpanRecord {
     wait_named(&s.spans, "llm_request", 1).await;
     let gateway = take_spans(&s.spans, 7).await;
     let app = app_spans.take();
     let app_call = app.iter().find(|s| s.kind == SpanKind::Client).unwrap();
-    let app_root = app
-        .iter()
-        .find(|s| s.name.as_str() == "answer the user")
-        .unwrap();
-    assert_eq!(app_call.parent_span_id, Some(app_root.context.span_id));
+    let trace = app_call.context.trace_id;
+    match root {
+        Some(name) => {
+            let app_root = app.iter().find(|s| s.name.as_str() == name).unwrap();
+            assert_eq!(app_call.parent_span_id, Some(app_root.context.span_id));
+        }
+        None => assert_eq!(app_call.parent_span_id, None),
+    }
     assert_eq!(app_call.name.as_str(), "chat tiny-llama");
     let server = by_kind(&gateway, SpanKind::Server);
     let gw_call = gateway.iter().find(|s| s.kind == SpanKind::Client).unwrap();
@@ -75,7 +92,6 @@ async fn an_app_with_the_client_layer_the_gateway_and_vllm_make_one_trace_counti
         .find(|s| s.name.as_str() == "llm_request")
         .unwrap();
     // One trace, nested all the way down.
-    let trace = app_root.context.trace_id;
     for span in gateway.iter().chain(app.iter()) {
         assert_eq!(span.context.trace_id, trace, "{}", span.name);
     }
@@ -108,8 +124,7 @@ async fn an_app_with_the_client_layer_the_gateway_and_vllm_make_one_trace_counti
         .filter_map(|s| usage(s, attr::USAGE_INPUT_TOKENS))
         .sum();
     assert_eq!(Some(sum_in), usage(app_call, attr::USAGE_INPUT_TOKENS));
-    // A time to first chunk on the app's side too.
-    assert!(app_call.get(attr::RESPONSE_TIME_TO_FIRST_CHUNK).is_some());
+    app_call.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,4 +151,136 @@ async fn requests_outside_the_base_url_pass_through_untraced() {
     // The gateway counts the usage itself: nothing marked it as counted.
     let gw_call = by_kind(&gateway, SpanKind::Client);
     assert!(gw_call.get(attr::USAGE_OUTPUT_TOKENS).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_with_the_reqwest_middleware_makes_the_same_one_trace() {
+    let s = stack_with_ingest(|_| {}, |_| {}).await;
+    let app_spans = InMemoryProcessor::new();
+    let tracer = Tracer::new(Scope::new("my-app"), Sampler::default(), app_spans.clone());
+    let middleware = InferenceMiddleware::builder(tracer.clone(), BaseUrl::prefix(s.gw.url()))
+        .provider("vllm")
+        .build();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build();
+    let root = tracer.start("answer the user", SpanKind::Internal, None);
+    let url = format!("{}/v1/chat/completions?probe=1", s.gw.url());
+    let body = r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":6,"stream":true}"#;
+    let mut resp = client
+        .post(&url)
+        .with_extension(root.context().clone())
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-app-secret")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The response is still reqwest's own: its URL and headers kept.
+    assert_eq!(resp.url().as_str(), url);
+    assert!(resp.headers().get("content-type").is_some());
+    let mut text = Vec::new();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        text.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(!text.contains("\"usage\""), "{text}");
+    root.end();
+    let app_call = one_trace_tokens_once(&s, &app_spans, Some("answer the user")).await;
+    assert!(app_call.get(attr::RESPONSE_TIME_TO_FIRST_CHUNK).is_some());
+    let all = format!("{app_call:?}");
+    assert!(!all.contains("sk-app-secret"));
+
+    // Not an inference route: passed on untouched, no span.
+    let resp = client
+        .get(format!("{}/v1/models", s.gw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(app_spans.take().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reqwest_middleware_records_a_refused_connection() {
+    let app_spans = InMemoryProcessor::new();
+    let tracer = Tracer::new(Scope::new("my-app"), Sampler::default(), app_spans.clone());
+    let port = inferscope_testkit::paths::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(InferenceMiddleware::builder(tracer, BaseUrl::prefix(base.clone())).build())
+        .build();
+    let err = client
+        .post(format!("{base}/v1/chat/completions?key=sk-in-url"))
+        .body(r#"{"model":"m","messages":[]}"#)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err}");
+    let spans = app_spans.take();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        spans[0].get(attr::ERROR_TYPE),
+        Some(&Value::Str("upstream_unreachable".into()))
+    );
+    assert!(!format!("{:?}", spans[0]).contains("sk-in-url"));
+}
+
+/// async-openai (feature `middleware`) sends its requests through a tower service of the
+/// application's choosing: a `ClientWithMiddleware` carrying the middleware gets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_openai_through_the_middleware_makes_the_same_one_trace() {
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
+    };
+    use futures_util::StreamExt as _;
+
+    let s = stack_with_ingest(|_| {}, |_| {}).await;
+    let app_spans = InMemoryProcessor::new();
+    let tracer = Tracer::new(Scope::new("my-app"), Sampler::default(), app_spans.clone());
+    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(
+            InferenceMiddleware::builder(tracer, BaseUrl::prefix(s.gw.url()))
+                .provider("vllm")
+                .build(),
+        )
+        .build();
+    let service = tower::service_fn(
+        move |factory: async_openai::middleware::HttpRequestFactory| {
+            let http = http.clone();
+            async move {
+                let req = factory.build().await?;
+                http.execute(req)
+                    .await
+                    .map_err(|e| async_openai::error::OpenAIError::Boxed(e.into()))
+            }
+        },
+    );
+    let config = async_openai::config::OpenAIConfig::new()
+        .with_api_base(format!("{}/v1", s.gw.url()))
+        .with_api_key("sk-openai-secret");
+    let client = async_openai::Client::with_config(config).with_http_service(service);
+    let request = CreateChatCompletionRequestArgs::default()
+        .model("tiny-llama")
+        .max_completion_tokens(6u32)
+        .messages([ChatCompletionRequestUserMessageArgs::default()
+            .content("hi")
+            .build()
+            .unwrap()
+            .into()])
+        .build()
+        .unwrap();
+    let mut stream = client.chat().create_stream(request).await.unwrap();
+    let mut chunks = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        // The usage chunk the middleware asked for never reaches the application.
+        assert!(chunk.usage.is_none());
+        chunks += 1;
+    }
+    assert!(chunks >= 2);
+    let app_call = one_trace_tokens_once(&s, &app_spans, None).await;
+    assert!(!format!("{app_call:?}").contains("sk-openai-secret"));
 }

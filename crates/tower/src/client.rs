@@ -72,13 +72,82 @@ impl BaseUrl {
 }
 
 /// The inference route of `path`, also under a base path (`/openai/v1/chat/completions`).
-fn classify(method: &str, path: &str) -> Option<&'static route::Route> {
+pub(crate) fn classify(method: &str, path: &str) -> Option<&'static route::Route> {
     if let Some(r) = route::classify(method, path) {
         return Some(r);
     }
     path.match_indices('/')
         .skip(1)
         .find_map(|(i, _)| route::classify(method, &path[i..]))
+}
+
+/// The URL's port, or the scheme's.
+pub(crate) fn port_of(port: Option<u16>, scheme: Option<&str>) -> u16 {
+    port.unwrap_or(if scheme == Some("https") { 443 } else { 80 })
+}
+
+/// One traced request on its way out.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) route: &'static route::Route,
+    /// The application's span, if it gave one.
+    pub(crate) parent: Option<&'a SpanContext>,
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
+    pub(crate) started: Instant,
+}
+
+impl Outgoing<'_> {
+    /// Starts the CLIENT span for a request with these facts and (when read whole) body, and
+    /// puts its context in `headers`. A chat or completions stream that does not ask for usage
+    /// is made to (the added chunk is taken out of the response again, as the gateway does):
+    /// then the edited body to send instead is returned, with `headers` set for it.
+    pub(crate) fn start(
+        self,
+        facts: request::RequestFacts,
+        whole: Option<&Bytes>,
+        headers: &mut http::HeaderMap,
+    ) -> (InferenceCall, Option<Bytes>) {
+        let api = self.route.api;
+        let mut edited = None;
+        if facts.stream
+            && !facts.include_usage
+            && let Some(whole) = whole
+            && let Some(e) = request::with_include_usage(api, whole, &facts)
+        {
+            headers.remove(http::header::CONTENT_LENGTH);
+            edited = Some(Bytes::from(e));
+        }
+        let usage_seen = facts.parse_error.is_none()
+            && (!facts.stream
+                || facts.include_usage
+                || edited.is_some()
+                || !matches!(api, route::Api::Chat | route::Api::Completions));
+        let target = CallTarget {
+            provider: &self.shared.provider,
+            server_address: self.host,
+            server_port: self.port,
+        };
+        let mut call = InferenceCall::start(
+            &self.shared.tracer,
+            self.parent,
+            SpanKind::Client,
+            self.route,
+            facts,
+            &target,
+            self.started,
+        );
+        if edited.is_some() {
+            call.set_usage_requested();
+        }
+        // When this span will record the usage, say so to the layers further down.
+        if usage_seen && call.is_recording() {
+            inject(&mark_usage_counted(call.context()), headers);
+        } else {
+            inject(call.context(), headers);
+        }
+        (call, edited)
+    }
 }
 
 /// Builds an [`InferenceClientLayer`]: the server layer's settings, and the base URL.
@@ -164,56 +233,25 @@ where
             let started = Instant::now();
             let (mut parts, body) = req.into_parts();
             let parent = parts.extensions.get::<SpanContext>().cloned();
-            let (mut body, facts) = read_request(body, route, &shared).await;
-            // A chat or completions stream carries usage only when asked: ask for it (the
-            // added chunk is taken out of what the application reads), as the gateway does.
-            let mut usage_requested = false;
-            if facts.stream
-                && !facts.include_usage
-                && let RequestBody::Whole(Some(whole)) = &body
-                && let Some(edited) = request::with_include_usage(route.api, whole, &facts)
-            {
-                body = RequestBody::Whole(Some(Bytes::from(edited)));
-                parts.headers.remove(http::header::CONTENT_LENGTH);
-                usage_requested = true;
-            }
-            let usage_seen = facts.parse_error.is_none()
-                && (!facts.stream
-                    || facts.include_usage
-                    || usage_requested
-                    || !matches!(route.api, route::Api::Chat | route::Api::Completions));
-            let host = parts.uri.host().unwrap_or("").to_owned();
-            let port = parts
-                .uri
-                .port_u16()
-                .unwrap_or(if parts.uri.scheme_str() == Some("https") {
-                    443
-                } else {
-                    80
-                });
-            let target = CallTarget {
-                provider: &shared.provider,
-                server_address: &host,
-                server_port: port,
+            let (body, facts) = read_request(body, route, &shared).await;
+            let whole = match &body {
+                RequestBody::Whole(Some(whole)) => Some(whole),
+                _ => None,
             };
-            let mut call = InferenceCall::start(
-                &shared.tracer,
-                parent.as_ref(),
-                SpanKind::Client,
+            let out = Outgoing {
+                shared: &shared,
                 route,
-                facts,
-                &target,
+                parent: parent.as_ref(),
+                host: parts.uri.host().unwrap_or(""),
+                port: port_of(parts.uri.port_u16(), parts.uri.scheme_str()),
                 started,
-            );
-            if usage_requested {
-                call.set_usage_requested();
-            }
-            // When this span will record the usage, say so to the layers further down.
-            if usage_seen && call.is_recording() {
-                inject(&mark_usage_counted(call.context()), &mut parts.headers);
-            } else {
-                inject(call.context(), &mut parts.headers);
-            }
+            };
+            let (call, edited) = out.start(facts, whole, &mut parts.headers);
+            let usage_requested = edited.is_some();
+            let body = match edited {
+                Some(edited) => RequestBody::Whole(Some(edited)),
+                None => body,
+            };
             let req = Request::from_parts(parts, body);
             let result = inner.call(req).await;
             respond(shared, None, Some(call), usage_requested, result)

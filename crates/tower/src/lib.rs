@@ -55,6 +55,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub mod client;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 
 /// Errors of bodies: boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -285,17 +287,11 @@ pub(crate) fn respond<ResB: Body, E>(
     let resp = match result {
         Ok(resp) => resp,
         Err(e) => {
-            let state = State {
-                shared,
-                server,
-                call,
-                status: 500,
-            };
-            state.finish(Some(("_OTHER", "the service failed")));
+            failed(shared, server, call, ("_OTHER", "the service failed"));
             return Err(e);
         }
     };
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     let status = parts.status.as_u16();
     if let Some(c) = call.as_mut() {
         let stream = parts
@@ -303,6 +299,10 @@ pub(crate) fn respond<ResB: Body, E>(
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
+        if stream && usage_requested {
+            // The added usage chunk is taken out: the upstream's length no longer holds.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
         c.response_head(
             status,
             Some(ResponseObserver::new(
@@ -326,6 +326,22 @@ pub(crate) fn respond<ResB: Body, E>(
         parts,
         TracedBody::new(body, Some(state)),
     ))
+}
+
+/// The inner service failed: ends the spans with `failure` (`error.type`, message).
+pub(crate) fn failed(
+    shared: Arc<Shared>,
+    server: Option<Span>,
+    call: Option<InferenceCall>,
+    failure: (&str, &str),
+) {
+    let state = State {
+        shared,
+        server,
+        call,
+        status: 500,
+    };
+    state.finish(Some(failure));
 }
 
 /// Reads an inference request's body up to the parse limit and parses it; returns the body
@@ -491,6 +507,11 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         state: Option<State>,
+        // A frame to send before anything else: the inner body's trailers, or the bytes the
+        // observer still held when the inner body ended.
+        queued: Option<Frame<Bytes>>,
+        // The inner body ended (and must not be polled again).
+        ended: bool,
     }
 
     impl<B: Body> PinnedDrop for TracedBody<B> {
@@ -510,7 +531,12 @@ pin_project_lite::pin_project! {
 
 impl<B: Body> TracedBody<B> {
     pub(crate) fn new(inner: B, state: Option<State>) -> TracedBody<B> {
-        TracedBody { inner, state }
+        TracedBody {
+            inner,
+            state,
+            queued: None,
+            ended: false,
+        }
     }
 }
 
@@ -535,6 +561,12 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
+        if let Some(frame) = this.queued.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if *this.ended {
+            return Poll::Ready(None);
+        }
         let polled = this.inner.as_mut().poll_frame(cx);
         let Some(state) = this.state.as_mut() else {
             return polled;
@@ -548,24 +580,25 @@ where
                 };
                 // The last frame: the server may not poll for the end.
                 if this.inner.is_end_stream()
-                    && let Some(mut state) = this.state.take()
+                    && let Some(state) = this.state.take()
+                    && let Some(rest) = end(state)
                 {
-                    if let Some(call) = state.call.as_mut() {
-                        let _ = call.on_end();
+                    // What the observer held goes out after the last data, before trailers.
+                    if frame.is_data() {
+                        *this.queued = Some(Frame::data(rest));
+                    } else {
+                        *this.queued = Some(frame);
+                        return Poll::Ready(Some(Ok(Frame::data(rest))));
                     }
-                    state.finish(None);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
-                if let Some(mut state) = this.state.take() {
-                    if let Some(call) = state.call.as_mut() {
-                        // Nothing is held back without an added usage chunk.
-                        let _ = call.on_end();
-                    }
-                    state.finish(None);
+                *this.ended = true;
+                match this.state.take().and_then(end) {
+                    Some(rest) => Poll::Ready(Some(Ok(Frame::data(rest)))),
+                    None => Poll::Ready(None),
                 }
-                Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
                 if let Some(state) = this.state.take() {
@@ -578,10 +611,30 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A traced body ends when its state has seen the end, so that nothing held is lost.
+        self.queued.is_none()
+            && (self.ended || (self.state.is_none() && self.inner.is_end_stream()))
     }
 
     fn size_hint(&self) -> SizeHint {
+        let stripping = self
+            .state
+            .as_ref()
+            .and_then(|s| s.call.as_ref())
+            .is_some_and(InferenceCall::usage_requested);
+        if stripping || self.queued.is_some() {
+            // Taking out an added usage chunk changes the length.
+            let mut h = SizeHint::new();
+            h.set_lower(0);
+            return h;
+        }
         self.inner.size_hint()
     }
+}
+
+/// The inner body ended: ends the spans; returns the bytes the observer still held.
+fn end(mut state: State) -> Option<Bytes> {
+    let rest = state.call.as_mut().and_then(InferenceCall::on_end);
+    state.finish(None);
+    rest.filter(|b| !b.is_empty())
 }
