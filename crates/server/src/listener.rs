@@ -170,8 +170,8 @@ impl Drop for ClientBody {
 /// fail with a broken pipe and never reads the answer. So whenever the gateway ends a
 /// connection (hyper's shutdown, or a cut) it first shuts its write side, then, if the client
 /// has sent bytes nobody read or a request body was left unread ([`ClientBody`]), reads and
-/// discards what arrives until the client closes, it stays quiet for [`LINGER_QUIET`], or
-/// [`LINGER_MAX`] has passed, as nginx's `lingering_close` does. Memory stays one small
+/// discards what arrives until the client closes, it stays quiet for `LINGER_QUIET` (500 ms), or
+/// `LINGER_MAX` (5 s) has passed, as nginx's `lingering_close` does. Memory stays one small
 /// buffer; time is bounded.
 pub struct ClientIo {
     io: TokioIo<TcpStream>,

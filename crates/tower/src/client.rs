@@ -24,8 +24,6 @@
 //! # let _ = layer;
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -36,11 +34,13 @@ use http_body::Body;
 use inferscope_core::observe::call::{CallTarget, InferenceCall, mark_usage_counted};
 use inferscope_core::observe::{request, route};
 use inferscope_core::trace_context::inject;
-use inferscope_core::{SpanContext, SpanKind, Tracer};
+use inferscope_core::{Span, SpanContext, SpanKind, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{BoxError, LayerBuilder, RequestBody, Shared, TracedBody, read_request, respond};
+use crate::{
+    BoxError, LayerBuilder, RequestBody, ResponseFuture, Shared, TracedBody, read_request, respond,
+};
 
 /// Which request URLs are traced.
 #[derive(Debug, Clone)]
@@ -69,6 +69,33 @@ impl BaseUrl {
             BaseUrl::Regex(r) => r.is_match(url),
         }
     }
+
+    /// Whether `uri` is traced. A prefix is compared piece by piece, without writing the URL
+    /// out (no allocation); a regular expression is matched against the URL written out.
+    pub fn matches_uri(&self, uri: &http::Uri) -> bool {
+        let BaseUrl::Prefix(prefix) = self else {
+            return self.matches(&uri.to_string());
+        };
+        // The pieces of the URL as `Uri`'s `Display` writes them.
+        let scheme = uri.scheme_str().unwrap_or("");
+        let pieces = [
+            scheme,
+            if scheme.is_empty() { "" } else { "://" },
+            uri.authority().map_or("", http::uri::Authority::as_str),
+            uri.path(),
+            if uri.query().is_some() { "?" } else { "" },
+            uri.query().unwrap_or(""),
+        ];
+        let mut rest = prefix.as_bytes();
+        for piece in pieces {
+            let n = rest.len().min(piece.len());
+            if rest[..n] != piece.as_bytes()[..n] {
+                return false;
+            }
+            rest = &rest[n..];
+        }
+        rest.is_empty()
+    }
 }
 
 /// The inference route of `path`, also under a base path (`/openai/v1/chat/completions`).
@@ -90,8 +117,6 @@ pub(crate) fn port_of(port: Option<u16>, scheme: Option<&str>) -> u16 {
 pub(crate) struct Outgoing<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) route: &'static route::Route,
-    /// The application's span, if it gave one.
-    pub(crate) parent: Option<&'a SpanContext>,
     pub(crate) host: &'a str,
     pub(crate) port: u16,
     pub(crate) started: Instant,
@@ -104,6 +129,7 @@ impl Outgoing<'_> {
     /// then the edited body to send instead is returned, with `headers` set for it.
     pub(crate) fn start(
         self,
+        span: Span,
         facts: request::RequestFacts,
         whole: Option<&Bytes>,
         headers: &mut http::HeaderMap,
@@ -128,15 +154,7 @@ impl Outgoing<'_> {
             server_address: self.host,
             server_port: self.port,
         };
-        let mut call = InferenceCall::start(
-            &self.shared.tracer,
-            self.parent,
-            SpanKind::Client,
-            self.route,
-            facts,
-            &target,
-            self.started,
-        );
+        let mut call = InferenceCall::with_span(span, self.route, facts, &target, self.started);
         if edited.is_some() {
             call.set_usage_requested();
         }
@@ -208,31 +226,38 @@ where
 {
     type Response = Response<TracedBody<ResB>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        let route = if self.base.matches(&req.uri().to_string()) {
+        let route = if self.base.matches_uri(req.uri()) {
             classify(req.method().as_str(), req.uri().path())
         } else {
             None
         };
         let Some(route) = route else {
-            return Box::pin(async move {
-                let resp = inner.call(req.map(RequestBody::Untouched)).await?;
-                Ok(resp.map(|b| TracedBody::new(b, None)))
-            });
+            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::Untouched)));
         };
-        Box::pin(async move {
+        // Sampling is decided first. Unsampled, the request goes on with only its
+        // `traceparent` set (so the decision travels on), its body unread.
+        let parent = req.extensions().get::<SpanContext>();
+        let span = self.shared.tracer.start("", SpanKind::Client, parent);
+        if !span.is_recording() {
+            let mut req = req;
+            if span.context().is_valid() {
+                inject(span.context(), req.headers_mut());
+            }
+            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::Untouched)));
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        ResponseFuture::traced(Box::pin(async move {
             let started = Instant::now();
             let (mut parts, body) = req.into_parts();
-            let parent = parts.extensions.get::<SpanContext>().cloned();
             let (body, facts) = read_request(body, route, &shared).await;
             let whole = match &body {
                 RequestBody::Whole(Some(whole)) => Some(whole),
@@ -241,12 +266,11 @@ where
             let out = Outgoing {
                 shared: &shared,
                 route,
-                parent: parent.as_ref(),
                 host: parts.uri.host().unwrap_or(""),
                 port: port_of(parts.uri.port_u16(), parts.uri.scheme_str()),
                 started,
             };
-            let (call, edited) = out.start(facts, whole, &mut parts.headers);
+            let (call, edited) = out.start(span, facts, whole, &mut parts.headers);
             let usage_requested = edited.is_some();
             let body = match edited {
                 Some(edited) => RequestBody::Whole(Some(edited)),
@@ -255,6 +279,6 @@ where
             let req = Request::from_parts(parts, body);
             let result = inner.call(req).await;
             respond(shared, None, Some(call), usage_requested, result)
-        })
+        }))
     }
 }

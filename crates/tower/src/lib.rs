@@ -1,34 +1,103 @@
-//! A tower [`Layer`] that traces the OpenAI-compatible routes a Rust server serves (an axum
-//! router, a hyper service), with the same conventions as the inferscope gateway:
+//! Tower layers and client middleware that record, in-process, the spans the inferscope
+//! gateway records: for Rust servers that serve an OpenAI-compatible API (axum, hyper) and
+//! for Rust applications that call one (hyper, reqwest, async-openai).
 //!
-//! - a SERVER span per request, continuing the caller's W3C `traceparent`/`tracestate`;
-//! - for inference routes (`POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
-//!   `/v1/messages`, `/v1/responses`, …), an INTERNAL inference span (`chat {model}`) with the
-//!   request's parameters, the response's id, model, finish reasons and usage, time to first
-//!   chunk and the gaps between chunks of a stream, and content capture under the same hide and
-//!   redact switches ([`CapturePolicy`]);
-//! - the response body passes through chunk by chunk as the inner service produces it: nothing
-//!   is buffered whole (the request body of an inference route is read, up to a limit, to find
-//!   its model; larger bodies pass through unparsed and the span says so).
+//! - [`InferenceLayer`], for servers: a SERVER span per request, continuing the caller's W3C
+//!   `traceparent`/`tracestate`; for inference routes (`POST /v1/chat/completions`,
+//!   `/v1/completions`, `/v1/embeddings`, `/v1/messages`, `/v1/responses`, …) an INTERNAL
+//!   inference span (`chat {model}`) with the request's parameters, the response's id, model,
+//!   finish reasons and usage, the time to first chunk and the gaps between chunks, and content
+//!   capture under the same hide and redact switches ([`CapturePolicy`]). The response body
+//!   passes through chunk by chunk; nothing is buffered whole (an inference request's body is
+//!   read, up to a limit, to find its model).
+//! - [`client::InferenceClientLayer`] for tower clients (hyper's), and, with the feature
+//!   `reqwest`, `reqwest::InferenceMiddleware` for `reqwest-middleware` (and through it
+//!   async-openai): a CLIENT span for the requests whose URL matches a base (a prefix or a
+//!   regular expression), with `traceparent`/`tracestate` injected.
 //!
-//! The configuration is fixed when the layer is built: [`InferenceLayerBuilder::build`] takes
-//! the builder by value and returns an immutable layer shared by `Arc`, so nothing can be
-//! changed once it serves. Applying the layer twice records one set of spans: the outer one
-//! marks the request, and the inner one passes it through.
+//! Sampling is decided before anything else: an unsampled request passes through with its body
+//! unread and no allocation on the server side (the client side sets `traceparent`, so that the
+//! decision travels on). The configuration is fixed when a layer is built: `build` takes the
+//! builder by value and returns an immutable layer shared by `Arc`, so nothing can be changed
+//! once it serves. Applying the server layer twice records one set of spans.
+//!
+//! # Spans from the `OTEL_*` environment, and the server layer
 //!
 //! ```
-//! use inferscope_core::{InMemoryProcessor, Sampler, Scope, Tracer};
-//! use inferscope_core::observe::capture::CapturePolicy;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt as _, Full};
 //! use inferscope_tower::InferenceLayer;
+//! use tower::{ServiceExt as _, service_fn};
 //!
-//! let spans = InMemoryProcessor::new();
-//! let tracer = Tracer::new(Scope::new("my-server"), Sampler::default(), spans);
-//! let layer = InferenceLayer::builder(tracer)
-//!     .provider("my-engine")
-//!     .capture(CapturePolicy { enabled: true, ..CapturePolicy::default() })
-//!     .build();
-//! // axum: Router::new().route(...).layer(layer)
-//! # let _ = layer;
+//! // The standard variables (here given in place of the process environment): the
+//! // exporter, the service name, the sampler, OTLP endpoints and headers.
+//! let env = [("OTEL_TRACES_EXPORTER", "console"), ("OTEL_SERVICE_NAME", "my-server")];
+//! let tracing = inferscope_export::TracingBuilder::new("my-server")
+//!     .with_env(env)
+//!     .with_console_writer(Box::new(std::io::sink()))
+//!     .build()?;
+//! let layer = InferenceLayer::builder(tracing.tracer()).provider("my-engine").build();
+//!
+//! // Any tower service: with axum, `Router::new().route(…).layer(layer)`.
+//! let engine = service_fn(|_req: http::Request<_>| async {
+//!     let reply = r#"{"id":"c1","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(reply))))
+//! });
+//! let server = tower_layer::Layer::layer(&layer, engine);
+//! let req = http::Request::post("/v1/chat/completions")
+//!     .body(Full::new(Bytes::from(r#"{"model":"m","messages":[{"role":"user","content":"hey"}]}"#)))?;
+//! let resp = server.oneshot(req).await?;
+//! let _ = resp.into_body().collect().await?; // the spans end with the body
+//! tracing.shutdown(std::time::Duration::from_secs(5)).await?;
+//! // Two spans: SERVER `POST /v1/chat/completions` and INTERNAL `chat m`.
+//! assert_eq!(tracing.stats().enqueued, 2);
+//! # Ok(()) }
+//! ```
+//!
+//! # Continuing the trace from a handler, and propagating by hand
+//!
+//! [`span_context`] is the context a handler's own calls continue (the inference span when
+//! sampled, else the caller's `traceparent`). Give it to the client layer or middleware as
+//! the request's extension, or write it into any header map yourself:
+//!
+//! ```
+//! use inferscope_core::trace_context::{extract_trace_context, inject};
+//! use inferscope_core::{InMemoryProcessor, Sampler, Scope, SpanKind, Tracer};
+//!
+//! let tracer = Tracer::new(Scope::new("my-app"), Sampler::default(), InMemoryProcessor::new());
+//! let incoming = http::Request::get("/")
+//!     .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+//!     .body(())
+//!     .unwrap();
+//! let parent = inferscope_tower::span_context(&incoming); // no layer ran: the caller's
+//! let span = tracer.start("fetch the prompt", SpanKind::Client, parent.as_ref());
+//! let mut outgoing = http::HeaderMap::new();
+//! inject(span.context(), &mut outgoing);
+//! let sent = extract_trace_context(&outgoing).unwrap();
+//! assert_eq!(sent.trace_id, parent.unwrap().trace_id);
+//! assert_eq!(sent.span_id, span.context().span_id);
+//! span.end();
+//! ```
+//!
+//! # vLLM's `vllm.tracing` helpers
+//!
+//! `contains_trace_headers`, `extract_trace_headers` and `log_tracing_disabled_warning` have
+//! equivalents in `inferscope_core::trace_context`, and `init_tracer` in
+//! `inferscope_export`:
+//!
+//! ```
+//! use inferscope_core::trace_context::{contains_trace_headers, extract_trace_headers};
+//!
+//! let headers = [
+//!     ("TraceParent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+//!     ("tracestate", "vendor=1"),
+//!     ("tracestate", "other=2"),
+//! ];
+//! assert!(contains_trace_headers(&headers[..]));
+//! let found = extract_trace_headers(&headers[..]);
+//! assert_eq!(found.tracestate.as_deref(), Some("vendor=1,other=2"));
 //! ```
 
 use std::future::Future;
@@ -199,45 +268,45 @@ where
 {
     type Response = Response<TracedBody<ResB>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        // An outer layer traces it already.
+        if req.extensions().get::<Traced>().is_some() {
+            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::Untouched)));
+        }
+        // Sampling is decided first: an unsampled request passes through untouched, with
+        // nothing allocated and its body unread.
+        let parent = extract_trace_context(req.headers());
+        let mut server = self
+            .shared
+            .tracer
+            .start("", SpanKind::Server, parent.as_ref());
+        if !server.is_recording() {
+            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::Untouched)));
+        }
         // The ready clone serves this request; the fresh clone waits for the next poll_ready.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        if req.extensions().get::<Traced>().is_some() {
-            let req = req.map(RequestBody::Untouched);
-            return Box::pin(async move {
-                let resp = inner.call(req).await?;
-                Ok(resp.map(|b| TracedBody::new(b, None)))
-            });
-        }
-        Box::pin(async move {
+        ResponseFuture::traced(Box::pin(async move {
             let started = Instant::now();
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(Traced);
-            let parent = extract_trace_context(&parts.headers);
             let path = parts.uri.path().to_owned();
             let inference = route::classify(parts.method.as_str(), &path);
             let template = inference
                 .map(|r| r.template)
                 .or_else(|| route::template(&path));
-            let mut server = shared.tracer.start(
-                span_name::http_server(parts.method.as_str(), template),
-                SpanKind::Server,
-                parent.as_ref(),
-            );
-            if server.is_recording() {
-                server.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
-                server.set_attribute(http_attr::URL_PATH, path.clone());
-                if let Some(t) = template {
-                    server.set_attribute(http_attr::ROUTE, t);
-                }
+            server.update_name(span_name::http_server(parts.method.as_str(), template));
+            server.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
+            server.set_attribute(http_attr::URL_PATH, path.clone());
+            if let Some(t) = template {
+                server.set_attribute(http_attr::ROUTE, t);
             }
             let (body, call) = match inference {
                 Some(route) => {
@@ -268,10 +337,86 @@ where
                 }
                 None => (RequestBody::Untouched(body), None),
             };
+            // The handler's own calls continue the trace from here (see [`span_context`]).
+            let here = call.as_ref().map_or(server.context(), |c| c.context());
+            parts.extensions.insert(here.clone());
             let req = Request::from_parts(parts, body);
             let result = inner.call(req).await;
             respond(shared, Some(server), call, false, result)
+        }))
+    }
+}
+
+/// The trace context a handler's own outgoing calls continue: the layer's span (the
+/// inference span on an inference route, else the SERVER span) when the request is sampled,
+/// else the caller's `traceparent`, so that the decision not to sample travels on. Give it
+/// to the client layer or middleware as the request's extension.
+pub fn span_context<B>(req: &Request<B>) -> Option<inferscope_core::SpanContext> {
+    req.extensions()
+        .get::<inferscope_core::SpanContext>()
+        .cloned()
+        .or_else(|| extract_trace_context(req.headers()))
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a traced service's response: the inner service's own future when the
+    /// request is not traced (no allocation), else a boxed one that reads the request first.
+    pub struct ResponseFuture<F, ResB: Body, E> {
+        #[pin]
+        kind: Kind<F, ResB, E>,
+    }
+}
+
+type TracedFuture<ResB, E> =
+    Pin<Box<dyn Future<Output = Result<Response<TracedBody<ResB>>, E>> + Send>>;
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, ResB: Body, E> {
+        // Not traced: the inner future, its body wrapped without state.
+        Passthrough { #[pin] inner: F },
+        // Traced: reads the request, calls the inner service, traces its response.
+        Traced { inner: TracedFuture<ResB, E> },
+    }
+}
+
+impl<F, ResB: Body, E> ResponseFuture<F, ResB, E> {
+    pub(crate) fn passthrough(inner: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Passthrough { inner },
+        }
+    }
+
+    pub(crate) fn traced(inner: TracedFuture<ResB, E>) -> Self {
+        ResponseFuture {
+            kind: Kind::Traced { inner },
+        }
+    }
+}
+
+impl<F, ResB: Body, E> std::fmt::Debug for ResponseFuture<F, ResB, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Passthrough { .. } => "ResponseFuture(passthrough)",
+            Kind::Traced { .. } => "ResponseFuture(traced)",
         })
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F, ResB, E>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: Body,
+{
+    type Output = Result<Response<TracedBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { inner } => inner
+                .poll(cx)
+                .map(|r| r.map(|resp| resp.map(|b| TracedBody::new(b, None)))),
+            KindProj::Traced { inner } => inner.as_mut().poll(cx),
+        }
     }
 }
 

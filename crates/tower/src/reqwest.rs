@@ -29,8 +29,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::Extensions;
-use inferscope_core::SpanContext;
 use inferscope_core::observe::request;
+use inferscope_core::trace_context::inject;
+use inferscope_core::{SpanContext, SpanKind};
 use reqwest::{Request, Response, ResponseBuilderExt as _};
 use reqwest_middleware::{Middleware, Next};
 
@@ -109,6 +110,16 @@ impl Middleware for InferenceMiddleware {
         };
         let started = Instant::now();
         let shared = &self.shared;
+        // Sampling is decided first; unsampled, only the `traceparent` is set.
+        let span = shared
+            .tracer
+            .start("", SpanKind::Client, extensions.get::<SpanContext>());
+        if !span.is_recording() {
+            if span.context().is_valid() {
+                inject(span.context(), req.headers_mut());
+            }
+            return next.run(req, extensions).await;
+        }
         let whole = req
             .body()
             .and_then(reqwest::Body::as_bytes)
@@ -121,16 +132,14 @@ impl Middleware for InferenceMiddleware {
             None => unparsed("the request body is a stream, sent unread"),
         };
         let url = req.url().clone();
-        let parent = extensions.get::<SpanContext>().cloned();
         let out = Outgoing {
             shared,
             route,
-            parent: parent.as_ref(),
             host: url.host_str().unwrap_or(""),
             port: port_of(url.port(), Some(url.scheme())),
             started,
         };
-        let (call, edited) = out.start(facts, whole.as_ref(), req.headers_mut());
+        let (call, edited) = out.start(span, facts, whole.as_ref(), req.headers_mut());
         let usage_requested = edited.is_some();
         if let Some(edited) = edited {
             *req.body_mut() = Some(reqwest::Body::from(edited));

@@ -137,11 +137,27 @@ impl InferenceCall {
         target: &CallTarget<'_>,
         started: Instant,
     ) -> InferenceCall {
-        let mut span = tracer.start(
-            inferscope_semconv::span_name::inference(route.operation, request.model.as_deref()),
-            kind,
-            parent,
-        );
+        // Named by `with_span`, once sampled.
+        let span = tracer.start("", kind, parent);
+        InferenceCall::with_span(span, route, request, target, started)
+    }
+
+    /// [`InferenceCall::start`] with a span already started (its sampling decided before
+    /// the request's body was read): names it per the conventions and records the start
+    /// attributes and the request's facts.
+    pub fn with_span(
+        mut span: Span,
+        route: &'static Route,
+        request: RequestFacts,
+        target: &CallTarget<'_>,
+        started: Instant,
+    ) -> InferenceCall {
+        if span.is_recording() {
+            span.update_name(inferscope_semconv::span_name::inference(
+                route.operation,
+                request.model.as_deref(),
+            ));
+        }
         if let Some(r) = span.record_mut() {
             for kv in record::start_attributes(
                 route,
