@@ -284,3 +284,50 @@ async fn async_openai_through_the_middleware_makes_the_same_one_trace() {
     let app_call = one_trace_tokens_once(&s, &app_spans, None).await;
     assert!(!format!("{app_call:?}").contains("sk-openai-secret"));
 }
+
+/// The application calls vLLM directly; the gateway only ingests vLLM's spans. vLLM's
+/// `llm_request` has no gateway span to join, but its `tracestate` says the application's span
+/// counted the usage: its counts stay off `gen_ai.usage.*`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_span_under_an_app_span_that_counted_the_usage_counts_nothing_again() {
+    let s = stack_with_ingest(|_| {}, |_| {}).await;
+    let app_spans = InMemoryProcessor::new();
+    let tracer = Tracer::new(Scope::new("my-app"), Sampler::default(), app_spans.clone());
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(InferenceMiddleware::builder(tracer, BaseUrl::prefix(s.sim.url())).build())
+        .build();
+    let body =
+        r#"{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"max_tokens":6}"#;
+    let resp = client
+        .post(format!("{}/v1/chat/completions", s.sim.url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.bytes().await.unwrap();
+    wait_named(&s.spans, "llm_request", 1).await;
+    let ingested = s.spans.take();
+    let engine = ingested
+        .iter()
+        .find(|s| s.name.as_str() == "llm_request")
+        .unwrap();
+    let app = app_spans.take();
+    let app_call = by_kind(&app, SpanKind::Client);
+    assert_eq!(engine.parent_span_id, Some(app_call.context.span_id));
+    assert_eq!(usage(app_call, attr::USAGE_OUTPUT_TOKENS), Some(6));
+    let sum: i64 = ingested
+        .iter()
+        .chain(app.iter())
+        .filter_map(|s| usage(s, attr::USAGE_OUTPUT_TOKENS))
+        .sum();
+    assert_eq!(sum, 6, "each token counted once");
+    assert_eq!(
+        usage(
+            engine,
+            inferscope_semconv::vllm::renamed::USAGE_OUTPUT_TOKENS
+        ),
+        Some(6)
+    );
+}

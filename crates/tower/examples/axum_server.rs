@@ -26,7 +26,7 @@ const WORDS: [&str; 4] = ["Hello", " from", " axum", "."];
 pub fn router(layer: InferenceLayer) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
-        .layer(layer)
+        .route_layer(layer)
 }
 
 async fn chat(body: axum::body::Bytes) -> Response<Body> {

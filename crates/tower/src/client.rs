@@ -31,7 +31,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use inferscope_core::observe::call::{CallTarget, InferenceCall, mark_usage_counted};
+use inferscope_core::observe::call::{
+    CallTarget, InferenceCall, mark_usage_counted, response_carries_usage, usage_counted_upstream,
+};
 use inferscope_core::observe::{request, route};
 use inferscope_core::trace_context::inject;
 use inferscope_core::{Span, SpanContext, SpanKind, Tracer};
@@ -52,9 +54,21 @@ pub enum BaseUrl {
 }
 
 impl BaseUrl {
-    /// URLs starting with `base`.
+    /// URLs starting with `base`. Its scheme and host are compared as HTTP clients write them
+    /// out: in lowercase, without user information (`http://user:key@Host:8000/v1` is taken
+    /// as `http://host:8000/v1`).
     pub fn prefix(base: impl Into<String>) -> BaseUrl {
-        BaseUrl::Prefix(base.into())
+        let base = base.into();
+        let Some((scheme, rest)) = base.split_once("://") else {
+            return BaseUrl::Prefix(base);
+        };
+        let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        BaseUrl::Prefix(format!(
+            "{}://{}{path}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
+        ))
     }
 
     /// URLs `pattern` matches; an error if it is not a regular expression.
@@ -144,11 +158,7 @@ impl Outgoing<'_> {
             headers.remove(http::header::CONTENT_LENGTH);
             edited = Some(Bytes::from(e));
         }
-        let usage_seen = facts.parse_error.is_none()
-            && (!facts.stream
-                || facts.include_usage
-                || edited.is_some()
-                || !matches!(api, route::Api::Chat | route::Api::Completions));
+        let usage_seen = edited.is_some() || response_carries_usage(api, &facts);
         let target = CallTarget {
             provider: &self.shared.provider,
             server_address: self.host,
@@ -157,6 +167,11 @@ impl Outgoing<'_> {
         let mut call = InferenceCall::with_span(span, self.route, facts, &target, self.started);
         if edited.is_some() {
             call.set_usage_requested();
+        }
+        // A span earlier in the trace (an outer client, or the server layer whose handler
+        // makes this call) records the usage already.
+        if usage_counted_upstream(&call.context().state) {
+            call.set_usage_counted_upstream();
         }
         // When this span will record the usage, say so to the layers further down.
         if usage_seen && call.is_recording() {

@@ -40,7 +40,7 @@
 //!     .build()?;
 //! let layer = InferenceLayer::builder(tracing.tracer()).provider("my-engine").build();
 //!
-//! // Any tower service: with axum, `Router::new().route(…).layer(layer)`.
+//! // Any tower service: with axum, `Router::new().route(…).route_layer(layer)`.
 //! let engine = service_fn(|_req: http::Request<_>| async {
 //!     let reply = r#"{"id":"c1","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(reply))))
@@ -110,7 +110,10 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
-use inferscope_core::observe::call::{CallTarget, InferenceCall, Outcome, usage_counted_upstream};
+use inferscope_core::observe::call::{
+    CallTarget, InferenceCall, Outcome, mark_usage_counted, response_carries_usage,
+    usage_counted_upstream,
+};
 use inferscope_core::observe::capture::CapturePolicy;
 use inferscope_core::observe::record::RecordOptions;
 use inferscope_core::observe::response::ResponseObserver;
@@ -302,15 +305,17 @@ where
             let template = inference
                 .map(|r| r.template)
                 .or_else(|| route::template(&path));
-            server.update_name(span_name::http_server(parts.method.as_str(), template));
+            // The route (and the span's name with it) is settled by the response: a route
+            // the application does not serve (404, 405) is not one.
+            server.update_name(parts.method.as_str().to_owned());
             server.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
             server.set_attribute(http_attr::URL_PATH, path.clone());
-            if let Some(t) = template {
-                server.set_attribute(http_attr::ROUTE, t);
-            }
+            let method = parts.method.clone();
+            let mut counts_usage = false;
             let (body, call) = match inference {
                 Some(route) => {
                     let (body, facts) = read_request(body, route, &shared).await;
+                    counts_usage = response_carries_usage(route.api, &facts);
                     let host = parts
                         .headers
                         .get(http::header::HOST)
@@ -339,9 +344,25 @@ where
             };
             // The handler's own calls continue the trace from here (see [`span_context`]).
             let here = call.as_ref().map_or(server.context(), |c| c.context());
-            parts.extensions.insert(here.clone());
+            // When the inference span records the usage, the handler's own calls (through
+            // the client layer) say it is counted, so that a backend summing the trace's
+            // usage counts each token once.
+            let here = if counts_usage && call.as_ref().is_some_and(InferenceCall::is_recording) {
+                mark_usage_counted(here)
+            } else {
+                here.clone()
+            };
+            parts.extensions.insert(here);
             let req = Request::from_parts(parts, body);
             let result = inner.call(req).await;
+            if let Some(t) = template
+                && result
+                    .as_ref()
+                    .map_or(true, |r| !matches!(r.status().as_u16(), 404 | 405))
+            {
+                server.update_name(span_name::http_server(method.as_str(), Some(t)));
+                server.set_attribute(http_attr::ROUTE, t);
+            }
             respond(shared, Some(server), call, false, result)
         }))
     }

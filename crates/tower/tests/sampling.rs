@@ -190,3 +190,41 @@ fn a_prefix_matches_a_uri_as_it_matches_the_uri_written_out() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_route_the_application_does_not_serve_is_not_named_as_one() {
+    let spans = InMemoryProcessor::new();
+    let tracer = Tracer::new(Scope::new("server"), Sampler::default(), spans.clone());
+    let not_found = tower::service_fn(|_req: http::Request<RequestBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(
+            http::Response::builder()
+                .status(404)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+    });
+    let svc = tower_layer::Layer::layer(&InferenceLayer::new(tracer), not_found);
+    let resp = svc.oneshot(request(None)).await.unwrap();
+    let _ = resp.into_body().collect().await.unwrap();
+    let recorded = spans.take();
+    let server = recorded
+        .iter()
+        .find(|s| s.kind == SpanKind::Server)
+        .unwrap();
+    assert_eq!(server.name.as_str(), "POST");
+    assert!(server.get(inferscope_semconv::http::ROUTE).is_none());
+}
+
+#[test]
+fn a_prefix_is_compared_as_clients_write_urls_out() {
+    let uri: http::Uri = "http://localhost:8000/v1/chat/completions".parse().unwrap();
+    for p in [
+        "HTTP://LocalHost:8000/v1",
+        "http://user:sk-key@localhost:8000/v1",
+        "http://localhost:8000",
+    ] {
+        assert!(BaseUrl::prefix(p).matches_uri(&uri), "{p}");
+    }
+    // The path stays as written: paths are case-sensitive.
+    assert!(!BaseUrl::prefix("http://localhost:8000/V1").matches_uri(&uri));
+}

@@ -111,6 +111,20 @@ pub fn usage_counted_upstream(state: &crate::TraceState) -> bool {
     state.get(own::TRACESTATE_KEY) == Some(own::TRACESTATE_USAGE_COUNTED)
 }
 
+/// Whether the response to a request with these facts carries the call's usage, so that the
+/// span observing it records the usage: a whole response does, a chat or completions stream
+/// only when it asked for it (`stream_options.include_usage`). An unparsed request: unknown,
+/// so no.
+pub fn response_carries_usage(api: super::route::Api, request: &RequestFacts) -> bool {
+    request.parse_error.is_none()
+        && (!request.stream
+            || request.include_usage
+            || !matches!(
+                api,
+                super::route::Api::Chat | super::route::Api::Completions
+            ))
+}
+
 /// `ctx` with the trace state saying its span records the call's token usage (for the
 /// `traceparent`/`tracestate` a client sends on).
 pub fn mark_usage_counted(ctx: &SpanContext) -> SpanContext {

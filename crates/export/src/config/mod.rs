@@ -165,7 +165,7 @@ settings! {
         /// `service.name` (beats one in the resource attributes, except from the file).
         service_name: String => Option<String> = ok, {
             flag: Flag::Value("service-name"), env: &[SERVICE_NAME],
-            default_doc: Some("inferscope"),
+            default_doc: Some("unknown_service:<executable>"),
         },
         /// More resource attributes (`k=v,…`, URL-decoded); every layer merges, the higher winning per key.
         resource_attributes: BTreeMap<String, String> => BTreeMap<String, String> = req(ok), {
@@ -421,7 +421,7 @@ impl ExporterConfig {
         self.resource
             .iter()
             .find(|(k, _)| k == "service.name")
-            .map_or("inferscope", |(_, v)| v.as_str())
+            .map_or("unknown_service", |(_, v)| v.as_str())
     }
 }
 
@@ -711,10 +711,19 @@ fn resource(
     }
     let service = attributes
         .remove("service.name")
-        .unwrap_or_else(|| "inferscope".to_owned());
+        .unwrap_or_else(unknown_service);
     let mut list = vec![("service.name".to_owned(), service)];
     list.extend(attributes);
     list
+}
+
+/// OpenTelemetry's default `service.name`: `unknown_service:` and the executable's name.
+fn unknown_service() -> String {
+    let exe = std::env::current_exe().ok();
+    match exe.as_deref().and_then(std::path::Path::file_name) {
+        Some(name) => format!("unknown_service:{}", name.to_string_lossy()),
+        None => "unknown_service".to_owned(),
+    }
 }
 
 /// The sampler from its name and argument; a bad ratio is the argument's error (refused: the

@@ -302,11 +302,14 @@ pub(crate) fn normalise(r: &mut SpanRecord, join: Option<&JoinInfo>, opts: Engin
         .get(attr::USAGE_OUTPUT_TOKENS)
         .or_else(|| r.get(vllm::attr::USAGE_COMPLETION_TOKENS))
         .cloned();
-    if join.is_some() {
-        // Nested under the gateway's CLIENT span, which carries the request's usage: a backend
-        // that sums usage over a trace (Phoenix does) must find it once, not once more per
-        // engine span (for `n` = 2, the prompt three times). The engine's counts stay, under
-        // `vllm.usage.*`, in every dialect.
+    // The trace state an inferscope client layer sets when its own span records the usage
+    // (vLLM's span inherits it from the request's `tracestate`).
+    let counted_upstream = inferscope_core::observe::call::usage_counted_upstream(&r.context.state);
+    if join.is_some() || counted_upstream {
+        // Nested under the gateway's CLIENT span (or an application's), which carries the
+        // request's usage: a backend that sums usage over a trace (Phoenix does) must find it
+        // once, not once more per engine span (for `n` = 2, the prompt three times). The
+        // engine's counts stay, under `vllm.usage.*`, in every dialect.
         if let Some(v) = input {
             r.set(vllm::renamed::USAGE_INPUT_TOKENS, v);
         }
@@ -673,6 +676,25 @@ mod tests {
         r.push(vllm::attr::LATENCY_TIME_IN_MODEL_PREFILL, prefill);
         r.push(vllm::attr::LATENCY_TIME_IN_MODEL_DECODE, decode);
         r
+    }
+
+    #[test]
+    fn an_engine_span_whose_usage_an_application_span_counted_keeps_it_off_gen_ai_usage() {
+        let opts = EngineOptions {
+            provider: "vllm",
+            engine_model: None,
+            dialects: &[Dialect::OTel],
+        };
+        let mut r = llm_request(0, 0.1, 0.03, 0.001, 0.01, 0.05);
+        r.context.state = TraceState::parse(["inferscope=u,other=1"]);
+        normalise(&mut r, None, opts);
+        assert!(r.get(attr::USAGE_INPUT_TOKENS).is_none());
+        assert!(r.get(attr::USAGE_OUTPUT_TOKENS).is_none());
+        assert_eq!(
+            r.get(vllm::renamed::USAGE_OUTPUT_TOKENS)
+                .and_then(Value::as_i64),
+            Some(8)
+        );
     }
 
     fn check_layout(parent: &SpanRecord, kids: &[SpanRecord]) {

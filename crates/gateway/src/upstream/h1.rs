@@ -29,8 +29,14 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 pub(crate) const MAX_LINE: usize = 4096;
 /// Most response header fields.
 const MAX_FIELDS: usize = 128;
-/// How much the read buffer asks the socket for at a time.
-const READ_SIZE: usize = 16 * 1024;
+/// The least and the most the read buffer asks the socket for at a time. A stream trickles a
+/// few hundred bytes an event, so the buffer stays small and thousands of streams waiting for
+/// their next token hold little; a read that fills what was asked doubles the next one (a large
+/// body), reads well under it halve it ([`ReadSize`]).
+const READ_MIN: usize = 2 * 1024;
+const READ_MAX: usize = 64 * 1024;
+/// The first pieces of a body gathered into one buffer start at this size.
+const GATHER_SIZE: usize = 16 * 1024;
 /// Request body pieces at least this large are written as they are, not copied after the head.
 const WRITE_DIRECT: usize = 64 * 1024;
 
@@ -98,6 +104,7 @@ pub(crate) enum Chunk {
 pub(crate) struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    read_size: ReadSize,
     keep_alive: bool,
     /// The upstream's `system_fingerprint` (raw JSON), once a response on this connection
     /// showed it: the same process answers every request on it.
@@ -109,6 +116,7 @@ impl Conn {
         Conn {
             stream,
             buf: BytesMut::new(),
+            read_size: ReadSize::default(),
             keep_alive: true,
             fingerprint: None,
         }
@@ -147,7 +155,7 @@ impl Conn {
 
     /// Reads more bytes into the buffer. `Ready(Ok(0))` at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
-        poll_fill(&mut self.stream, &mut self.buf, cx)
+        poll_fill(&mut self.stream, &mut self.buf, &mut self.read_size, cx)
     }
 
     /// Sends a request and reads the response head (skipping interim 1xx responses), and
@@ -177,12 +185,13 @@ impl Conn {
         let Conn {
             stream,
             buf,
+            read_size,
             keep_alive,
             ..
         } = self;
         let (mut reader, mut writer) = stream.split();
         let send = send_body(&mut writer, head, body, exact, chunked);
-        let read = read_head(&mut reader, buf, head_request);
+        let read = read_head(&mut reader, buf, read_size, head_request);
         tokio::pin!(send, read);
         let mut sent = false;
         let mut send_error = None;
@@ -332,15 +341,47 @@ impl Conn {
 fn poll_fill<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
+    size: &mut ReadSize,
     cx: &mut Context<'_>,
 ) -> Poll<Result<usize, Error>> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_SIZE);
+    if buf.capacity() - buf.len() < READ_MIN / 2 {
+        if buf.is_empty() {
+            // A fresh block of the size wanted: `reserve` on a buffer whose bytes were handed
+            // out would allocate at least its first capacity again.
+            *buf = BytesMut::with_capacity(size.0);
+        } else {
+            buf.reserve(size.0);
+        }
     }
+    let asked = buf.capacity() - buf.len();
     match tokio_util::io::poll_read_buf(Pin::new(reader), cx, buf) {
-        Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+        Poll::Ready(Ok(n)) => {
+            size.record(asked, n);
+            Poll::Ready(Ok(n))
+        }
         Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Io(e.to_string()))),
         Poll::Pending => Poll::Pending,
+    }
+}
+
+/// How much the next read asks for, between [`READ_MIN`] and [`READ_MAX`].
+#[derive(Debug, Clone, Copy)]
+struct ReadSize(usize);
+
+impl Default for ReadSize {
+    fn default() -> ReadSize {
+        ReadSize(4 * 1024)
+    }
+}
+
+impl ReadSize {
+    /// A read that was asked for `asked` bytes got `got`.
+    fn record(&mut self, asked: usize, got: usize) {
+        if got >= asked {
+            self.0 = (self.0 * 2).min(READ_MAX);
+        } else if got < self.0 / 4 {
+            self.0 = (self.0 / 2).max(READ_MIN);
+        }
     }
 }
 
@@ -449,6 +490,7 @@ impl Written {
 async fn read_head<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
+    read_size: &mut ReadSize,
     head_request: bool,
 ) -> Result<(http::response::Parts, Framing, bool), Error> {
     let mut read_any = false;
@@ -478,7 +520,7 @@ async fn read_head<R: AsyncRead + Unpin>(
                 )));
             }
         }
-        let n = std::future::poll_fn(|cx| poll_fill(reader, buf, cx)).await?;
+        let n = std::future::poll_fn(|cx| poll_fill(reader, buf, read_size, cx)).await?;
         if n == 0 {
             return Err(if read_any {
                 Error::Truncated
@@ -600,7 +642,7 @@ impl Pieces {
             (None, _) => self.first = Some(data),
             (Some(_), Some(rest)) => rest.extend_from_slice(&data),
             (Some(first), None) => {
-                let mut b = BytesMut::with_capacity(READ_SIZE.max(first.len() + data.len()));
+                let mut b = BytesMut::with_capacity(GATHER_SIZE.max(first.len() + data.len()));
                 b.extend_from_slice(first);
                 b.extend_from_slice(&data);
                 self.rest = Some(b);
@@ -820,6 +862,24 @@ pub fn fuzz_check(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_read_size_grows_with_full_reads_and_shrinks_with_short_ones() {
+        let mut size = ReadSize::default();
+        for _ in 0..10 {
+            size.record(size.0, size.0);
+        }
+        assert_eq!(size.0, READ_MAX);
+        // A stream's events: a few hundred bytes a read.
+        for _ in 0..10 {
+            size.record(size.0, 300);
+        }
+        assert_eq!(size.0, READ_MIN);
+        // Between a quarter and all of it: unchanged.
+        size.record(READ_MIN, READ_MIN / 2);
+        assert_eq!(size.0, READ_MIN);
+    }
+
     use super::*;
 
     /// An idle connection whose last read drained the socket is judged without a system call
