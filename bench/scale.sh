@@ -20,14 +20,18 @@ secs=${2:-40}
 out=$root/bench/results
 work=$(mktemp -d)
 mkdir -p "$out"
-cargo build --release -q --manifest-path "$root/Cargo.toml" -p inferscope
-bin=$root/target/release/inferscope
+# INFERSCOPE_BIN: another build (e.g. one with --features system-allocator for heaptrack).
+if [ -z "${INFERSCOPE_BIN:-}" ]; then
+  cargo build --release -q --manifest-path "$root/Cargo.toml" -p inferscope
+fi
+bin=${INFERSCOPE_BIN:-$root/target/release/inferscope}
 py=$(bash "$root/scripts/python-env.sh")
 ulimit -n "$(ulimit -Hn)"
 pids=()
 receiver=
 stop_all() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Children first: a GATEWAY_WRAP profiler runs the gateway as its child.
+  for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pids=()
   if [ -n "$receiver" ]; then kill -TERM "$receiver" 2>/dev/null || true; wait "$receiver" 2>/dev/null || true; receiver=; fi
@@ -39,7 +43,8 @@ wait_http() { for _ in $(seq 1 600); do curl -fs -o /dev/null "$1" 2>/dev/null &
 sim_port=$(free_port); gw_port=$(free_port); otlp_port=$(free_port); adm_port=$(free_port); ingest_port=$(free_port)
 nice -n 19 taskset -c 1 "$py" "$root/bench/peers/otlp_receiver.py" "$otlp_port" > "$work/receiver.json" 2>/dev/null &
 receiver=$!
-OTEL_BSP_MAX_QUEUE_SIZE=65536 taskset -c 0 "$bin" serve --upstream "http://127.0.0.1:$sim_port" --listen "127.0.0.1:$gw_port" \
+# GATEWAY_WRAP: a command the gateway runs under, e.g. "heaptrack -o /tmp/gw" (a profile).
+OTEL_BSP_MAX_QUEUE_SIZE=65536 taskset -c 0 ${GATEWAY_WRAP:-} "$bin" serve --upstream "http://127.0.0.1:$sim_port" --listen "127.0.0.1:$gw_port" \
   --admin "127.0.0.1:$adm_port" --otlp-ingest-grpc "127.0.0.1:$ingest_port" --otlp-ingest-http off \
   --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-protocol grpc --log warn & gw=$!; pids+=($gw)
 wait_http "http://127.0.0.1:$adm_port/metrics"

@@ -11,6 +11,9 @@ mod waterfall;
 use clap::{Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: measured on the gateway's request path (ADR 0008).
+/// The feature `system-allocator` keeps glibc's, for heap profilers that hook malloc
+/// (heaptrack, `bench/scale.sh` with `GATEWAY_WRAP`).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
