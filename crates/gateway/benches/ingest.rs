@@ -28,9 +28,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
@@ -42,6 +40,7 @@ fn kv(key: &str, v: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(v) }),
+        ..KeyValue::default()
     }
 }
 
@@ -100,7 +99,10 @@ fn request(seq: u64) -> Bytes {
                     s("telemetry.sdk.language", "python"),
                     s("telemetry.sdk.name", "opentelemetry"),
                     s("telemetry.sdk.version", "1.45.2"),
-                    s("service.instance.id", "82479f68-2db6-4dbb-ad38-6604a0d82e04"),
+                    s(
+                        "service.instance.id",
+                        "82479f68-2db6-4dbb-ad38-6604a0d82e04",
+                    ),
                     s("vllm.instrumenting_module_name", "vllm.llm_engine"),
                     s("vllm.process_id", "13229"),
                     s("service.name", "unknown_service:python"),
@@ -151,7 +153,9 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15.0);
     let bin = std::env::var("INFERSCOPE_BIN").expect("INFERSCOPE_BIN: the release binary");
-    let receiver = inferscope_testkit::receiver::Receiver::start().await.unwrap();
+    let receiver = inferscope_testkit::receiver::Receiver::start()
+        .await
+        .unwrap();
     receiver.count_only();
     let ingest = free_port();
     let admin = free_port();
@@ -161,7 +165,12 @@ async fn main() {
         .args(["--admin", &format!("127.0.0.1:{admin}")])
         .args(["--otlp-ingest-grpc", &format!("127.0.0.1:{ingest}")])
         .args(["--otlp-ingest-http", "off"])
-        .args(["--otlp-endpoint", &receiver.grpc_endpoint(), "--otlp-protocol", "grpc"])
+        .args([
+            "--otlp-endpoint",
+            &receiver.grpc_endpoint(),
+            "--otlp-protocol",
+            "grpc",
+        ])
         .args(["--log", "warn"])
         .env("OTEL_BSP_MAX_QUEUE_SIZE", "65536")
         .stdin(Stdio::null())
@@ -186,7 +195,7 @@ async fn main() {
     let bodies: Arc<Vec<Bytes>> = Arc::new((0..64).map(request).collect());
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let send = |body: Bytes| {
+    let send = move |body: Bytes| {
         let client = client.clone();
         let url = url.clone();
         async move {

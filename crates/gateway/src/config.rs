@@ -167,6 +167,11 @@ settings! {
             default: Some("30000"), flag: Flag::Value("header-timeout-ms"),
             env: &["INFERSCOPE_HEADER_TIMEOUT_MS"],
         },
+        /// Most bytes of a client's request head (request line and headers); a larger head gets 431. Also each client connection's read and write buffer limit: the default keeps 8,000 streams in 256 MiB (BENCHMARKS.md).
+        max_request_head_bytes: usize => usize = req(at_least_8192), {
+            default: Some("8192"), flag: Flag::Value("max-request-head-bytes"),
+            env: &["INFERSCOPE_MAX_REQUEST_HEAD_BYTES"],
+        },
         /// Most client connections open at once; past it new connections are closed at once.
         max_connections: usize => Option<usize> = opt(above_zero), {
             default_doc: Some("auto: half of what the open-file limit leaves (raised to its hard limit at start)"),
@@ -390,6 +395,8 @@ pub struct GatewayConfig {
     pub max_parse_bytes_total: usize,
     /// A client connection with no request in progress for this long is closed.
     pub header_timeout: Option<Duration>,
+    /// Most bytes of a client's request head; also the connection's buffer limit.
+    pub max_request_head_bytes: usize,
     /// Most client connections open at once; `None`: worked out from the open-file limit at
     /// start ([`GatewayConfig::connection_limit`]).
     pub max_connections: Option<usize>,
@@ -610,6 +617,7 @@ fn resolve_gateway(
         max_parse_bytes: g.max_parse_bytes,
         max_parse_bytes_total,
         header_timeout: g.header_timeout_ms,
+        max_request_head_bytes: g.max_request_head_bytes,
         max_connections: g.max_connections,
         captured_headers: g.captured_headers,
         untraced_paths: g.untraced_paths,
@@ -786,6 +794,15 @@ fn optional_millis(v: u64) -> Result<Option<Duration>, String> {
 fn at_least_1024(v: usize) -> Result<usize, String> {
     if v < 1024 {
         Err("must be at least 1024".into())
+    } else {
+        Ok(v)
+    }
+}
+
+/// hyper's least buffer limit.
+fn at_least_8192(v: usize) -> Result<usize, String> {
+    if v < 8192 {
+        Err("must be at least 8192".into())
     } else {
         Ok(v)
     }

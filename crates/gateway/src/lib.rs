@@ -531,6 +531,9 @@ async fn serve(listener: Listener, shared: Arc<ProxyState>, phase: watch::Receiv
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_timeout)
+        // The read buffer's limit, and so each connection's idle read buffer: hyper grows it
+        // past the limit's 8 KiB otherwise (ADR 0017).
+        .max_buf_size(shared.config.max_request_head_bytes)
         .writev(false);
     let handle_shared = shared.clone();
     let handle = move |req, in_progress| proxy::handle(handle_shared.clone(), req, in_progress);

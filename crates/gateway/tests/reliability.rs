@@ -723,3 +723,32 @@ async fn a_client_still_uploading_gets_the_early_answer() {
         }
     }
 }
+
+/// A request head over `max_request_head_bytes` gets 431; one under it, or under a raised
+/// limit, is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_over_the_limit_gets_431_and_the_limit_can_be_raised() {
+    let s = stack(|_| {}, |_| {}).await;
+    let with_header = |len: usize| {
+        let value = "k".repeat(len);
+        format!(
+            "GET /v1/models HTTP/1.1\r\nhost: gw\r\nx-big: {value}\r\nconnection: close\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    assert_eq!(
+        raw_exchange(s.gw.addr(), &with_header(6000)).await.status,
+        Some(200)
+    );
+    assert_eq!(
+        raw_exchange(s.gw.addr(), &with_header(12_000)).await.status,
+        Some(431)
+    );
+    let raised = stack(|_| {}, |c| c.max_request_head_bytes = 32 << 10).await;
+    assert_eq!(
+        raw_exchange(raised.gw.addr(), &with_header(12_000))
+            .await
+            .status,
+        Some(200)
+    );
+}
