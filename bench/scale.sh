@@ -68,7 +68,9 @@ for _ in $(seq 1 300); do
   grep -q '^inferscope_exporter_queued_spans 0$' <<<"$text" && break
   sleep 0.2
 done
-awk 'BEGIN { printf "{" } /^inferscope_exporter_[a-z_]+(\{[^}]*\})? [0-9]+$/ { k=$1; sub(/^inferscope_exporter_/, "", k); gsub(/[{}"=]/, "_", k); printf "%s\"%s\": %s", sep, k, $2; sep=", " } END { print "}" }' \
+# Counters per exporter carry a label (`{exporter="otlp"}`): summed over exporters.
+awk '/^inferscope_exporter_[a-z_]+(\{[^}]*\})? [0-9]+$/ { k=$1; sub(/^inferscope_exporter_/, "", k); sub(/\{.*\}/, "", k); if (!(k in v)) order[n++]=k; v[k]+=$2 }
+     END { printf "{"; for (i=0; i<n; i++) printf "%s\"%s\": %s", (i ? ", " : ""), order[i], v[order[i]]; print "}" }' \
   <<<"$text" > "$out/$name.exporter.json"
 grep -E '^inferscope_(ingest|exporter)_[a-z_]+(\{[^}]*\})? [0-9]+$' <<<"$text" | sed 's/^/  /' >&2 || true
 stop_all
