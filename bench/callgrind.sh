@@ -23,8 +23,7 @@ name=$kind-$tracing
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -fs -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not up: $1" >&2; return 1; }
+. "$root/bench/lib.sh"
 
 sim_port=$(free_port); gw_port=$(free_port); otlp_port=$(free_port)
 "$py" "$root/bench/peers/otlp_receiver.py" "$otlp_port" > "$out/$name.receiver.json" 2>/dev/null & pids+=($!)

@@ -31,8 +31,7 @@ stop_all() {
   if [ -n "$receiver" ]; then kill -TERM "$receiver" 2>/dev/null || true; wait "$receiver" 2>/dev/null || true; receiver=; fi
 }
 trap 'stop_all; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -fs -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not up: $1" >&2; return 1; }
+. "$root/bench/lib.sh"
 
 # Installs (once) before anything is timed.
 bash "$root/bench/peers/vllm-router.sh" --install
@@ -77,23 +76,13 @@ bench() { # name, bench args...
   echo "== $name" >&2
   taskset -c 1 "$bin" bench "${targets[@]}" --duration "$secs" --rounds 4 --warmup 2 --title "$name" \
     --json "$out/$name.json" --markdown "$out/$name.md" "$@" >/dev/null
-  exporter_counts "$name"
+  gateway_counts "$name"
 }
 
-# The traced gateway's own exporter counters once its queue has drained (every span it made is
-# queued, then exported, failed or dropped): bench/results/NAME.exporter.json.
-exporter_counts() {
+# The traced gateway's own exporter counters: bench/results/NAME.exporter.json.
+gateway_counts() {
   [ -n "${adm_port:-}" ] || return 0
-  local text=
-  for _ in $(seq 1 100); do
-    text=$(curl -fs "http://127.0.0.1:$adm_port/metrics" || true)
-    grep -q '^inferscope_exporter_queued_spans 0$' <<<"$text" && break
-    sleep 0.2
-  done
-  # Counters per exporter carry a label (`{exporter="otlp"}`): summed over exporters.
-  awk '/^inferscope_exporter_[a-z_]+(\{[^}]*\})? [0-9]+$/ { k=$1; sub(/^inferscope_exporter_/, "", k); sub(/\{.*\}/, "", k); if (!(k in v)) order[n++]=k; v[k]+=$2 }
-       END { printf "{"; for (i=0; i<n; i++) printf "%s\"%s\": %s", (i ? ", " : ""), order[i], v[order[i]]; print "}" }' \
-    <<<"$text" > "$out/$1.exporter.json"
+  exporter_counts "$adm_port" "$out/$1.exporter.json" 2>/dev/null
 }
 
 parts=" ${PARTS:-zero-delay realistic fixed c1000 receiver-down} "

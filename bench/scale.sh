@@ -37,8 +37,7 @@ stop_all() {
   if [ -n "$receiver" ]; then kill -TERM "$receiver" 2>/dev/null || true; wait "$receiver" 2>/dev/null || true; receiver=; fi
 }
 trap 'stop_all; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -fs -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not up: $1" >&2; return 1; }
+. "$root/bench/lib.sh"
 
 sim_port=$(free_port); gw_port=$(free_port); otlp_port=$(free_port); adm_port=$(free_port); ingest_port=$(free_port)
 nice -n 19 taskset -c 1 "$py" "$root/bench/peers/otlp_receiver.py" "$otlp_port" > "$work/receiver.json" 2>/dev/null &
@@ -62,17 +61,7 @@ taskset -c 1 "$bin" bench --target "direct=http://127.0.0.1:$sim_port" --pid "di
   --timeout 300 --title "$name" --json "$out/$name.json" --markdown "$out/$name.md" --no-progress >/dev/null
 
 # Every span the gateway made or ingested is exported, failed or dropped once its queue drains.
-text=
-for _ in $(seq 1 300); do
-  text=$(curl -fs "http://127.0.0.1:$adm_port/metrics" || true)
-  grep -q '^inferscope_exporter_queued_spans 0$' <<<"$text" && break
-  sleep 0.2
-done
-# Counters per exporter carry a label (`{exporter="otlp"}`): summed over exporters.
-awk '/^inferscope_exporter_[a-z_]+(\{[^}]*\})? [0-9]+$/ { k=$1; sub(/^inferscope_exporter_/, "", k); sub(/\{.*\}/, "", k); if (!(k in v)) order[n++]=k; v[k]+=$2 }
-     END { printf "{"; for (i=0; i<n; i++) printf "%s\"%s\": %s", (i ? ", " : ""), order[i], v[order[i]]; print "}" }' \
-  <<<"$text" > "$out/$name.exporter.json"
-grep -E '^inferscope_(ingest|exporter)_[a-z_]+(\{[^}]*\})? [0-9]+$' <<<"$text" | sed 's/^/  /' >&2 || true
+exporter_counts "$adm_port" "$out/$name.exporter.json"
 stop_all
 echo "receiver: $(cat "$work/receiver.json")" >&2
 cp "$work/receiver.json" "$out/$name.receiver.json"

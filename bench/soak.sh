@@ -19,7 +19,7 @@ mkdir -p "$out"
 cargo build --release -q --manifest-path "$root/Cargo.toml" -p inferscope
 bin=$root/target/release/inferscope
 py=$(bash "$root/scripts/python-env.sh")
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$root/bench/lib.sh"
 sim_port=$(free_port); gw_port=$(free_port); otlp_port=$(free_port); ingest_port=$(free_port); admin_port=$(free_port)
 if [ "${INGEST:-0}" = 1 ]; then
   sim_extra=(--otlp-traces-endpoint "http://127.0.0.1:$ingest_port"); ingest=(--otlp-ingest-grpc "127.0.0.1:$ingest_port")

@@ -41,7 +41,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    BoxError, LayerBuilder, RequestBody, ResponseFuture, Shared, TracedBody, read_request, respond,
+    BoxError, LayerBuilder, RequestBody, ResponseFuture, Shared, TracedBody, passthrough,
+    read_request, respond, take_ready,
 };
 
 /// Which request URLs are traced.
@@ -254,7 +255,7 @@ where
             None
         };
         let Some(route) = route else {
-            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::Untouched)));
+            return passthrough(&mut self.inner, req);
         };
         // Sampling is decided first. Unsampled, the request goes on with only its
         // `traceparent` set (so the decision travels on), its body unread.
@@ -265,10 +266,9 @@ where
             if span.context().is_valid() {
                 inject(span.context(), req.headers_mut());
             }
-            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::Untouched)));
+            return passthrough(&mut self.inner, req);
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let shared = self.shared.clone();
         ResponseFuture::traced(Box::pin(async move {
             let started = Instant::now();

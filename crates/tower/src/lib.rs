@@ -280,7 +280,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // An outer layer traces it already.
         if req.extensions().get::<Traced>().is_some() {
-            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::Untouched)));
+            return passthrough(&mut self.inner, req);
         }
         // Sampling is decided first: an unsampled request passes through untouched, with
         // nothing allocated and its body unread.
@@ -290,11 +290,9 @@ where
             .tracer
             .start("", SpanKind::Server, parent.as_ref());
         if !server.is_recording() {
-            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::Untouched)));
+            return passthrough(&mut self.inner, req);
         }
-        // The ready clone serves this request; the fresh clone waits for the next poll_ready.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let shared = self.shared.clone();
         ResponseFuture::traced(Box::pin(async move {
             let started = Instant::now();
@@ -305,11 +303,8 @@ where
             let template = inference
                 .map(|r| r.template)
                 .or_else(|| route::template(&path));
-            // The route (and the span's name with it) is settled by the response: a route
-            // the application does not serve (404, 405) is not one.
-            server.update_name(parts.method.as_str().to_owned());
             server.set_attribute(http_attr::REQUEST_METHOD, parts.method.as_str().to_owned());
-            server.set_attribute(http_attr::URL_PATH, path.clone());
+            server.set_attribute(http_attr::URL_PATH, path);
             let method = parts.method.clone();
             let mut counts_usage = false;
             let (body, call) = match inference {
@@ -355,12 +350,14 @@ where
             parts.extensions.insert(here);
             let req = Request::from_parts(parts, body);
             let result = inner.call(req).await;
-            if let Some(t) = template
-                && result
-                    .as_ref()
-                    .map_or(true, |r| !matches!(r.status().as_u16(), 404 | 405))
-            {
-                server.update_name(span_name::http_server(method.as_str(), Some(t)));
+            // The route (and the span's name with it) is settled by the response: a route
+            // the application does not serve (404, 405) is not one.
+            let served = result
+                .as_ref()
+                .map_or(true, |r| !matches!(r.status().as_u16(), 404 | 405));
+            let route = template.filter(|_| served);
+            server.update_name(span_name::http_server(method.as_str(), route));
+            if let Some(t) = route {
                 server.set_attribute(http_attr::ROUTE, t);
             }
             respond(shared, Some(server), call, false, result)
@@ -439,6 +436,26 @@ where
             KindProj::Traced { inner } => inner.as_mut().poll(cx),
         }
     }
+}
+
+/// A request not traced: the inner service gets it as it came, and its future is the
+/// response's (nothing boxed).
+pub(crate) fn passthrough<S, B, ResB>(
+    inner: &mut S,
+    req: Request<B>,
+) -> ResponseFuture<S::Future, ResB, S::Error>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResB>>,
+    ResB: Body,
+{
+    ResponseFuture::passthrough(inner.call(req.map(RequestBody::Untouched)))
+}
+
+/// The service made ready by `poll_ready`, for a call that reads the request first: a
+/// fresh clone stays behind for the next `poll_ready`.
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// The inner service's answer: the response with its body traced (the observer reading the
@@ -521,10 +538,6 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    let unparsed = |why: &str| request::RequestFacts {
-        parse_error: Some(why.to_owned()),
-        ..request::RequestFacts::default()
-    };
     let limit = shared.max_parse_bytes;
     if body.size_hint().lower() > limit as u64 {
         return (
@@ -560,6 +573,14 @@ where
     let whole = read.freeze();
     let facts = request::parse(route.api, &whole, &shared.capture);
     (RequestBody::Whole(Some(whole)), facts)
+}
+
+/// The facts of a request body not parsed, and why.
+pub(crate) fn unparsed(why: &str) -> request::RequestFacts {
+    request::RequestFacts {
+        parse_error: Some(why.to_owned()),
+        ..request::RequestFacts::default()
+    }
 }
 
 /// The request body the inner service gets.
@@ -789,10 +810,8 @@ where
             .and_then(|s| s.call.as_ref())
             .is_some_and(InferenceCall::usage_requested);
         if stripping || self.queued.is_some() {
-            // Taking out an added usage chunk changes the length.
-            let mut h = SizeHint::new();
-            h.set_lower(0);
-            return h;
+            // Taking out an added usage chunk changes the length: unknown.
+            return SizeHint::new();
         }
         self.inner.size_hint()
     }

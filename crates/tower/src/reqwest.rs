@@ -36,44 +36,21 @@ use reqwest::{Request, Response, ResponseBuilderExt as _};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::client::{BaseUrl, Outgoing, classify, port_of};
-use crate::{LayerBuilder, Shared, failed, respond};
+use crate::{LayerBuilder, Shared, failed, respond, unparsed};
+
+/// The reqwest side of [`LayerBuilder`]: the base URL traced.
+#[derive(Debug, Clone)]
+pub struct MiddlewareSide(BaseUrl);
 
 /// Builds an [`InferenceMiddleware`]: the layers' settings, and the base URL.
-#[derive(Debug)]
-#[must_use]
-pub struct InferenceMiddlewareBuilder(LayerBuilder<BaseUrl>);
+pub type InferenceMiddlewareBuilder = LayerBuilder<MiddlewareSide>;
 
-impl InferenceMiddlewareBuilder {
-    /// `gen_ai.provider.name` (default `openai`).
-    pub fn provider(self, provider: impl Into<String>) -> Self {
-        InferenceMiddlewareBuilder(self.0.provider(provider))
-    }
-
-    /// Content capture, hiding and redaction (off by default).
-    pub fn capture(self, capture: inferscope_core::observe::capture::CapturePolicy) -> Self {
-        InferenceMiddlewareBuilder(self.0.capture(capture))
-    }
-
-    /// An attribute dialect besides OpenTelemetry's (`vllm`, `openinference`).
-    pub fn dialect(self, dialect: inferscope_semconv::dialect::Dialect) -> Self {
-        InferenceMiddlewareBuilder(self.0.dialect(dialect))
-    }
-
-    /// Which GenAI names: the pinned release (default) or the newest experimental ones.
-    pub fn conventions(self, conventions: inferscope_semconv::latest::Conventions) -> Self {
-        InferenceMiddlewareBuilder(self.0.conventions(conventions))
-    }
-
-    /// Most bytes of a request or non-streamed response body read for tracing (default 32 MiB).
-    pub fn max_parse_bytes(self, bytes: usize) -> Self {
-        InferenceMiddlewareBuilder(self.0.max_parse_bytes(bytes))
-    }
-
+impl LayerBuilder<MiddlewareSide> {
     /// The middleware, immutable from here on.
     pub fn build(self) -> InferenceMiddleware {
         InferenceMiddleware {
-            shared: Arc::new(self.0.shared),
-            base: Arc::new(self.0.side),
+            shared: Arc::new(self.shared),
+            base: Arc::new(self.side.0),
         }
     }
 }
@@ -88,7 +65,7 @@ pub struct InferenceMiddleware {
 impl InferenceMiddleware {
     /// A builder tracing the requests to `base` with `tracer`.
     pub fn builder(tracer: inferscope_core::Tracer, base: BaseUrl) -> InferenceMiddlewareBuilder {
-        InferenceMiddlewareBuilder(LayerBuilder::new(tracer, base))
+        LayerBuilder::new(tracer, MiddlewareSide(base))
     }
 }
 
@@ -174,13 +151,6 @@ impl Middleware for InferenceMiddleware {
             parts,
             reqwest::Body::wrap(body),
         )))
-    }
-}
-
-fn unparsed(why: &str) -> request::RequestFacts {
-    request::RequestFacts {
-        parse_error: Some(why.to_owned()),
-        ..request::RequestFacts::default()
     }
 }
 
