@@ -47,3 +47,22 @@ requests=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(su
 total=$(callgrind_annotate "$out/$name.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t { gsub(",", "", $1); t = $1 } END { print t }')
 echo "$name: $total instructions, $requests requests (+1 health check)"
 [ "$requests" != "?" ] && python3 -c "import sys; print(f'{int(sys.argv[1]) / (int(sys.argv[2]) + 1):,.0f} instructions per request')" "$total" "$requests"
+# Heap allocations per request: the calls into mimalloc (the gateway's allocator, ADR 0008) to
+# allocate or reallocate, Rust's and C's alike.
+[ "$requests" != "?" ] && python3 - "$out/$name.out" "$requests" <<'PY'
+import re, sys
+names, calls, cfn = {}, 0, None
+entry = re.compile(r"^mi_(malloc|zalloc|calloc|realloc)(_aligned)?$")
+for line in open(sys.argv[1]):
+    m = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?", line)
+    if m:
+        kind, id_, name = m.groups()
+        if name:
+            names[id_] = name.strip()
+        cfn = id_ if kind == "cfn" else None
+    elif line.startswith("calls=") and cfn is not None:
+        if entry.match(names.get(cfn, "")):
+            calls += int(line[6:].split()[0])
+        cfn = None
+print(f"{calls / (int(sys.argv[2]) + 1):.1f} heap allocations per request")
+PY

@@ -90,9 +90,11 @@ impl Hops {
 }
 
 impl Exchange {
-    pub(crate) fn new(shared: Arc<ProxyState>, server: Span) -> Exchange {
+    /// Boxed: an exchange (about 1.4 KiB, most of it the inference call) moves from the
+    /// request future into the response body and through hyper as a pointer.
+    pub(crate) fn new(shared: Arc<ProxyState>, server: Span) -> Box<Exchange> {
         shared.metrics.in_flight.inc();
-        Exchange {
+        Box::new(Exchange {
             shared,
             server,
             inference: None,
@@ -100,7 +102,7 @@ impl Exchange {
             hops: Hops::default(),
             response_bytes: 0,
             done: false,
-        }
+        })
     }
 
     /// Response headers arrived (or the gateway answered itself).

@@ -33,7 +33,7 @@ use crate::upstream::{UpstreamBody, h1};
 /// Nothing waits for bytes not yet arrived.
 pub(crate) struct ResponseBody {
     inner: Option<UpstreamBody>,
-    exchange: Option<Exchange>,
+    exchange: Option<Box<Exchange>>,
     /// Bytes to send before (or instead of) the upstream's.
     tail: Option<Bytes>,
     deadlines: Deadlines,
@@ -188,7 +188,7 @@ impl ResponseBody {
     /// connection, and whether it speaks HTTP/1.
     pub(crate) fn observed(
         inner: UpstreamBody,
-        exchange: Exchange,
+        exchange: Box<Exchange>,
         deadlines: Deadlines,
         (conn, http1): (InProgress, bool),
     ) -> ResponseBody {
@@ -359,7 +359,7 @@ impl Body for ResponseBody {
             (Some(inner), None)
                 if self
                     .exchange
-                    .as_ref()
+                    .as_deref()
                     .is_none_or(Exchange::passes_bytes_unchanged) =>
             {
                 inner.size_hint()

@@ -46,7 +46,7 @@ pub(crate) fn is_upgrade(parts: &http::request::Parts) -> bool {
 /// session runs in a task of its own, or the upstream's refusal, or the gateway's failure).
 pub(crate) async fn serve(
     shared: Arc<ProxyState>,
-    mut exchange: Exchange,
+    mut exchange: Box<Exchange>,
     caller: Option<SpanContext>,
     mut parts: http::request::Parts,
 ) -> Response<ResponseBody> {
