@@ -12,7 +12,6 @@ use inferscope_core::observe::response::ResponseObserver;
 use inferscope_core::{Span, Status};
 use inferscope_semconv::dialect::Dialect;
 use inferscope_semconv::openinference as oi;
-use inferscope_semconv::value::operation;
 use inferscope_semconv::{attr, http as http_attr, inferscope as own};
 
 use crate::ProxyState;
@@ -286,10 +285,8 @@ impl Exchange {
             if let Some(n) = u.input_tokens {
                 series.input_tokens.observe(n as f64);
             }
-            // Embeddings produce no output tokens: vLLM's 0 is not an observation.
-            if let Some(n) = u.output_tokens
-                && summary.operation != operation::EMBEDDINGS
-            {
+            // None for embeddings (see `InferenceCall::finish`).
+            if let Some(n) = u.output_tokens {
                 series.output_tokens.observe(n as f64);
             }
         }

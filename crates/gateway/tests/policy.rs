@@ -349,7 +349,11 @@ async fn chunk_gaps_are_observed_per_chunk_and_embeddings_have_no_output_tokens(
         post(&s.gw.url(), "/v1/embeddings", embed, &[]).await.status,
         200
     );
-    take_spans(&s.spans, 2).await;
+    let spans = take_spans(&s.spans, 2).await;
+    // The simulator says `"completion_tokens": 0`, as vLLM does: not a count of anything.
+    let client = by_kind(&spans, SpanKind::Client);
+    assert!(int(client, attr::USAGE_INPUT_TOKENS) > 0);
+    assert_eq!(client.get(attr::USAGE_OUTPUT_TOKENS), None, "{client:?}");
     let text = s.gw.metrics_text();
     let count = text
         .lines()

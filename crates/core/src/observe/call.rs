@@ -282,6 +282,13 @@ impl InferenceCall {
             Some(o) => o.into_facts(),
             None => ResponseFacts::default(),
         };
+        // Embeddings produce no output tokens: a server's `completion_tokens: 0` is not a
+        // count, on the span or in the token-usage histogram.
+        if self.route.operation == inferscope_semconv::value::operation::EMBEDDINGS
+            && let Some(u) = facts.usage.as_mut()
+        {
+            u.output_tokens = None;
+        }
         let timing = Timing::of(&mut facts, self.started);
         let error_type: Option<String> = outcome
             .failure
