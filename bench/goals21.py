@@ -2,8 +2,8 @@
 
     python3 bench/goals21.py RESULTS_DIR
 
-Reads the zero-delay and fixed results that `PARTS="zero-delay fixed" bash bench/compare.sh`
-writes (with `OUT=RESULTS_DIR` to keep them apart from the full run's). Ratios are against
+Reads the zero-delay, fixed and realistic results that `PARTS="zero-delay fixed realistic" bash
+bench/compare.sh` writes (with `OUT=RESULTS_DIR` to keep them apart from the full run's). Ratios are against
 nginx in the same run; "added" is the shift of a target's distribution from `direct`'s."""
 import json
 import os
@@ -64,6 +64,7 @@ if f:
 cpu("zero-delay-stream64-c64", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (zero-delay, 64 tokens)")
 cpu("zero-delay-stream-c64", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (zero-delay, 256 tokens)")
 cpu("fixed-stream-poisson100", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (fixed, 64 tokens)")
+cpu("realistic-stream-c64", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (realistic, 256 tokens)")
 
 # Every span exported: the traced gateway's counters once its queue drained, against the receiver.
 for label, last in [("zero-delay", "zero-delay-stream-open50"), ("fixed", "fixed-stream-poisson100")]:
