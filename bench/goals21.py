@@ -64,10 +64,13 @@ if f:
 cpu("zero-delay-stream64-c64", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (zero-delay, 64 tokens)")
 cpu("zero-delay-stream-c64", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (zero-delay, 256 tokens)")
 cpu("fixed-stream-poisson100", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (fixed, 64 tokens)")
+cpu("zero-delay-stream-open50", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (zero-delay, 256 tokens, 50/s)")
 cpu("realistic-stream-c64", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (realistic, 256 tokens)")
+cpu("realistic-stream-poisson50", "CPU per 1,000 streamed requests ≤ 1.2 × nginx's (realistic, 64 tokens, Poisson 50/s)")
 
 # Every span exported: the traced gateway's counters once its queue drained, against the receiver.
-for label, last in [("zero-delay", "zero-delay-stream-open50"), ("fixed", "fixed-stream-poisson100")]:
+for label, last in [("zero-delay", "zero-delay-stream-open50"), ("fixed", "fixed-stream-poisson100"),
+                    ("realistic", "realistic-stream-poisson50")]:
     e, c = load(last + ".exporter"), load(f"receiver-{label}")
     if e is None:
         continue
