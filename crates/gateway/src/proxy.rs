@@ -572,21 +572,18 @@ mod tests {
         assert_eq!(d.first_byte, now + Duration::from_secs(5));
         assert_eq!(d.total, Some(now + Duration::from_secs(5)));
     }
-}
-/// hyper keeps a slot the size of [`handle`]'s future for each connection, for as long as the
-/// connection lives (see there): this guards what a held stream costs (ADR 0017).
-#[cfg(test)]
-mod held_memory {
-    /// The size of the future `f` returns, without calling it.
-    fn future_size<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
-        std::mem::size_of::<Fut>()
-    }
 
+    /// hyper keeps a slot the size of [`handle`]'s future for each connection, for as long as
+    /// the connection lives (see there): this guards what a held stream costs (ADR 0017).
     #[test]
     fn the_request_future_and_the_response_body_stay_small() {
+        /// The size of the future `f` returns, without calling it.
+        fn future_size<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
+            std::mem::size_of::<Fut>()
+        }
         // 640 and 408 bytes (debug build) with the exchange boxed; 2,008 and 1,776 before.
-        let future = future_size(&super::handle);
-        let body = std::mem::size_of::<crate::response_body::ResponseBody>();
+        let future = future_size(&handle);
+        let body = std::mem::size_of::<ResponseBody>();
         assert!(future <= 1024, "the request future grew to {future} bytes");
         assert!(body <= 512, "the response body grew to {body} bytes");
     }

@@ -5,9 +5,6 @@
 //! #[global_allocator]
 //! static GLOBAL: inferscope_testkit::alloc::Counting = inferscope_testkit::alloc::Counting;
 //! ```
-//!
-//! (`inferscope-core`'s own `tests/no_alloc.rs` keeps a copy: core cannot depend on the kit,
-//! which depends on it.)
 #![allow(unsafe_code)] // a GlobalAlloc wrapper is unsafe by definition; it only counts and forwards.
 
 use std::alloc::{GlobalAlloc, Layout, System};

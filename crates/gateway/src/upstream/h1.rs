@@ -862,6 +862,7 @@ pub fn fuzz_check(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_read_size_grows_with_full_reads_and_shrinks_with_short_ones() {
@@ -879,8 +880,6 @@ mod tests {
         size.record(READ_MIN, READ_MIN / 2);
         assert_eq!(size.0, READ_MIN);
     }
-
-    use super::*;
 
     /// An idle connection whose last read drained the socket is judged without a system call
     /// while nothing arrives; once the upstream closes it, or sends bytes nobody asked for,
